@@ -1,0 +1,230 @@
+//! Wiring: builds every module from the config, runs their tasks, and shuts them down.
+//!
+//! Startup: lock the root → open the event journal → resolve the app user → re-adopt app
+//! processes → recover an interrupted deployment → start tasks → bind the control socket →
+//! READY=1. Shutdown (SIGTERM/SIGINT): cancel every task and wait within the budget; the app
+//! processes and nginx keep running (they outlive the agent); a second signal exits at once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, Config, ConfigError};
+use crate::control::{self, AgentInfo, ApiState};
+use crate::deploy::Engine;
+use crate::events::{self, EventStore, Retention};
+use crate::health::HealthMonitor;
+use crate::paths::Paths;
+use crate::proxy::Proxy;
+use crate::supervise::{self, Supervisor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    AppUser(#[from] supervise::UserError),
+    #[error("another hostmanager agent already runs on root {0} (it holds {1})")]
+    AlreadyRunning(PathBuf, PathBuf),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Startup(String),
+}
+
+impl AgentError {
+    /// sysexits: 78 for configuration problems, 70 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Config(_) | Self::AppUser(_) => 78,
+            _ => 70,
+        }
+    }
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
+    let context = context.into();
+    move |source| AgentError::Io { context, source }
+}
+
+/// Runs the agent until SIGTERM/SIGINT.
+pub async fn run(
+    paths: Paths,
+    config_path: PathBuf,
+    config_required: bool,
+) -> Result<(), AgentError> {
+    let config = Arc::new(config::load(&config_path, config_required)?);
+    std::fs::create_dir_all(paths.state_dir())
+        .map_err(io(format!("creating {}", paths.state_dir().display())))?;
+    let _lock = lock_root(&paths)?;
+    let app_user = supervise::resolve_app_user(&config.app)?;
+    prepare_layout(&paths)?;
+
+    let store = EventStore::open(&paths.events_dir(), Retention::default())
+        .map_err(io("opening the event journal"))?;
+    let (sink, event_rx) = events::channel();
+    let root = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tasks.spawn(events::run(store.clone(), event_rx, root.child_token()));
+
+    let supervisor = Supervisor::new(
+        app_user,
+        config.supervise.clone(),
+        paths.clone(),
+        sink.clone(),
+        root.child_token(),
+    );
+    supervisor
+        .restore()
+        .map_err(|e| AgentError::Startup(e.to_string()))?;
+    let proxy = Proxy::new(config.proxy.clone(), paths.clone(), sink.clone());
+    let (deployer, queue) = Engine::load(
+        config.clone(),
+        paths.clone(),
+        supervisor.clone(),
+        proxy.clone(),
+        sink.clone(),
+    )
+    .map_err(io("loading the deployment state"))?;
+    deployer.recover().await;
+    let (health, reports) = HealthMonitor::new(
+        config.clone(),
+        proxy.clone(),
+        supervisor.clone(),
+        deployer.subscribe(),
+        sink.clone(),
+    );
+
+    tasks.spawn(proxy.clone().run(root.child_token()));
+    tasks.spawn(deployer.clone().run(queue, root.child_token()));
+    tasks.spawn(health.run(root.child_token()));
+
+    let listener = control::bind(&paths.control_socket())
+        .map_err(io(format!("binding {}", paths.control_socket().display())))?;
+    let api = Arc::new(ApiState {
+        info: agent_info(&paths, &config),
+        deployer,
+        supervisor: supervisor.clone(),
+        proxy,
+        health: reports,
+        events: store,
+        sink: sink.clone(),
+    });
+    tasks.spawn(control::serve(listener, api, root.child_token()));
+    sink.info(
+        "agent",
+        format!(
+            "hostmanager {} started on root {}",
+            env!("CARGO_PKG_VERSION"),
+            paths.root().display()
+        ),
+    );
+    notify_ready();
+
+    wait_for_stop(&config_path).await?;
+    tracing::info!("stopping; app processes and nginx keep running");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    root.cancel();
+    tasks.close();
+    let budget = config.agent.shutdown_timeout;
+    let finished = async {
+        tasks.wait().await;
+        supervisor.wait_monitors().await;
+    };
+    tokio::select! {
+        () = finished => {}
+        () = tokio::time::sleep(budget) => tracing::warn!("shutdown budget of {budget:?} exhausted; exiting anyway"),
+        () = second_signal() => tracing::warn!("second signal: exiting at once"),
+    }
+    let _ = std::fs::remove_file(paths.control_socket());
+    Ok(())
+}
+
+fn agent_info(paths: &Paths, config: &Config) -> AgentInfo {
+    AgentInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        root: paths.root().display().to_string(),
+        environment: config.environment.name.clone(),
+        started_at: jiff::Timestamp::now().to_string(),
+        events_dropped: 0,
+    }
+}
+
+/// One agent per root: an exclusive lock held for the agent's life.
+fn lock_root(paths: &Paths) -> Result<nix::fcntl::Flock<std::fs::File>, AgentError> {
+    let path = paths.lock_file();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| AgentError::AlreadyRunning(paths.root().to_path_buf(), path))
+}
+
+fn prepare_layout(paths: &Paths) -> Result<(), AgentError> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in [
+        paths.deployments_dir(),
+        paths.releases_dir(),
+        paths.agent_log_dir(),
+        paths.run_dir(),
+    ] {
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    }
+    // Secrets (environment properties) live under the state directory: root only.
+    std::fs::set_permissions(
+        paths.deployments_dir(),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .map_err(io("securing the deployments directory"))?;
+    Ok(())
+}
+
+fn notify_ready() {
+    if std::env::var_os("NOTIFY_SOCKET").is_some()
+        && let Err(error) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready])
+    {
+        tracing::warn!(%error, "cannot notify systemd");
+    }
+}
+
+/// Waits for SIGTERM or SIGINT. SIGHUP re-validates the config file.
+async fn wait_for_stop(config_path: &std::path::Path) -> Result<(), AgentError> {
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(io("installing the SIGHUP handler"))?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
+            _ = hangup.recv() => match config::load(config_path, false) {
+                Ok(_) => tracing::info!("SIGHUP: {} is valid; restart the agent to apply it (apps keep running)", config_path.display()),
+                Err(error) => tracing::error!("SIGHUP: {error}"),
+            },
+        }
+    }
+}
+
+async fn second_signal() {
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+}

@@ -1,0 +1,239 @@
+//! What each CLI command does. Returns the process exit code.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{Cli, Command, render};
+use crate::config::{self, ConfigError};
+use crate::control::{ClientError, ControlClient, StatusReport};
+use crate::deploy::{DeploymentRecord, DeploymentRequest};
+use crate::events::Event;
+use crate::paths::Paths;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 64;
+pub const EXIT_CONFIG: i32 = 78;
+
+pub async fn execute(cli: &Cli) -> i32 {
+    let paths = Paths::new(&cli.root);
+    let client = ControlClient::new(&paths.control_socket());
+    let outcome = match &cli.command {
+        Command::Run => {
+            let (path, required) = cli.config_path();
+            return match crate::agent::run(paths, path, required).await {
+                Ok(()) => EXIT_OK,
+                Err(error) => {
+                    tracing::error!("{error}");
+                    eprintln!("hostmanager: {error}");
+                    error.exit_code()
+                }
+            };
+        }
+        Command::Validate => return validate(cli),
+        Command::Status { json } => status(&client, *json).await,
+        Command::Deploy {
+            bundle,
+            env,
+            sha256,
+            label,
+            wait,
+            json,
+        } => {
+            let request = match build_request(bundle, env, sha256, label) {
+                Ok(request) => request,
+                Err(message) => {
+                    eprintln!("hostmanager deploy: {message}");
+                    return EXIT_USAGE;
+                }
+            };
+            deploy(&client, request, *wait, *json).await
+        }
+        Command::Events {
+            after,
+            severity,
+            limit,
+            json,
+        } => events(&client, *after, severity.as_deref(), *limit, *json).await,
+        Command::StopApps => stop_apps(&client, &paths, cli).await,
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("hostmanager: {error}");
+            EXIT_FAILED
+        }
+    }
+}
+
+fn validate(cli: &Cli) -> i32 {
+    let (path, required) = cli.config_path();
+    if !required && !path.exists() {
+        println!(
+            "{} does not exist: the agent runs on the documented defaults.",
+            path.display()
+        );
+        return EXIT_OK;
+    }
+    match config::load(&path, true) {
+        Ok(_) => {
+            println!("{} is valid.", path.display());
+            EXIT_OK
+        }
+        Err(error @ ConfigError::Invalid { .. }) | Err(error @ ConfigError::Read { .. }) => {
+            eprintln!("{error}");
+            EXIT_CONFIG
+        }
+    }
+}
+
+async fn status(client: &ControlClient, json: bool) -> Result<i32, ClientError> {
+    let report: StatusReport = client.get("/v1/status").await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", render::status(&report));
+    }
+    Ok(EXIT_OK)
+}
+
+fn build_request(
+    bundle: &str,
+    env: &[String],
+    sha256: &Option<String>,
+    label: &Option<String>,
+) -> Result<DeploymentRequest, String> {
+    let mut properties = BTreeMap::new();
+    for pair in env {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(format!("--env {pair:?} is not KEY=VALUE"));
+        };
+        properties.insert(key.to_string(), value.to_string());
+    }
+    // The agent has its own working directory: send local paths absolute.
+    let source = if bundle.contains("://") {
+        bundle.to_string()
+    } else {
+        std::fs::canonicalize(bundle)
+            .map_err(|error| format!("bundle {bundle}: {error}"))?
+            .display()
+            .to_string()
+    };
+    Ok(DeploymentRequest {
+        source,
+        sha256: sha256.clone(),
+        version_label: label.clone(),
+        env: properties,
+    })
+}
+
+async fn deploy(
+    client: &ControlClient,
+    request: DeploymentRequest,
+    wait: bool,
+    json: bool,
+) -> Result<i32, ClientError> {
+    let record: DeploymentRecord = client.post("/v1/deployments", &request).await?;
+    if !wait {
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&record).unwrap_or_default()
+            );
+        } else {
+            println!(
+                "Deployment {} of {} queued. Follow it: hostmanager events",
+                record.id, record.version_label
+            );
+        }
+        return Ok(EXIT_OK);
+    }
+    if !json {
+        println!("Deployment {} of {}:", record.id, record.version_label);
+    }
+    let path = format!("/v1/deployments/{}", record.id);
+    let mut printed = 0;
+    loop {
+        let current: DeploymentRecord = client.get(&path).await?;
+        if !json {
+            // A step is printed once it finished, so each line carries its outcome.
+            let finished = current
+                .steps
+                .iter()
+                .take_while(|s| s.duration_ms.is_some())
+                .count();
+            for step in &current.steps[printed..finished] {
+                println!("{}", render::step(step));
+            }
+            printed = finished;
+        }
+        if current.status.is_finished() {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&current).unwrap_or_default()
+                );
+            } else {
+                println!("{}", render::outcome(&current));
+            }
+            let ok = matches!(
+                current.status,
+                crate::deploy::DeploymentStatus::Succeeded | crate::deploy::DeploymentStatus::Noop
+            );
+            return Ok(if ok { EXIT_OK } else { EXIT_FAILED });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn events(
+    client: &ControlClient,
+    after: Option<u64>,
+    severity: Option<&str>,
+    limit: usize,
+    json: bool,
+) -> Result<i32, ClientError> {
+    let mut path = format!("/v1/events?limit={limit}");
+    if let Some(after) = after {
+        path.push_str(&format!("&after={after}"));
+    }
+    if let Some(severity) = severity {
+        path.push_str(&format!("&severity={severity}"));
+    }
+    let events: Vec<Event> = client.get(&path).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&events).unwrap_or_default()
+        );
+    } else {
+        for event in &events {
+            println!("{}", render::event(event));
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+async fn stop_apps(client: &ControlClient, paths: &Paths, cli: &Cli) -> Result<i32, ClientError> {
+    match client
+        .post::<_, serde_json::Value>("/v1/stop-apps", &serde_json::json!({}))
+        .await
+    {
+        Ok(_) => {
+            println!("Stopped every app process and nginx.");
+            Ok(EXIT_OK)
+        }
+        Err(ClientError::NotRunning(_)) => {
+            let (config_path, required) = cli.config_path();
+            let config =
+                config::load(&config_path, required).unwrap_or_else(|_| config::default_config());
+            let stopped = super::offline::stop_everything(paths, &config).await;
+            println!("The agent is not running; stopped {stopped} process group(s) directly.");
+            Ok(EXIT_OK)
+        }
+        Err(other) => Err(other),
+    }
+}

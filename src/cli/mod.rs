@@ -1,0 +1,94 @@
+//! Command line: `hostmanager run` starts the agent; every other command talks to a running
+//! agent over the control socket (`stop-apps` also works when the agent is down).
+
+mod commands;
+mod offline;
+mod render;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use commands::execute;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hostmanager",
+    version,
+    about = "On-instance host manager: deploys, supervises, proxies, checks health."
+)]
+pub struct Cli {
+    /// Root prefix of every path the agent uses (`/` on a real host).
+    #[arg(long, global = true, env = "HOSTMANAGER_ROOT", default_value = "/")]
+    pub root: PathBuf,
+    /// Config file [default: ROOT/etc/hostmanager/agent.toml].
+    #[arg(long, global = true, env = "HOSTMANAGER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Format of the agent's own log on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (what systemd starts).
+    Run,
+    /// Check the config file; exit 0 when valid, 78 with every problem listed when not.
+    Validate,
+    /// Show the nginx URL, the serving release, the app processes and the health.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deploy a bundle: a zip file, a directory, or a URL.
+    Deploy {
+        /// Path (zip or directory), file://, s3:// or https:// URL.
+        bundle: String,
+        /// Environment property for the app, KEY=VALUE (repeatable).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Expected sha256 of the bundle.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Version label [default: the bundle's file name].
+        #[arg(long)]
+        label: Option<String>,
+        /// Wait for the outcome, showing each step as it runs.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show recorded events, oldest first.
+    Events {
+        /// Only events after this id.
+        #[arg(long)]
+        after: Option<u64>,
+        /// Only events at least this severe: info, warning, error.
+        #[arg(long)]
+        severity: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop every app process and nginx (works when the agent is down, too).
+    StopApps,
+}
+
+impl Cli {
+    pub fn config_path(&self) -> (PathBuf, bool) {
+        match &self.config {
+            Some(path) => (path.clone(), true),
+            None => (crate::paths::Paths::new(&self.root).config_file(), false),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! `stop-apps` when no agent runs: the persisted process table and nginx's pid file say what
+//! to stop; each process is checked by pid AND start time first, so a reused pid is never hit.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde::Deserialize;
+
+use crate::config::Config;
+use crate::paths::Paths;
+use crate::proxy::NginxRunner;
+use crate::supervise::{Watched, group_alive};
+
+#[derive(Debug, Deserialize)]
+struct Entry {
+    pid: Option<i32>,
+    start_time: u64,
+}
+
+/// Stops every recorded app process group and this root's nginx; returns how many stopped.
+pub async fn stop_everything(paths: &Paths, config: &Config) -> usize {
+    let entries: Vec<Entry> = crate::fsutil::read_json(&paths.processes_file())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let mut stopped = 0;
+    for entry in entries {
+        let Some(pid) = entry.pid else { continue };
+        let Ok(Some(process)) = Watched::adopt(pid, entry.start_time) else {
+            continue;
+        };
+        let _ = process.signal_group(config.supervise.stop_signal.signal());
+        let gone = tokio::time::timeout(config.supervise.stop_timeout, async {
+            process.exited().await;
+            while group_alive(pid) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if gone.is_err() {
+            let _ = process.signal_group(Signal::SIGKILL);
+        }
+        stopped += 1;
+    }
+    let _ = std::fs::write(paths.processes_file(), "[]");
+    let runner = NginxRunner::new(config.proxy.nginx_binary.clone(), paths.nginx_dir());
+    if let Some(master) = runner.master() {
+        let _ = runner.signal(master, Signal::SIGQUIT);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while runner.master().is_some() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stopped += 1;
+    }
+    stopped
+}

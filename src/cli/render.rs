@@ -1,0 +1,146 @@
+//! Human-readable output of the CLI. Pure: documents in, text out.
+
+use std::fmt::Write;
+
+use crate::control::StatusReport;
+use crate::deploy::{DeploymentRecord, DeploymentStatus, StepRecord, StepStatus};
+use crate::events::Event;
+
+pub fn status(report: &StatusReport) -> String {
+    let mut out = String::new();
+    let health = &report.health;
+    let _ = writeln!(out, "Health:     {:?} ({})", health.status, health.color);
+    for cause in &health.causes {
+        let _ = writeln!(out, "            - {}", cause.message);
+    }
+    let proxy = &report.proxy;
+    let nginx = match (proxy.enabled, proxy.pid) {
+        (false, _) => "disabled".to_string(),
+        (true, Some(pid)) => format!(
+            "running (pid {pid}, config {})",
+            proxy.generation.as_deref().unwrap_or("-")
+        ),
+        (true, None) => "not running".to_string(),
+    };
+    let _ = writeln!(out, "URL:        {}", proxy.url);
+    let _ = writeln!(out, "nginx:      {nginx}");
+    match &report.release {
+        Some(release) => {
+            let _ = writeln!(
+                out,
+                "Release:    {} (deployment {}, deployed {}, web port {})",
+                release.version_label, release.deployment_id, release.deployed_at, release.web_port
+            );
+        }
+        None => out.push_str("Release:    none deployed yet\n"),
+    }
+    if let Some(active) = &report.deployment {
+        let _ = writeln!(
+            out,
+            "Deploying:  {} (deployment {}, step {})",
+            active.version_label, active.id, active.step
+        );
+    }
+    if report.processes.is_empty() {
+        out.push_str("Processes:  none\n");
+    } else {
+        out.push_str("Processes:\n");
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>8} {:>8} {:>6} {:<9} {:>9} {:>8}",
+            "NAME", "RELEASE", "PID", "PORT", "STATE", "UPTIME", "RESTARTS"
+        );
+        for p in &report.processes {
+            let _ = writeln!(
+                out,
+                "  {:<12} {:>8} {:>8} {:>6} {:<9} {:>9} {:>8}",
+                p.name,
+                p.release,
+                p.pid.map_or("-".to_string(), |pid| pid.to_string()),
+                p.port.map_or("-".to_string(), |port| port.to_string()),
+                format!("{:?}", p.state).to_lowercase(),
+                p.uptime_secs.map_or("-".to_string(), |s| format!("{s}s")),
+                p.restarts
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "Agent:      {} pid {} on root {}",
+        report.agent.version, report.agent.pid, report.agent.root
+    );
+    out
+}
+
+pub fn event(event: &Event) -> String {
+    let deployment = event
+        .deployment_id
+        .map(|id| format!(" [deployment {id}]"))
+        .unwrap_or_default();
+    format!(
+        "{:>5} {} {:<5} {:<9} {}{deployment}",
+        event.id,
+        event.time,
+        event.severity.label(),
+        event.source,
+        event.message
+    )
+}
+
+pub fn step(step: &StepRecord) -> String {
+    let mark = match step.status {
+        StepStatus::Running => "…",
+        StepStatus::Succeeded => "✓",
+        StepStatus::Failed => "✗",
+    };
+    let duration = step
+        .duration_ms
+        .map(|ms| format!(" ({ms} ms)"))
+        .unwrap_or_default();
+    let message = step
+        .message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    format!("  {mark} {}{duration}{message}", step.name)
+}
+
+pub fn outcome(record: &DeploymentRecord) -> String {
+    match record.status {
+        DeploymentStatus::Succeeded => format!(
+            "Deployment {} of {} succeeded.",
+            record.id, record.version_label
+        ),
+        DeploymentStatus::Noop => format!(
+            "Deployment {} of {}: nothing to do, it already serves.",
+            record.id, record.version_label
+        ),
+        status => format!(
+            "Deployment {} of {} {}: {}",
+            record.id,
+            record.version_label,
+            format!("{status:?}").to_lowercase(),
+            record.message.as_deref().unwrap_or("no details")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_read_well() {
+        let step = StepRecord {
+            name: "extract".into(),
+            status: StepStatus::Failed,
+            started_ms: 0,
+            duration_ms: Some(12),
+            message: Some("bundle rejected: entry \"../x\" escapes".into()),
+        };
+        assert_eq!(
+            super::step(&step),
+            "  ✗ extract (12 ms): bundle rejected: entry \"../x\" escapes"
+        );
+    }
+}

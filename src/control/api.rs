@@ -1,0 +1,86 @@
+//! The control API's documents and the tiny query-string reader. Pure.
+
+use serde::{Deserialize, Serialize};
+
+use crate::deploy::ActiveDeployment;
+use crate::health::HealthReport;
+use crate::proxy::ProxyStatus;
+use crate::supervise::ProcessStatus;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub version: String,
+    pub pid: u32,
+    pub root: String,
+    pub environment: String,
+    pub started_at: String,
+    /// Events lost because their channel was full.
+    pub events_dropped: u64,
+}
+
+/// The serving release as status shows it (no property values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseView {
+    pub deployment_id: u64,
+    pub version_label: String,
+    pub source: String,
+    pub sha256: String,
+    pub deployed_at: String,
+    pub web_port: u16,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub agent: AgentInfo,
+    pub proxy: ProxyStatus,
+    pub release: Option<ReleaseView>,
+    pub deployment: Option<ActiveDeployment>,
+    pub processes: Vec<ProcessStatus>,
+    pub health: HealthReport,
+}
+
+/// Error body of every non-2xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}
+
+/// Splits `a=1&b=x` into pairs; values are plain (ids, numbers, words), no percent-decoding.
+pub fn query_pairs(query: Option<&str>) -> Vec<(&str, &str)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .collect()
+}
+
+/// Reads one numeric query parameter; `Err` names it.
+pub fn query_number<T: std::str::FromStr>(
+    pairs: &[(&str, &str)],
+    key: &str,
+) -> Result<Option<T>, String> {
+    match pairs.iter().find(|(k, _)| *k == key) {
+        None => Ok(None),
+        Some((_, value)) => value
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("query parameter {key}={value:?} is not a number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_are_split() {
+        let pairs = query_pairs(Some("after=3&severity=error&flag"));
+        assert_eq!(pairs, [("after", "3"), ("severity", "error"), ("flag", "")]);
+        assert_eq!(query_number::<u64>(&pairs, "after"), Ok(Some(3)));
+        assert_eq!(query_number::<u64>(&pairs, "limit"), Ok(None));
+        assert!(query_number::<u64>(&pairs, "severity").is_err());
+        assert!(query_pairs(None).is_empty());
+    }
+}

@@ -1,0 +1,34 @@
+//! The local control API (server for the agent, client for the CLI).
+
+mod api;
+mod client;
+mod server;
+
+pub use api::*;
+pub use client::{ClientError, ControlClient};
+pub use server::{ApiState, bind, serve};
+
+/// Assembles `GET /v1/status` from the live state of every module.
+pub fn status_report(api: &ApiState) -> StatusReport {
+    let state = api.deployer.subscribe().borrow().clone();
+    let release = state.current.as_ref().map(|current| ReleaseView {
+        deployment_id: current.deployment_id,
+        version_label: current.version_label.clone(),
+        source: current.source.clone(),
+        sha256: current.sha256.clone(),
+        deployed_at: jiff::Timestamp::from_millisecond(current.deployed_ms)
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        web_port: current.web_port,
+    });
+    let mut info = api.info.clone();
+    info.events_dropped = api.sink.dropped();
+    StatusReport {
+        agent: info,
+        proxy: api.proxy.status(),
+        release,
+        deployment: state.active,
+        processes: api.supervisor.statuses(),
+        health: api.health.borrow().clone(),
+    }
+}

@@ -1,0 +1,212 @@
+//! The local control API: HTTP/1.1 + JSON on `run/hostmanager/control.sock`. The socket is
+//! mode 0600 and every connection's peer credentials are checked: only root or the agent's own
+//! user may talk to it.
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::api::*;
+use crate::deploy::{Deployer, DeploymentRequest, SubmitError};
+use crate::events::{EventQuery, EventSink, EventStore, Severity};
+use crate::health::HealthReport;
+use crate::proxy::Proxy;
+use crate::supervise::Supervisor;
+
+const MAX_BODY: usize = 1 << 20;
+
+/// What the handlers read from.
+#[derive(Debug)]
+pub struct ApiState {
+    pub info: AgentInfo,
+    pub deployer: Deployer,
+    pub supervisor: Supervisor,
+    pub proxy: Proxy,
+    pub health: watch::Receiver<HealthReport>,
+    pub events: Arc<EventStore>,
+    pub sink: EventSink,
+}
+
+/// Binds the socket (replacing a stale one) with mode 0600.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Only one agent runs per root (the state lock), so an existing socket is stale.
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+pub async fn serve(listener: UnixListener, api: Arc<ApiState>, cancel: CancellationToken) {
+    let connections = TaskTracker::new();
+    let own_uid = nix::unistd::geteuid().as_raw();
+    loop {
+        let (stream, _) = tokio::select! {
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => { tracing::warn!(%error, "control socket accept failed"); continue; }
+            },
+        };
+        let peer = stream.peer_cred().map(|cred| cred.uid());
+        if !matches!(peer, Ok(uid) if uid == 0 || uid == own_uid) {
+            tracing::warn!(
+                ?peer,
+                "control socket: refused a connection from another user"
+            );
+            continue;
+        }
+        let api = api.clone();
+        let cancel = cancel.clone();
+        connections.spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let service = service_fn(move |request| handle(api.clone(), request));
+            let connection =
+                hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+            tokio::select! {
+                _ = connection => {}
+                () = cancel.cancelled() => {}
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Reply {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(bytes)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Reply {
+    json(
+        status,
+        &ApiError {
+            error: message.into(),
+        },
+    )
+}
+
+async fn handle(api: Arc<ApiState>, request: Request<Incoming>) -> Result<Reply, Infallible> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().map(str::to_string);
+    let pairs = query_pairs(query.as_deref());
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let reply = match (&method, segments.as_slice()) {
+        (&Method::GET, ["v1", "status"]) => json(StatusCode::OK, &super::status_report(&api)),
+        (&Method::GET, ["v1", "health"]) => json(StatusCode::OK, &*api.health.borrow()),
+        (&Method::GET, ["v1", "events"]) => events(&api, &pairs),
+        (&Method::GET, ["v1", "deployments"]) => match query_number::<usize>(&pairs, "limit") {
+            Ok(limit) => json(StatusCode::OK, &api.deployer.records(limit.unwrap_or(20))),
+            Err(message) => error(StatusCode::BAD_REQUEST, message),
+        },
+        (&Method::GET, ["v1", "deployments", id]) => match id
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| api.deployer.record(id))
+        {
+            Some(record) => json(StatusCode::OK, &record),
+            None => error(StatusCode::NOT_FOUND, format!("no deployment {id}")),
+        },
+        (&Method::POST, ["v1", "deployments"]) => submit(&api, request).await,
+        (&Method::POST, ["v1", "stop-apps"]) => {
+            api.sink.warn(
+                "control",
+                "Stopping every app process and nginx on request (stop-apps)",
+            );
+            api.supervisor.stop_all().await;
+            api.proxy.stop(std::time::Duration::from_secs(10)).await;
+            json(StatusCode::OK, &serde_json::json!({ "stopped": true }))
+        }
+        (_, ["v1", ..]) => error(
+            StatusCode::NOT_FOUND,
+            format!("no endpoint {method} {path}"),
+        ),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            format!("no endpoint {method} {path} (the API lives under /v1/)"),
+        ),
+    };
+    Ok(reply)
+}
+
+fn events(api: &ApiState, pairs: &[(&str, &str)]) -> Reply {
+    let severity = match pairs.iter().find(|(k, _)| *k == "severity") {
+        None => None,
+        Some((_, value)) => match Severity::parse(value) {
+            Some(severity) => Some(severity),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("severity={value:?} is not info, warning or error"),
+                );
+            }
+        },
+    };
+    let query = (|| -> Result<EventQuery, String> {
+        Ok(EventQuery {
+            after: query_number(pairs, "after")?,
+            since_ms: query_number(pairs, "since_ms")?,
+            severity,
+            deployment_id: query_number(pairs, "deployment_id")?,
+            limit: query_number(pairs, "limit")?,
+        })
+    })();
+    match query {
+        Ok(query) => json(StatusCode::OK, &api.events.query(&query)),
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
+    }
+}
+
+async fn submit(api: &ApiState, request: Request<Incoming>) -> Reply {
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(failure) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body: {failure}"),
+            );
+        }
+    };
+    let deployment: DeploymentRequest = match serde_json::from_slice(&body) {
+        Ok(parsed) => parsed,
+        Err(failure) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("deployment request: {failure}"),
+            );
+        }
+    };
+    match api.deployer.submit(deployment) {
+        Ok(record) => json(StatusCode::ACCEPTED, &record),
+        Err(SubmitError::Invalid(problems)) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, problems.join("; "))
+        }
+        Err(SubmitError::QueueFull) => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            SubmitError::QueueFull.to_string(),
+        ),
+        Err(other) => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    }
+}

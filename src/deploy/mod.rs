@@ -1,0 +1,264 @@
+//! Deployments: a request becomes a numbered deployment, queued and executed one at a time by
+//! the deploy task (`engine.rs`). Every step is recorded (`steps.rs`); the agent state
+//! (`state.json`: current and previous good releases) is written atomically at each commit
+//! point so that a restarted agent can finish or roll back (`recovery.rs`).
+
+mod engine;
+mod entry;
+mod extract;
+mod fetch;
+mod model;
+mod procfile;
+mod recovery;
+mod steps;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use entry::{EntryProblem, check_symlink, entry_path};
+pub use extract::{BundleError, copy_dir, extract_zip, hex};
+pub use model::*;
+pub use procfile::{LineError, ProcfileEntry, parse_buildfile, parse_procfile};
+
+use crate::config::Config;
+use crate::events::EventSink;
+use crate::paths::Paths;
+use crate::proxy::Proxy;
+use crate::supervise::Supervisor;
+
+const QUEUE_CAPACITY: usize = 16;
+const RECORDS_IN_MEMORY: usize = 200;
+
+/// Shared by the control API (submit, read) and the deploy task (execute).
+#[derive(Debug)]
+pub struct Engine {
+    config: Arc<Config>,
+    paths: Paths,
+    supervisor: Supervisor,
+    proxy: Proxy,
+    events: EventSink,
+    state: Mutex<AgentState>,
+    records: Mutex<BTreeMap<u64, DeploymentRecord>>,
+    requests: Mutex<HashMap<u64, DeploymentRequest>>,
+    publish: watch::Sender<DeployState>,
+    queue: mpsc::Sender<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("invalid deployment request:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<String>),
+    #[error("{QUEUE_CAPACITY} deployments are already queued; try again when one has finished")]
+    QueueFull,
+    #[error("cannot persist the deployment: {0}")]
+    Persist(std::io::Error),
+}
+
+pub type Deployer = Arc<Engine>;
+
+impl Engine {
+    /// Loads the persisted state; the receiver goes to `run`.
+    pub fn load(
+        config: Arc<Config>,
+        paths: Paths,
+        supervisor: Supervisor,
+        proxy: Proxy,
+        events: EventSink,
+    ) -> std::io::Result<(Deployer, mpsc::Receiver<u64>)> {
+        let state: AgentState = crate::fsutil::read_json(&paths.state_file())?.unwrap_or_default();
+        let records = load_records(&paths)?;
+        let (publish, _) = watch::channel(DeployState {
+            current: state.current.clone(),
+            active: None,
+        });
+        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let engine = Engine {
+            config,
+            paths,
+            supervisor,
+            proxy,
+            events,
+            state: Mutex::new(state),
+            records: Mutex::new(records),
+            requests: Mutex::new(HashMap::new()),
+            publish,
+            queue,
+        };
+        Ok((Arc::new(engine), rx))
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<DeployState> {
+        self.publish.subscribe()
+    }
+
+    pub fn current(&self) -> Option<ReleaseInfo> {
+        self.lock_state().current.clone()
+    }
+
+    pub fn record(&self, id: u64) -> Option<DeploymentRecord> {
+        self.lock_records().get(&id).cloned()
+    }
+
+    /// The newest deployments, newest first.
+    pub fn records(&self, limit: usize) -> Vec<DeploymentRecord> {
+        self.lock_records()
+            .values()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Accepts a request: validates it, numbers it, persists it and queues it.
+    pub fn submit(&self, request: DeploymentRequest) -> Result<DeploymentRecord, SubmitError> {
+        let problems = request.problems();
+        if !problems.is_empty() {
+            return Err(SubmitError::Invalid(problems));
+        }
+        let id = {
+            let mut state = self.lock_state();
+            state.last_deployment_id += 1;
+            crate::fsutil::write_json_atomic(&self.paths.state_file(), &*state, 0o600)
+                .map_err(SubmitError::Persist)?;
+            state.last_deployment_id
+        };
+        let record = DeploymentRecord {
+            id,
+            version_label: request
+                .version_label
+                .clone()
+                .unwrap_or_else(|| default_label(&request.source, id)),
+            source: request.source.clone(),
+            sha256: request.sha256.clone(),
+            env_keys: request.env.keys().cloned().collect(),
+            status: DeploymentStatus::Queued,
+            steps: Vec::new(),
+            created_ms: steps::now_ms(),
+            finished_ms: None,
+            web_port: None,
+            message: None,
+        };
+        // Property values may be secrets: they live in their own 0600 file, never in records.
+        crate::fsutil::write_json_atomic(&self.env_file(id), &request.env, 0o600)
+            .map_err(SubmitError::Persist)?;
+        self.save_record(&record);
+        self.lock_requests().insert(id, request);
+        if self.queue.try_send(id).is_err() {
+            self.lock_requests().remove(&id);
+            self.update_record(id, |r| {
+                r.status = DeploymentStatus::Failed;
+                r.message = Some("deployment queue full".into());
+            });
+            return Err(SubmitError::QueueFull);
+        }
+        Ok(record)
+    }
+
+    /// The deploy task: executes queued deployments one at a time.
+    pub async fn run(self: Arc<Self>, mut queue: mpsc::Receiver<u64>, cancel: CancellationToken) {
+        loop {
+            let id = tokio::select! {
+                () = cancel.cancelled() => return,
+                next = queue.recv() => match next { Some(id) => id, None => return },
+            };
+            let Some(request) = self.lock_requests().remove(&id) else {
+                continue;
+            };
+            // An agent shutdown mid-deployment is finished by recovery on the next start.
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = self.execute(id, request) => {}
+            }
+        }
+    }
+
+    fn env_file(&self, id: u64) -> std::path::PathBuf {
+        self.paths.deployments_dir().join(format!("{id}.env.json"))
+    }
+
+    fn save_record(&self, record: &DeploymentRecord) {
+        let path = self.paths.deployment_record(record.id);
+        if let Err(error) = crate::fsutil::write_json_atomic(&path, record, 0o600) {
+            tracing::error!(%error, path = %path.display(), "cannot persist deployment record");
+        }
+        let mut records = self.lock_records();
+        records.insert(record.id, record.clone());
+        while records.len() > RECORDS_IN_MEMORY {
+            records.pop_first();
+        }
+    }
+
+    fn update_record(&self, id: u64, change: impl FnOnce(&mut DeploymentRecord)) {
+        let updated = {
+            let mut records = self.lock_records();
+            let Some(record) = records.get_mut(&id) else {
+                return;
+            };
+            change(record);
+            record.clone()
+        };
+        self.save_record(&updated);
+    }
+
+    fn persist_state(&self, change: impl FnOnce(&mut AgentState)) -> std::io::Result<()> {
+        let mut state = self.lock_state();
+        change(&mut state);
+        crate::fsutil::write_json_atomic(&self.paths.state_file(), &*state, 0o600)?;
+        let current = state.current.clone();
+        drop(state);
+        self.publish
+            .send_modify(|published| published.current = current);
+        Ok(())
+    }
+
+    fn publish_step(&self, id: u64, step: &str) {
+        let label = self.record(id).map(|r| r.version_label).unwrap_or_default();
+        self.publish
+            .send_modify(|published| match &mut published.active {
+                Some(active) if active.id == id => active.step = step.to_string(),
+                _ => {
+                    published.active = Some(ActiveDeployment {
+                        id,
+                        version_label: label,
+                        started_ms: steps::now_ms(),
+                        step: step.to_string(),
+                    })
+                }
+            });
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, AgentState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_records(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, DeploymentRecord>> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_requests(&self) -> std::sync::MutexGuard<'_, HashMap<u64, DeploymentRequest>> {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn load_records(paths: &Paths) -> std::io::Result<BTreeMap<u64, DeploymentRecord>> {
+    let mut records = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(paths.deployments_dir()) else {
+        return Ok(records);
+    };
+    let mut ids: Vec<u64> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    for id in ids.into_iter().rev().take(RECORDS_IN_MEMORY) {
+        if let Some(record) =
+            crate::fsutil::read_json::<DeploymentRecord>(&paths.deployment_record(id))?
+        {
+            records.insert(id, record);
+        }
+    }
+    Ok(records)
+}

@@ -1,0 +1,251 @@
+//! Deployment requests, records and the persisted agent state. Pure data and validation.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Total size of all environment properties (Elastic Beanstalk allows only 4096 bytes).
+pub const MAX_ENV_BYTES: usize = 64 * 1024;
+
+/// The desired state a client asks for (`POST /v1/deployments`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentRequest {
+    /// A path, `file://`, `s3://bucket/key` or `https://` URL of a zip, or a directory path.
+    pub source: String,
+    /// Expected sha256 of the bundle (hex); checked when given.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub version_label: Option<String>,
+    /// Environment properties given to the app and its hooks.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+impl DeploymentRequest {
+    /// Every problem with the request, each naming its field.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.source.trim().is_empty() {
+            problems.push(
+                "source: must name a bundle (path, file://, s3:// or https:// URL)".to_string(),
+            );
+        }
+        if let Some(sha) = &self.sha256
+            && (sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            problems.push(format!("sha256: {sha:?} is not 64 hexadecimal digits"));
+        }
+        if let Some(label) = &self.version_label
+            && (label.is_empty() || label.len() > 100 || label.chars().any(char::is_control))
+        {
+            problems.push("version_label: must be 1 to 100 printable characters".to_string());
+        }
+        let mut total = 0;
+        for (key, value) in &self.env {
+            total += key.len() + value.len() + 2;
+            let valid_name = key
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid_name {
+                problems.push(format!(
+                    "env.{key}: names are letters, digits and '_', not starting with a digit"
+                ));
+            } else if key == "PORT" {
+                problems.push("env.PORT: set by the agent (app.port / app.alternate_port); nginx proxies to it".to_string());
+            }
+            if value.contains('\0') {
+                problems.push(format!("env.{key}: value contains a NUL byte"));
+            }
+        }
+        if total > MAX_ENV_BYTES {
+            problems.push(format!(
+                "env: {total} bytes in total, more than {MAX_ENV_BYTES}"
+            ));
+        }
+        problems
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentStatus {
+    Queued,
+    Running,
+    Succeeded,
+    /// Failed before the new release took traffic: the old one kept serving.
+    Failed,
+    /// Took traffic, then failed and the previous release was restored.
+    RolledBack,
+    /// Same bundle and properties as the serving release: nothing to do.
+    Noop,
+}
+
+impl DeploymentStatus {
+    pub fn is_finished(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub name: String,
+    pub status: StepStatus,
+    pub started_ms: i64,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The persisted account of one deployment (no secrets: property values live apart).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub id: u64,
+    pub version_label: String,
+    pub source: String,
+    pub sha256: Option<String>,
+    pub env_keys: Vec<String>,
+    pub status: DeploymentStatus,
+    pub steps: Vec<StepRecord>,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub finished_ms: Option<i64>,
+    #[serde(default)]
+    pub web_port: Option<u16>,
+    /// Why it failed, in one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A release that served (or serves) traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseInfo {
+    pub deployment_id: u64,
+    pub version_label: String,
+    pub source: String,
+    /// sha256 of the bundle (of its content, for directory bundles).
+    pub sha256: String,
+    /// Bundle + properties: equal fingerprints mean a resubmission is a no-op.
+    pub fingerprint: String,
+    pub dir: PathBuf,
+    pub web_port: u16,
+    /// Procfile as deployed: (name, command).
+    pub processes: Vec<(String, String)>,
+    pub deployed_ms: i64,
+    pub proxy_generation: Option<String>,
+}
+
+/// `var/lib/hostmanager/state.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentState {
+    pub last_deployment_id: u64,
+    pub current: Option<ReleaseInfo>,
+    /// Earlier good releases, newest first (rollback targets).
+    #[serde(default)]
+    pub previous: Vec<ReleaseInfo>,
+    /// A deployment that was running when this state was written.
+    #[serde(default)]
+    pub in_progress: Option<u64>,
+}
+
+/// A deployment being executed, as shown by status and used by health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveDeployment {
+    pub id: u64,
+    pub version_label: String,
+    pub started_ms: i64,
+    pub step: String,
+}
+
+/// What the deploy task publishes for the rest of the agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeployState {
+    pub current: Option<ReleaseInfo>,
+    pub active: Option<ActiveDeployment>,
+}
+
+/// The label shown when a request names none: the bundle's file name without extension.
+pub fn default_label(source: &str, id: u64) -> String {
+    let trimmed = source.trim_end_matches('/');
+    let name = trimmed.rsplit('/').next().unwrap_or(trimmed);
+    let name = name.split('?').next().unwrap_or(name);
+    let stem = name.strip_suffix(".zip").unwrap_or(name);
+    if stem.is_empty() {
+        format!("deployment-{id}")
+    } else {
+        stem.to_string()
+    }
+}
+
+/// Identifies bundle + properties + label.
+pub fn fingerprint(bundle_sha256: &str, env: &BTreeMap<String, String>, label: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(bundle_sha256.as_bytes());
+    hasher.update([0]);
+    hasher.update(label.as_bytes());
+    for (key, value) in env {
+        hasher.update([0]);
+        hasher.update(key.as_bytes());
+        hasher.update([b'=']);
+        hasher.update(value.as_bytes());
+    }
+    super::extract::hex(&hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_problems_name_their_fields() {
+        let request = DeploymentRequest {
+            source: " ".into(),
+            sha256: Some("abc".into()),
+            version_label: None,
+            env: BTreeMap::from([
+                ("1BAD".into(), "x".into()),
+                ("PORT".into(), "1".into()),
+                ("OK".into(), "a\0b".into()),
+            ]),
+        };
+        let problems = request.problems();
+        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert!(problems.iter().any(|p| p.starts_with("source:")));
+        assert!(problems.iter().any(|p| p.starts_with("sha256:")));
+        assert!(problems.iter().any(|p| p.starts_with("env.1BAD:")));
+        assert!(problems.iter().any(|p| p.starts_with("env.PORT:")));
+        assert!(problems.iter().any(|p| p.starts_with("env.OK:")));
+    }
+
+    #[test]
+    fn labels_default_to_the_bundle_name() {
+        assert_eq!(default_label("/tmp/app-v2.zip", 3), "app-v2");
+        assert_eq!(default_label("s3://b/k/app.zip?versionId=1", 3), "app");
+        assert_eq!(default_label("/srv/bundle/", 3), "bundle");
+        assert_eq!(default_label("", 3), "deployment-3");
+    }
+
+    #[test]
+    fn fingerprint_changes_with_any_input() {
+        let env = BTreeMap::from([("A".to_string(), "1".to_string())]);
+        let base = fingerprint("sha", &env, "v1");
+        assert_eq!(base, fingerprint("sha", &env, "v1"));
+        assert_ne!(base, fingerprint("sha2", &env, "v1"));
+        assert_ne!(base, fingerprint("sha", &BTreeMap::new(), "v1"));
+        assert_ne!(base, fingerprint("sha", &env, "v2"));
+    }
+}

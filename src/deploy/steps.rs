@@ -1,0 +1,123 @@
+//! Recording deployment steps: the record (persisted after every change), the
+//! `var/log/hostmanager/deploy.log` line with its duration, and the step shown by status.
+
+use std::io::Write;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Engine;
+use super::model::{DeploymentStatus, StepRecord, StepStatus};
+
+/// Why a deployment stopped, with what an operator needs to see.
+#[derive(Debug, Clone)]
+pub struct StepFailure {
+    pub step: String,
+    pub message: String,
+    /// Extra context for the event (command, exit status, output tail, …).
+    pub details: serde_json::Value,
+}
+
+impl StepFailure {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            step: String::new(),
+            message: message.into(),
+            details: serde_json::Value::Null,
+        }
+    }
+
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for StepFailure {
+    fn from(error: E) -> Self {
+        Self::new(error.to_string())
+    }
+}
+
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl Engine {
+    /// Runs one step: marks it running, then succeeded or failed with its duration.
+    pub(super) async fn step<T>(
+        &self,
+        id: u64,
+        name: &str,
+        work: impl std::future::Future<Output = Result<T, StepFailure>>,
+    ) -> Result<T, StepFailure> {
+        self.begin_step(id, name);
+        let started = Instant::now();
+        let outcome = work.await;
+        let elapsed = started.elapsed();
+        match &outcome {
+            Ok(_) => self.end_step(id, name, StepStatus::Succeeded, None, elapsed),
+            Err(failure) => self.end_step(
+                id,
+                name,
+                StepStatus::Failed,
+                Some(failure.message.clone()),
+                elapsed,
+            ),
+        }
+        outcome.map_err(|mut failure| {
+            failure.step = name.to_string();
+            failure
+        })
+    }
+
+    fn begin_step(&self, id: u64, name: &str) {
+        self.update_record(id, |record| {
+            record.status = DeploymentStatus::Running;
+            record.steps.push(StepRecord {
+                name: name.to_string(),
+                status: StepStatus::Running,
+                started_ms: now_ms(),
+                duration_ms: None,
+                message: None,
+            });
+        });
+        self.publish_step(id, name);
+        self.deploy_log(id, &format!("step {name} started"));
+    }
+
+    fn end_step(
+        &self,
+        id: u64,
+        name: &str,
+        status: StepStatus,
+        message: Option<String>,
+        elapsed: Duration,
+    ) {
+        let millis = elapsed.as_millis() as u64;
+        self.update_record(id, |record| {
+            if let Some(step) = record.steps.iter_mut().rev().find(|s| s.name == name) {
+                step.status = status;
+                step.duration_ms = Some(millis);
+                step.message = message.clone();
+            }
+        });
+        let outcome = match status {
+            StepStatus::Succeeded => "succeeded".to_string(),
+            _ => format!("FAILED: {}", message.unwrap_or_default()),
+        };
+        self.deploy_log(id, &format!("step {name} {outcome} ({millis} ms)"));
+    }
+
+    /// Appends one line to deploy.log; a failure to log never fails a deployment.
+    pub(super) fn deploy_log(&self, id: u64, line: &str) {
+        let path = self.paths.deploy_log();
+        let stamp = jiff::Timestamp::now()
+            .round(jiff::Unit::Millisecond)
+            .unwrap_or_else(|_| jiff::Timestamp::now());
+        let text = format!("{stamp} [deployment {id}] {line}\n");
+        if let Ok(mut file) = crate::fsutil::open_append(&path) {
+            let _ = file.write_all(text.as_bytes());
+        }
+    }
+}

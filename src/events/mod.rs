@@ -1,0 +1,194 @@
+//! Events: every module reports what happened through one bounded channel (`EventSink`); the
+//! events task stamps each event with an id and a time, appends it to the durable journal and
+//! keeps the newest ones in memory for the control API.
+
+mod journal;
+mod model;
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+pub use journal::Retention;
+pub use model::{Event, EventQuery, NewEvent, Severity};
+
+const CHANNEL_CAPACITY: usize = 1024;
+const RECENT_CAPACITY: usize = 2000;
+
+/// The producer side. Cloned into every module; never blocks.
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    tx: mpsc::Sender<NewEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl EventSink {
+    pub fn emit(&self, event: NewEvent) {
+        match event.severity {
+            Severity::Info => tracing::info!(source = event.source, "{}", event.message),
+            Severity::Warning => tracing::warn!(source = event.source, "{}", event.message),
+            Severity::Error => tracing::error!(source = event.source, "{}", event.message),
+        }
+        if self.tx.try_send(event).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn info(&self, source: &'static str, message: impl Into<String>) {
+        self.emit(NewEvent::new(Severity::Info, source, message));
+    }
+
+    pub fn warn(&self, source: &'static str, message: impl Into<String>) {
+        self.emit(NewEvent::new(Severity::Warning, source, message));
+    }
+
+    pub fn error(&self, source: &'static str, message: impl Into<String>) {
+        self.emit(NewEvent::new(Severity::Error, source, message));
+    }
+
+    /// Events lost because the channel was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The reader side: recent events in memory, older ones from the journal, and a feed of new ones.
+#[derive(Debug)]
+pub struct EventStore {
+    inner: Mutex<StoreInner>,
+    feed: broadcast::Sender<Event>,
+}
+
+#[derive(Debug)]
+struct StoreInner {
+    journal: journal::Journal,
+    recent: VecDeque<Event>,
+    journal_errors: u64,
+}
+
+impl EventStore {
+    pub fn open(dir: &Path, retention: Retention) -> std::io::Result<Arc<Self>> {
+        let journal = journal::Journal::open(dir, retention)?;
+        let recent = journal
+            .read(&EventQuery::default(), RECENT_CAPACITY)?
+            .into();
+        let (feed, _) = broadcast::channel(256);
+        Ok(Arc::new(Self {
+            inner: Mutex::new(StoreInner {
+                journal,
+                recent,
+                journal_errors: 0,
+            }),
+            feed,
+        }))
+    }
+
+    /// Events matching `query`, oldest first.
+    pub fn query(&self, query: &EventQuery) -> Vec<Event> {
+        let limit = query.limit.unwrap_or(500).min(10_000);
+        let inner = self.lock();
+        let matching: Vec<Event> = inner
+            .recent
+            .iter()
+            .filter(|e| query.matches(e))
+            .cloned()
+            .collect();
+        let oldest_in_memory = inner.recent.front().map_or(0, |e| e.id);
+        let memory_is_enough = inner.recent.len() < RECENT_CAPACITY
+            || matching.len() >= limit
+            || query
+                .after
+                .is_some_and(|after| after + 1 >= oldest_in_memory);
+        if !memory_is_enough && let Ok(events) = inner.journal.read(query, limit) {
+            return events;
+        }
+        let skip = matching.len().saturating_sub(limit);
+        matching.into_iter().skip(skip).collect()
+    }
+
+    /// New events as they are recorded.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.feed.subscribe()
+    }
+
+    pub fn last_id(&self) -> u64 {
+        self.lock().journal.last_id()
+    }
+
+    fn record(&self, new: NewEvent) -> Event {
+        let now = jiff::Timestamp::now();
+        let mut inner = self.lock();
+        let event = Event {
+            id: inner.journal.last_id() + 1,
+            time: now
+                .round(jiff::Unit::Millisecond)
+                .unwrap_or(now)
+                .to_string(),
+            time_ms: now.as_millisecond(),
+            severity: new.severity,
+            source: new.source.to_string(),
+            message: new.message,
+            deployment_id: new.deployment_id,
+            details: new.details,
+        };
+        // A full disk must not stop the agent; the event still reaches memory and followers.
+        if let Err(error) = inner.journal.append(&event) {
+            inner.journal_errors += 1;
+            if inner.journal_errors == 1 || inner.journal_errors.is_power_of_two() {
+                tracing::error!(%error, "cannot append to the event journal");
+            }
+        }
+        if inner.recent.len() == RECENT_CAPACITY {
+            inner.recent.pop_front();
+        }
+        inner.recent.push_back(event.clone());
+        event
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StoreInner> {
+        // A panic while holding the lock leaves consistent data (every write is one push).
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Creates the channel; the receiver goes to `run`.
+pub fn channel() -> (EventSink, mpsc::Receiver<NewEvent>) {
+    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    (
+        EventSink {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        },
+        rx,
+    )
+}
+
+/// The events task: drains the channel into the store until cancelled, then drains what is left.
+pub async fn run(
+    store: Arc<EventStore>,
+    mut rx: mpsc::Receiver<NewEvent>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            received = rx.recv() => match received {
+                Some(new) => { let event = store.record(new); let _ = store.feed.send(event); }
+                None => break,
+            },
+            () = cancel.cancelled() => {
+                rx.close();
+                while let Some(new) = rx.recv().await {
+                    let event = store.record(new);
+                    let _ = store.feed.send(event);
+                }
+                break;
+            }
+        }
+    }
+}

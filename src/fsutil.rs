@@ -1,0 +1,154 @@
+//! Crash-safe file primitives shared by every module that persists state.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the new content:
+/// write a temporary sibling, fsync it, rename it over, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = parent(path)?;
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.tmp{}", file_name(path), std::process::id()));
+    {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // The mode given to open() is masked by the umask; secrets must be exactly `mode`.
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
+/// Serialises `value` as pretty JSON and writes it atomically.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T, mode: u32) -> io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    write_atomic(path, &bytes, mode)
+}
+
+/// Reads a JSON file; `Ok(None)` when it does not exist.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {error}", path.display()),
+            )
+        }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Points the symlink `link` at `target` atomically (new link beside it, then rename over).
+pub fn replace_symlink(target: &Path, link: &Path) -> io::Result<()> {
+    let dir = parent(link)?;
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.new{}", file_name(link), std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    symlink(target, &tmp)?;
+    fs::rename(&tmp, link)?;
+    File::open(dir)?.sync_all()
+}
+
+/// Opens a log file for appending, creating it (and its directory) when needed.
+pub fn open_append(path: &Path) -> io::Result<File> {
+    fs::create_dir_all(parent(path)?)?;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// The last `count` lines of a text file, joined with newlines ("" when unreadable). Reads
+/// only the end of the file, so it is cheap on large logs.
+pub fn tail_lines(path: &Path, count: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    const WINDOW: u64 = 64 * 1024;
+    let Ok(mut file) = File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(WINDOW);
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(start)).is_err() || file.read_to_end(&mut bytes).is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    // A window that starts mid-file starts mid-line: drop that partial first line.
+    let complete = if start > 0 && lines.len() > 1 {
+        &lines[1..]
+    } else {
+        &lines[..]
+    };
+    complete[complete.len().saturating_sub(count)..].join("\n")
+}
+
+fn parent(path: &Path) -> io::Result<&Path> {
+    path.parent().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} has no parent", path.display()),
+        )
+    })
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_sets_the_exact_mode_and_replaces() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/secret.json");
+        write_atomic(&path, b"one", 0o600).expect("write");
+        write_atomic(&path, b"two", 0o600).expect("rewrite");
+        assert_eq!(fs::read(&path).expect("read"), b"two");
+        assert_eq!(
+            fs::metadata(&path).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("sub")).expect("ls").collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn tail_returns_the_last_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log");
+        let text: String = (1..=100).map(|n| format!("line {n}\n")).collect();
+        fs::write(&path, text).expect("write");
+        assert_eq!(tail_lines(&path, 2), "line 99\nline 100");
+        assert_eq!(tail_lines(&dir.path().join("missing"), 2), "");
+    }
+
+    #[test]
+    fn symlink_is_replaced_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let link = dir.path().join("current");
+        replace_symlink(Path::new("releases/1"), &link).expect("first");
+        replace_symlink(Path::new("releases/2"), &link).expect("second");
+        assert_eq!(
+            fs::read_link(&link).expect("readlink"),
+            Path::new("releases/2")
+        );
+    }
+}

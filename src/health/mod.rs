@@ -1,0 +1,195 @@
+//! Health: probes the app directly and through nginx on an interval, combines the results with
+//! process and deployment state (`rules.rs`) and publishes one report. Each change of status is
+//! an event.
+
+mod probe;
+mod rules;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use probe::{ProbeResult, probe};
+pub use rules::{Cause, CheckHistory, HealthInputs, HealthStatus, evaluate};
+
+use crate::config::Config;
+use crate::deploy::DeployState;
+use crate::events::{EventSink, NewEvent, Severity};
+use crate::proxy::Proxy;
+use crate::supervise::Supervisor;
+
+/// What `GET /v1/health` and `hostmanager status` show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub status: HealthStatus,
+    pub color: String,
+    pub causes: Vec<Cause>,
+    pub checked_at: Option<String>,
+    pub direct: Option<ProbeResult>,
+    pub proxied: Option<ProbeResult>,
+}
+
+impl Default for HealthReport {
+    fn default() -> Self {
+        Self {
+            status: HealthStatus::Unknown,
+            color: HealthStatus::Unknown.color().to_string(),
+            causes: vec![Cause {
+                status: HealthStatus::Unknown,
+                message: "No health check has run yet".into(),
+            }],
+            checked_at: None,
+            direct: None,
+            proxied: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct HealthMonitor {
+    config: Arc<Config>,
+    proxy: Proxy,
+    supervisor: Supervisor,
+    deploy: watch::Receiver<DeployState>,
+    events: EventSink,
+    publish: watch::Sender<HealthReport>,
+    direct: CheckHistory,
+    proxied: CheckHistory,
+}
+
+impl HealthMonitor {
+    pub fn new(
+        config: Arc<Config>,
+        proxy: Proxy,
+        supervisor: Supervisor,
+        deploy: watch::Receiver<DeployState>,
+        events: EventSink,
+    ) -> (Self, watch::Receiver<HealthReport>) {
+        let (publish, reports) = watch::channel(HealthReport::default());
+        let monitor = Self {
+            config,
+            proxy,
+            supervisor,
+            deploy,
+            events,
+            publish,
+            direct: CheckHistory::default(),
+            proxied: CheckHistory::default(),
+        };
+        (monitor, reports)
+    }
+
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.config.health.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = ticks.tick() => self.check().await,
+                changed = self.deploy.changed() => {
+                    if changed.is_err() { return; }
+                    // A deployment started or finished: re-check now, not at the next tick.
+                    self.check().await;
+                }
+            }
+        }
+    }
+
+    async fn check(&mut self) {
+        let current = self.deploy.borrow().current.clone();
+        let Some(current) = current else {
+            self.evaluate_and_publish(None, None);
+            return;
+        };
+        let health = &self.config.health;
+        let direct_addr = SocketAddr::from(([127, 0, 0, 1], current.web_port));
+        let direct = probe(direct_addr, &health.path, health.timeout).await;
+        record(&mut self.direct, &direct);
+        let proxied = if self.proxy.enabled() {
+            let listen = self.proxy.listen();
+            let addr = if listen.ip().is_unspecified() {
+                SocketAddr::from(([127, 0, 0, 1], listen.port()))
+            } else {
+                listen
+            };
+            let result = probe(addr, &health.path, health.timeout).await;
+            record(&mut self.proxied, &result);
+            Some(result)
+        } else {
+            None
+        };
+        self.evaluate_and_publish(Some(direct), proxied);
+    }
+
+    fn evaluate_and_publish(&mut self, direct: Option<ProbeResult>, proxied: Option<ProbeResult>) {
+        let deploy = self.deploy.borrow().clone();
+        let release = deploy.current.as_ref().map(|c| c.deployment_id);
+        let processes: Vec<_> = self
+            .supervisor
+            .statuses()
+            .into_iter()
+            .filter(|p| Some(p.release) == release)
+            .collect();
+        let expected: Vec<String> = deploy
+            .current
+            .as_ref()
+            .map(|c| c.processes.iter().map(|(name, _)| name.clone()).collect())
+            .unwrap_or_default();
+        let inputs = HealthInputs {
+            now_ms: jiff::Timestamp::now().as_millisecond(),
+            has_release: deploy.current.is_some(),
+            deployment: deploy
+                .active
+                .as_ref()
+                .map(|a| (a.started_ms, a.version_label.as_str())),
+            processes: &processes,
+            expected: &expected,
+            path: &self.config.health.path,
+            direct: &self.direct,
+            proxied: self.proxy.enabled().then_some(&self.proxied),
+            failures_before_unhealthy: self.config.health.failures_before_unhealthy,
+        };
+        let (status, causes) = evaluate(&inputs);
+        let previous = self.publish.borrow().clone();
+        let report = HealthReport {
+            status,
+            color: status.color().to_string(),
+            causes,
+            checked_at: Some(jiff::Timestamp::now().to_string()),
+            direct: direct.or(previous.direct.clone()),
+            proxied: proxied.or(previous.proxied.clone()),
+        };
+        if previous.status != report.status && previous.checked_at.is_some() {
+            let severity = match report.status {
+                HealthStatus::Severe | HealthStatus::Degraded => Severity::Error,
+                HealthStatus::Warning => Severity::Warning,
+                _ => Severity::Info,
+            };
+            let because = report
+                .causes
+                .first()
+                .map(|c| format!(": {}", c.message))
+                .unwrap_or_default();
+            let message = format!(
+                "Health changed from {:?} to {:?}{because}",
+                previous.status, report.status
+            );
+            self.events.emit(NewEvent::new(severity, "health", message));
+        }
+        self.publish.send_replace(report);
+    }
+}
+
+fn record(history: &mut CheckHistory, result: &ProbeResult) {
+    history.checked = true;
+    if result.ok {
+        history.consecutive_failures = 0;
+        history.last_error = None;
+    } else {
+        history.consecutive_failures += 1;
+        history.last_error = result.error.clone();
+    }
+}

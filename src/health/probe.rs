@@ -1,0 +1,125 @@
+//! One HTTP health check: GET a path on a loopback address, with a timeout. Any 2xx or 3xx
+//! answer is healthy, as a load balancer's default matcher would accept.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    /// Why the check failed, in words a person can act on.
+    pub error: Option<String>,
+}
+
+/// GETs `path` from `addr` and waits at most `timeout` for the whole answer.
+pub async fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> ProbeResult {
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(timeout, request(addr, path)).await;
+    let latency_ms = started.elapsed().as_millis() as u64;
+    match outcome {
+        Ok(Ok(status)) => {
+            let ok = (200..400).contains(&status);
+            let error = (!ok).then(|| format!("HTTP {status}"));
+            ProbeResult {
+                ok,
+                status: Some(status),
+                latency_ms,
+                error,
+            }
+        }
+        Ok(Err(error)) => ProbeResult {
+            ok: false,
+            status: None,
+            latency_ms,
+            error: Some(error),
+        },
+        Err(_) => ProbeResult {
+            ok: false,
+            status: None,
+            latency_ms,
+            error: Some(format!("timed out after {timeout:?}")),
+        },
+    }
+}
+
+async fn request(addr: SocketAddr, path: &str) -> Result<u16, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|error| describe_io(&error))?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, "localhost")
+        .header(hyper::header::USER_AGENT, "hostmanager-health/1")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    // Read the body so a slow body counts against the timeout too.
+    response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(status)
+}
+
+fn describe_io(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+        std::io::ErrorKind::ConnectionReset => "connection reset".to_string(),
+        _ => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_closed_port_reads_as_connection_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let result = probe(addr, "/", Duration::from_secs(2)).await;
+        assert!(!result.ok);
+        assert_eq!(result.error.as_deref(), Some("connection refused"));
+    }
+
+    #[tokio::test]
+    async fn a_status_is_read_from_a_real_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut buffer = [0u8; 1024];
+            let _ = socket.read(&mut buffer).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        let result = probe(addr, "/health", Duration::from_secs(2)).await;
+        assert!(!result.ok);
+        assert_eq!(result.status, Some(503));
+        assert_eq!(result.error.as_deref(), Some("HTTP 503"));
+    }
+}

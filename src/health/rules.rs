@@ -1,0 +1,315 @@
+//! Turns every signal about the instance into one graded status with causes, the way Elastic
+//! Beanstalk's enhanced health does. Pure: the task gathers the inputs, this decides.
+//!
+//! Thresholds are published (docs/health.md) instead of hidden as Elastic Beanstalk's are.
+
+use serde::{Deserialize, Serialize};
+
+use crate::supervise::{ProcessState, ProcessStatus};
+
+/// Elastic Beanstalk's statuses, worst last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum HealthStatus {
+    Ok,
+    Info,
+    Unknown,
+    Pending,
+    Warning,
+    Degraded,
+    Severe,
+}
+
+impl HealthStatus {
+    /// Elastic Beanstalk's colour for the status.
+    pub fn color(self) -> &'static str {
+        match self {
+            Self::Ok | Self::Info => "Green",
+            Self::Unknown | Self::Pending => "Grey",
+            Self::Warning => "Yellow",
+            Self::Degraded | Self::Severe => "Red",
+        }
+    }
+
+    /// The value of the `InstanceHealth` CloudWatch metric (Elastic Beanstalk's codes).
+    pub fn code(self) -> u32 {
+        match self {
+            Self::Ok => 0,
+            Self::Info => 1,
+            Self::Unknown => 5,
+            Self::Pending => 10,
+            Self::Warning => 15,
+            Self::Degraded => 20,
+            Self::Severe => 25,
+        }
+    }
+}
+
+/// One reason for a status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cause {
+    pub status: HealthStatus,
+    pub message: String,
+}
+
+/// Consecutive results of one kind of check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckHistory {
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+    pub checked: bool,
+}
+
+/// Everything the rules look at.
+#[derive(Debug, Clone)]
+pub struct HealthInputs<'a> {
+    pub now_ms: i64,
+    pub has_release: bool,
+    /// A deployment being executed: (started at, version label).
+    pub deployment: Option<(i64, &'a str)>,
+    /// Processes of the serving release, and the names its Procfile declares.
+    pub processes: &'a [ProcessStatus],
+    pub expected: &'a [String],
+    pub path: &'a str,
+    pub direct: &'a CheckHistory,
+    /// `None` when nginx is disabled.
+    pub proxied: Option<&'a CheckHistory>,
+    pub failures_before_unhealthy: u32,
+}
+
+/// The verdict: the worst cause wins; causes are listed worst first.
+pub fn evaluate(inputs: &HealthInputs<'_>) -> (HealthStatus, Vec<Cause>) {
+    let mut causes: Vec<Cause> = Vec::new();
+    let add =
+        |causes: &mut Vec<Cause>, status, message: String| causes.push(Cause { status, message });
+    if let Some((started_ms, label)) = inputs.deployment {
+        let seconds = (inputs.now_ms - started_ms).max(0) / 1000;
+        let status = if inputs.has_release {
+            HealthStatus::Info
+        } else {
+            HealthStatus::Pending
+        };
+        add(
+            &mut causes,
+            status,
+            format!(
+                "Application deployment of {label} in progress (running for {seconds} seconds)"
+            ),
+        );
+    }
+    if !inputs.has_release {
+        if inputs.deployment.is_none() {
+            add(
+                &mut causes,
+                HealthStatus::Unknown,
+                "No application version deployed yet".to_string(),
+            );
+        }
+        return verdict(causes);
+    }
+    for name in inputs.expected {
+        let process = inputs.processes.iter().find(|p| &p.name == name);
+        let running = process.is_some_and(|p| p.state == ProcessState::Running);
+        if !running {
+            let status = if name == "web" {
+                HealthStatus::Severe
+            } else {
+                HealthStatus::Degraded
+            };
+            let detail = process
+                .and_then(|p| p.last_exit)
+                .map(|exit| format!(" (last exit: {exit}; restarting)"))
+                .unwrap_or_default();
+            add(
+                &mut causes,
+                status,
+                format!("Process {name} is not running{detail}"),
+            );
+        }
+    }
+    let threshold = inputs.failures_before_unhealthy.max(1);
+    let direct_failing = inputs.direct.consecutive_failures >= threshold;
+    if direct_failing {
+        add(
+            &mut causes,
+            HealthStatus::Severe,
+            format!(
+                "Health check {} failed {} times: {}",
+                inputs.path,
+                inputs.direct.consecutive_failures,
+                inputs.direct.last_error.as_deref().unwrap_or("no answer")
+            ),
+        );
+    }
+    if let Some(proxied) = inputs.proxied
+        && proxied.consecutive_failures >= threshold
+        && !direct_failing
+    {
+        add(
+            &mut causes,
+            HealthStatus::Degraded,
+            format!(
+                "Requests through nginx fail ({} times): {}",
+                proxied.consecutive_failures,
+                proxied.last_error.as_deref().unwrap_or("no answer")
+            ),
+        );
+    }
+    if !inputs.direct.checked && causes.is_empty() {
+        add(
+            &mut causes,
+            HealthStatus::Pending,
+            "Waiting for the first health check".to_string(),
+        );
+    }
+    verdict(causes)
+}
+
+fn verdict(mut causes: Vec<Cause>) -> (HealthStatus, Vec<Cause>) {
+    causes.sort_by_key(|cause| std::cmp::Reverse(cause.status));
+    let status = causes.first().map_or(HealthStatus::Ok, |c| c.status);
+    // Ok and Info causes are informative only when nothing is wrong.
+    (status, causes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervise::ExitStatus;
+
+    fn process(name: &str, state: ProcessState) -> ProcessStatus {
+        ProcessStatus {
+            name: name.into(),
+            release: 1,
+            pid: Some(10),
+            port: None,
+            state,
+            restarts: 0,
+            uptime_secs: Some(5),
+            last_exit: (state != ProcessState::Running).then_some(ExitStatus::Signal(9)),
+        }
+    }
+
+    fn healthy() -> CheckHistory {
+        CheckHistory {
+            consecutive_failures: 0,
+            last_error: None,
+            checked: true,
+        }
+    }
+
+    fn inputs<'a>(
+        processes: &'a [ProcessStatus],
+        expected: &'a [String],
+        direct: &'a CheckHistory,
+    ) -> HealthInputs<'a> {
+        HealthInputs {
+            now_ms: 100_000,
+            has_release: true,
+            deployment: None,
+            processes,
+            expected,
+            path: "/health",
+            direct,
+            proxied: Some(direct),
+            failures_before_unhealthy: 2,
+        }
+    }
+
+    #[test]
+    fn all_good_is_ok_without_causes() {
+        let processes = [process("web", ProcessState::Running)];
+        let expected = ["web".to_string()];
+        let direct = healthy();
+        assert_eq!(
+            evaluate(&inputs(&processes, &expected, &direct)),
+            (HealthStatus::Ok, vec![])
+        );
+    }
+
+    #[test]
+    fn a_dead_web_process_is_severe_with_its_exit() {
+        let processes = [
+            process("web", ProcessState::Backoff),
+            process("worker", ProcessState::Running),
+        ];
+        let expected = ["web".to_string(), "worker".to_string()];
+        let direct = healthy();
+        let (status, causes) = evaluate(&inputs(&processes, &expected, &direct));
+        assert_eq!(status, HealthStatus::Severe);
+        assert_eq!(
+            causes[0].message,
+            "Process web is not running (last exit: signal 9 (SIGKILL); restarting)"
+        );
+    }
+
+    #[test]
+    fn failing_checks_count_only_past_the_threshold() {
+        let processes = [process("web", ProcessState::Running)];
+        let expected = ["web".to_string()];
+        let once = CheckHistory {
+            consecutive_failures: 1,
+            last_error: Some("connection refused".into()),
+            checked: true,
+        };
+        assert_eq!(
+            evaluate(&inputs(&processes, &expected, &once)).0,
+            HealthStatus::Ok
+        );
+        let four = CheckHistory {
+            consecutive_failures: 4,
+            ..once
+        };
+        let (status, causes) = evaluate(&inputs(&processes, &expected, &four));
+        assert_eq!(status, HealthStatus::Severe);
+        assert_eq!(
+            causes[0].message,
+            "Health check /health failed 4 times: connection refused"
+        );
+    }
+
+    #[test]
+    fn nginx_failing_alone_is_degraded() {
+        let processes = [process("web", ProcessState::Running)];
+        let expected = ["web".to_string()];
+        let direct = healthy();
+        let proxied = CheckHistory {
+            consecutive_failures: 3,
+            last_error: Some("HTTP 502".into()),
+            checked: true,
+        };
+        let mut input = inputs(&processes, &expected, &direct);
+        input.proxied = Some(&proxied);
+        let (status, causes) = evaluate(&input);
+        assert_eq!(status, HealthStatus::Degraded);
+        assert_eq!(
+            causes[0].message,
+            "Requests through nginx fail (3 times): HTTP 502"
+        );
+    }
+
+    #[test]
+    fn deployments_are_pending_or_info() {
+        let direct = healthy();
+        let mut input = inputs(&[], &[], &direct);
+        input.has_release = false;
+        input.deployment = Some((69_000, "v1"));
+        let (status, causes) = evaluate(&input);
+        assert_eq!(status, HealthStatus::Pending);
+        assert_eq!(
+            causes[0].message,
+            "Application deployment of v1 in progress (running for 31 seconds)"
+        );
+        input.has_release = true;
+        assert_eq!(evaluate(&input).0, HealthStatus::Info);
+        input.has_release = false;
+        input.deployment = None;
+        assert_eq!(evaluate(&input).0, HealthStatus::Unknown);
+    }
+
+    #[test]
+    fn colours_and_codes_follow_elastic_beanstalk() {
+        assert_eq!(HealthStatus::Warning.color(), "Yellow");
+        assert_eq!(HealthStatus::Severe.code(), 25);
+        assert!(HealthStatus::Severe > HealthStatus::Degraded);
+    }
+}

@@ -1,0 +1,14 @@
+//! hostmanager: the on-instance agent of an Elastic-Beanstalk-style platform. See
+//! ARCHITECTURE.md for the map of modules, tasks and state.
+
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod deploy;
+pub mod events;
+pub mod fsutil;
+pub mod health;
+pub mod paths;
+pub mod proxy;
+pub mod supervise;

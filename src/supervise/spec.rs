@@ -1,0 +1,105 @@
+//! What to run and with which environment. Pure.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// PATH for app processes: the agent's own environment never reaches the app.
+pub const APP_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One Procfile process of one release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// Procfile name (`web`, `worker`, …).
+    pub name: String,
+    /// The Procfile command line, run by `/bin/sh -c` as the Procfile contract says.
+    pub command: String,
+    /// Deployment id of the release this process belongs to.
+    pub release: u64,
+    /// Working directory: the release directory.
+    pub cwd: PathBuf,
+    /// Environment properties of the release (secrets: stored 0600, never logged).
+    pub env: BTreeMap<String, String>,
+    /// PORT for the web process.
+    pub port: Option<u16>,
+}
+
+/// Identifies a supervised process across restarts of the process itself.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProcessKey {
+    pub release: u64,
+    pub name: String,
+}
+
+impl ProcessSpec {
+    pub fn key(&self) -> ProcessKey {
+        ProcessKey {
+            release: self.release,
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// The user an app runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+    /// False when the agent is not root: it cannot switch users, the app runs as the agent's user.
+    pub switch: bool,
+}
+
+/// The complete environment of an app process: a minimal base, then the env properties
+/// (which may override PATH, as on Elastic Beanstalk), then PORT for the web process.
+pub fn process_env(spec: &ProcessSpec, user: &AppUser) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("PATH".to_string(), APP_PATH.to_string());
+    env.insert("HOME".to_string(), user.home.display().to_string());
+    env.insert("USER".to_string(), user.name.clone());
+    env.insert("LOGNAME".to_string(), user.name.clone());
+    env.insert("LANG".to_string(), "C.UTF-8".to_string());
+    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Some(port) = spec.port {
+        env.insert("PORT".to_string(), port.to_string());
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_is_minimal_plus_properties_plus_port() {
+        let spec = ProcessSpec {
+            name: "web".into(),
+            command: "run".into(),
+            release: 1,
+            cwd: "/r".into(),
+            env: BTreeMap::from([
+                ("PATH".into(), "/opt/bin".into()),
+                ("PORT".into(), "1".into()),
+            ]),
+            port: Some(5000),
+        };
+        let user = AppUser {
+            name: "webapp".into(),
+            uid: 999,
+            gid: 999,
+            home: "/home/webapp".into(),
+            switch: true,
+        };
+        let env = process_env(&spec, &user);
+        assert_eq!(env["PATH"], "/opt/bin");
+        assert_eq!(
+            env["PORT"], "5000",
+            "the agent's port wins: nginx proxies to it"
+        );
+        assert_eq!(env["HOME"], "/home/webapp");
+        assert!(!env.contains_key("AWS_SECRET_ACCESS_KEY"));
+        assert_eq!(env.len(), 6);
+    }
+}
