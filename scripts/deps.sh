@@ -15,17 +15,29 @@ if [ "$want" = test ]; then
     need systemd-analyze /usr/bin/systemd-analyze systemd
 fi
 
+sudo=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo"; fi
 if [ ${#packages[@]} -gt 0 ]; then
-    sudo=""
     if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null 2>&1 || { echo "deps: need root (or sudo) to install: ${packages[*]}" >&2; exit 1; }
-        sudo="sudo"
+        [ -n "$sudo" ] || { echo "deps: need root (or sudo) to install: ${packages[*]}" >&2; exit 1; }
     fi
     echo "deps: installing ${packages[*]}"
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
-    # policy-rc.d-less machines would start the distribution's nginx: hostmanager runs its own.
+    # Only the binary is used: hostmanager runs its own nginx instance with its own prefix.
     $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}"
+fi
+
+# moto_server (a real S3/SQS/CloudWatch Logs API server) in the repository's own venv.
+if [ "$want" = test ] && [ -z "${MOTO_SERVER:-}" ] && [ ! -x .venv/bin/moto_server ]; then
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c "import ensurepip" >/dev/null 2>&1; then
+        echo "deps: installing python3-venv"
+        ${sudo:-} apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive ${sudo:-} apt-get install -y -qq --no-install-recommends python3-venv
+    fi
+    echo "deps: installing moto[server] into .venv"
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6'
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -2,6 +2,7 @@
 //! ARCHITECTURE.md for the map of modules, tasks and state.
 
 pub mod agent;
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -11,4 +12,5 @@ pub mod fsutil;
 pub mod health;
 pub mod paths;
 pub mod proxy;
+pub mod store;
 pub mod supervise;

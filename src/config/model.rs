@@ -15,6 +15,7 @@ pub struct Config {
     pub deploy: DeployConfig,
     pub bundle: BundleLimits,
     pub agent: AgentConfig,
+    pub aws: AwsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,4 +144,27 @@ pub struct BundleLimits {
 pub struct AgentConfig {
     /// Budget for a clean stop after SIGTERM; a second signal exits at once.
     pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumPolicy {
+    /// The SDK's default: checksums on every request that supports them.
+    WhenSupported,
+    /// Only where the API requires one (what most S3-compatible servers accept).
+    WhenRequired,
+}
+
+/// How the agent reaches AWS (or an S3-compatible server). Credentials always come from the
+/// standard chain: environment, profile, container or instance role (IMDS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsConfig {
+    /// Default: AWS_REGION, then the instance's region from IMDS.
+    pub region: Option<String>,
+    /// Endpoint override for every AWS service (an S3-compatible server, a test server).
+    pub endpoint_url: Option<String>,
+    pub force_path_style: bool,
+    pub checksums: ChecksumPolicy,
+    /// The instance metadata service (IMDSv2) base URL.
+    pub imds_endpoint: String,
+    pub imds_timeout: Duration,
 }

@@ -26,6 +26,7 @@ pub fn parse_config(text: &str) -> Result<Config, Vec<Problem>> {
         deploy: deploy(root.section("deploy")),
         bundle: bundle(root.section("bundle")),
         agent: agent(root.section("agent")),
+        aws: aws(root.section("aws")),
     };
     root.finish();
     cross_checks(&config, &mut problems);
@@ -271,6 +272,76 @@ fn agent(mut s: Section) -> AgentConfig {
     let shutdown_timeout = positive(&mut s, "shutdown_timeout", Duration::from_secs(10));
     s.finish();
     AgentConfig { shutdown_timeout }
+}
+
+fn aws(mut s: Section) -> AwsConfig {
+    let region: Option<String> = s.optional("region");
+    if let Some(region) = &region
+        && (region.is_empty()
+            || !region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+    {
+        s.problem(
+            "region",
+            format!("{region:?} is not a region name like \"us-east-1\""),
+        );
+    }
+    let endpoint_url: Option<String> = s.optional("endpoint_url");
+    if let Some(url) = &endpoint_url
+        && !is_http_url(url)
+    {
+        s.problem(
+            "endpoint_url",
+            format!("{url:?} must start with http:// or https://"),
+        );
+    }
+    // S3-compatible servers mostly need path-style addressing and only required checksums.
+    let custom = endpoint_url.is_some();
+    let force_path_style = s.get("force_path_style", custom);
+    let checksums_name = s.get(
+        "checksums",
+        if custom {
+            "when-required"
+        } else {
+            "when-supported"
+        }
+        .to_string(),
+    );
+    let checksums = match checksums_name.as_str() {
+        "when-supported" => ChecksumPolicy::WhenSupported,
+        "when-required" => ChecksumPolicy::WhenRequired,
+        other => {
+            s.problem(
+                "checksums",
+                format!("{other:?} is not \"when-supported\" or \"when-required\""),
+            );
+            ChecksumPolicy::WhenSupported
+        }
+    };
+    let imds_endpoint = s.get("imds_endpoint", "http://169.254.169.254".to_string());
+    if !is_http_url(&imds_endpoint) {
+        s.problem(
+            "imds_endpoint",
+            format!("{imds_endpoint:?} must start with http:// or https://"),
+        );
+    }
+    let imds_timeout = positive(&mut s, "imds_timeout", Duration::from_secs(1));
+    s.finish();
+    AwsConfig {
+        region,
+        endpoint_url,
+        force_path_style,
+        checksums,
+        imds_endpoint,
+        imds_timeout,
+    }
+}
+
+fn is_http_url(text: &str) -> bool {
+    text.strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+        .is_some_and(|rest| !rest.is_empty())
 }
 
 fn cross_checks(config: &Config, problems: &mut Problems) {

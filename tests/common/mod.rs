@@ -4,6 +4,7 @@
 
 pub mod bundles;
 pub mod http;
+pub mod moto;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -178,6 +179,10 @@ impl TestHost {
             .arg(self.root.path())
             .arg("run")
             .env("HOSTMANAGER_LOG", "debug")
+            // moto accepts any credentials; IMDS must never be asked from a test.
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -1,0 +1,110 @@
+//! The object store trait against a real moto_server (S3) and against a local directory.
+
+mod common;
+
+use std::path::Path;
+
+use common::moto::{Moto, block_on};
+use hostmanager::config::{AwsConfig, ChecksumPolicy};
+use hostmanager::store::{LocalStore, ObjectStore, PutOptions, PutOutcome, S3Store, StoreError};
+
+fn s3_store(moto: &Moto, bucket: &str, checksums: ChecksumPolicy) -> S3Store {
+    let settings = AwsConfig {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(moto.endpoint()),
+        force_path_style: true,
+        checksums,
+        imds_endpoint: "http://127.0.0.1:9".into(),
+        imds_timeout: std::time::Duration::from_millis(200),
+    };
+    block_on(async {
+        let sdk = hostmanager::aws::sdk_config_with_credentials(&settings, "test", "test")
+            .await
+            .expect("sdk config");
+        S3Store::new(hostmanager::aws::s3_client(&sdk, &settings), bucket)
+    })
+}
+
+fn exercise(store: &dyn ObjectStore, scratch: &Path) {
+    let file = scratch.join("payload");
+    let payload: Vec<u8> = (0..300_000u32).flat_map(|n| n.to_le_bytes()).collect();
+    std::fs::write(&file, &payload).expect("write");
+    let create_only = PutOptions {
+        if_none_match: true,
+        content_type: Some("application/gzip".into()),
+    };
+    block_on(async {
+        assert_eq!(
+            store
+                .put_file("logs/a.gz", &file, create_only.clone())
+                .await
+                .expect("put"),
+            PutOutcome::Created
+        );
+        std::fs::write(&file, b"other bytes").expect("rewrite");
+        assert_eq!(
+            store
+                .put_file("logs/a.gz", &file, create_only)
+                .await
+                .expect("put again"),
+            PutOutcome::AlreadyExists,
+            "a create-only put never replaces"
+        );
+        let out = scratch.join("out");
+        let downloaded = store
+            .get_to_file("logs/a.gz", None, &out, 10 << 20)
+            .await
+            .expect("get");
+        assert_eq!(std::fs::read(&out).expect("read"), payload);
+        assert_eq!(downloaded.bytes, payload.len() as u64);
+        assert_eq!(
+            downloaded.sha256,
+            hostmanager::deploy::hex(&<sha2::Sha256 as sha2::Digest>::digest(&payload))
+        );
+        assert!(matches!(
+            store.get_to_file("logs/a.gz", None, &out, 1000).await,
+            Err(StoreError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            store.get_to_file("missing", None, &out, 1000).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert_eq!(
+            store.head("logs/a.gz").await.expect("head").map(|m| m.size),
+            Some(payload.len() as u64)
+        );
+        assert_eq!(store.head("missing").await.expect("head"), None);
+        let keys: Vec<String> = store
+            .list("logs/")
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        assert_eq!(keys, ["logs/a.gz"]);
+        store.delete("logs/a.gz").await.expect("delete");
+        assert_eq!(store.head("logs/a.gz").await.expect("head"), None);
+    });
+}
+
+#[test]
+fn s3_store_against_moto_with_both_checksum_policies() {
+    let moto = Moto::start();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    for (bucket, policy) in [
+        ("hm-when-required", ChecksumPolicy::WhenRequired),
+        ("hm-when-supported", ChecksumPolicy::WhenSupported),
+    ] {
+        moto.create_bucket(bucket);
+        exercise(&s3_store(&moto, bucket, policy), scratch.path());
+    }
+}
+
+#[test]
+fn local_store_behaves_the_same() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    exercise(
+        &LocalStore::new(scratch.path().join("bucket")),
+        scratch.path(),
+    );
+}
