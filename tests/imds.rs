@@ -31,10 +31,10 @@ fn fake_imds() -> (String, Arc<Mutex<Vec<String>>>) {
                 if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                     break;
                 }
-                if let Some((name, value)) = line.split_once(':') {
-                    if name.eq_ignore_ascii_case("x-aws-ec2-metadata-token") {
-                        token = Some(value.trim().to_string());
-                    }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("x-aws-ec2-metadata-token")
+                {
+                    token = Some(value.trim().to_string());
                 }
             }
             let mut parts = request_line.split_whitespace();
