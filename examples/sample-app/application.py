@@ -2,7 +2,8 @@
 """Sample web app for hostmanager (Python standard library only).
 
 GET /            -> "Hello from <version>" (version from the VERSION file or APP_VERSION)
-GET /health      -> 200 "ok" (the health check path of examples/local/agent.toml)
+GET /health      -> 200 "ok" (the health check path of examples/local/agent.toml), or the
+                    status in the HEALTH_STATUS environment property
 GET /status/NNN  -> answers with HTTP status NNN (to exercise request statistics)
 GET /env/NAME    -> the value of environment variable NAME (to check properties reach the app)
 GET /sleep/MS    -> answers after MS milliseconds (slow requests, drain tests)
@@ -31,7 +32,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         path = self.path.split("?", 1)[0]
         if path == "/health":
-            self.answer(200, "ok\n")
+            code = int(os.environ.get("HEALTH_STATUS", "200"))
+            self.answer(code, "ok\n" if code == 200 else f"unhealthy ({code})\n")
         elif path.startswith("/status/"):
             code = int(path.rsplit("/", 1)[1])
             self.answer(code, f"status {code} from {VERSION}\n")

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{Cli, Command, render};
 use crate::config::{self, ConfigError};
 use crate::control::{ClientError, ControlClient, StatusReport};
-use crate::deploy::{DeploymentRecord, DeploymentRequest};
+use crate::deploy::{ConfigureRequest, DeploymentRecord, DeploymentRequest};
 use crate::events::Event;
 use crate::paths::Paths;
 
@@ -47,8 +47,54 @@ pub async fn execute(cli: &Cli) -> i32 {
                     return EXIT_USAGE;
                 }
             };
-            deploy(&client, request, *wait, *json).await
+            match client
+                .post::<_, DeploymentRecord>("/v1/deployments", &request)
+                .await
+            {
+                Ok(record) => follow(&client, record, *wait, *json).await,
+                Err(error) => Err(error),
+            }
         }
+        Command::Configure {
+            set,
+            unset,
+            wait,
+            json,
+        } => {
+            let mut change = ConfigureRequest {
+                set: BTreeMap::new(),
+                unset: unset.clone(),
+            };
+            for pair in set {
+                let Some((key, value)) = pair.split_once('=') else {
+                    eprintln!("hostmanager configure: --set {pair:?} is not KEY=VALUE");
+                    return EXIT_USAGE;
+                };
+                change.set.insert(key.to_string(), value.to_string());
+            }
+            match client
+                .post::<_, DeploymentRecord>("/v1/configuration", &change)
+                .await
+            {
+                Ok(record) => follow(&client, record, *wait, *json).await,
+                Err(error) => Err(error),
+            }
+        }
+        Command::Restart { wait, json } => match client
+            .post::<_, DeploymentRecord>("/v1/restart", &serde_json::json!({}))
+            .await
+        {
+            Ok(record) => follow(&client, record, *wait, *json).await,
+            Err(error) => Err(error),
+        },
+        Command::Rollback { wait, json } => match client
+            .post::<_, DeploymentRecord>("/v1/rollback", &serde_json::json!({}))
+            .await
+        {
+            Ok(record) => follow(&client, record, *wait, *json).await,
+            Err(error) => Err(error),
+        },
+        Command::Deployments { limit, json } => deployments(&client, *limit, *json).await,
         Command::Events {
             after,
             severity,
@@ -130,13 +176,13 @@ fn build_request(
     })
 }
 
-async fn deploy(
+/// Prints an accepted job; with `wait`, follows it step by step until it ends.
+async fn follow(
     client: &ControlClient,
-    request: DeploymentRequest,
+    record: DeploymentRecord,
     wait: bool,
     json: bool,
 ) -> Result<i32, ClientError> {
-    let record: DeploymentRecord = client.post("/v1/deployments", &request).await?;
     if !wait {
         if json {
             println!(
@@ -152,7 +198,7 @@ async fn deploy(
         return Ok(EXIT_OK);
     }
     if !json {
-        println!("Deployment {} of {}:", record.id, record.version_label);
+        println!("{}:", render::title(&record));
     }
     let path = format!("/v1/deployments/{}", record.id);
     let mut printed = 0;
@@ -187,6 +233,23 @@ async fn deploy(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+async fn deployments(client: &ControlClient, limit: usize, json: bool) -> Result<i32, ClientError> {
+    let records: Vec<DeploymentRecord> = client
+        .get(&format!("/v1/deployments?limit={limit}"))
+        .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&records).unwrap_or_default()
+        );
+    } else {
+        for record in &records {
+            println!("{}", render::summary(record));
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 async fn events(

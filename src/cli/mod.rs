@@ -67,6 +67,41 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Change environment properties of the serving release (a configuration deployment:
+    /// confighooks run, processes restart with zero downtime).
+    Configure {
+        /// Property to set, KEY=VALUE (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Property to remove (repeatable).
+        #[arg(long = "unset", value_name = "KEY")]
+        unset: Vec<String>,
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restart the app with zero downtime.
+    Restart {
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Go back to the previous good release.
+    Rollback {
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List recent deployments, newest first.
+    Deployments {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show recorded events, oldest first.
     Events {
         /// Only events after this id.

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::control::StatusReport;
-use crate::deploy::{DeploymentRecord, DeploymentStatus, StepRecord, StepStatus};
+use crate::deploy::{DeploymentRecord, DeploymentStatus, JobKind, StepRecord, StepStatus};
 use crate::events::Event;
 
 pub fn status(report: &StatusReport) -> String {
@@ -105,24 +105,49 @@ pub fn step(step: &StepRecord) -> String {
     format!("  {mark} {}{duration}{message}", step.name)
 }
 
+/// "Deployment 3 of app-v2", "Restart 5 of app-v2", …
+pub fn title(record: &DeploymentRecord) -> String {
+    let kind = match record.kind {
+        JobKind::Deploy => "Deployment",
+        JobKind::Configure => "Configuration deployment",
+        JobKind::Restart => "Restart",
+        JobKind::Rollback => "Rollback",
+    };
+    format!("{kind} {} of {}", record.id, record.version_label)
+}
+
 pub fn outcome(record: &DeploymentRecord) -> String {
+    let title = title(record);
+    let message = record.message.as_deref().unwrap_or("no details");
     match record.status {
-        DeploymentStatus::Succeeded => format!(
-            "Deployment {} of {} succeeded.",
-            record.id, record.version_label
-        ),
-        DeploymentStatus::Noop => format!(
-            "Deployment {} of {}: nothing to do, it already serves.",
-            record.id, record.version_label
-        ),
+        DeploymentStatus::Succeeded => format!("{title} succeeded."),
+        DeploymentStatus::Noop => {
+            format!("{title}: nothing to do, the same bundle and properties already serve.")
+        }
+        DeploymentStatus::RolledBack => format!("{title} was rolled back: {message}"),
         status => format!(
-            "Deployment {} of {} {}: {}",
-            record.id,
-            record.version_label,
-            format!("{status:?}").to_lowercase(),
-            record.message.as_deref().unwrap_or("no details")
+            "{title} {}: {message}",
+            format!("{status:?}").to_lowercase()
         ),
     }
+}
+
+/// One line per deployment for `hostmanager deployments`.
+pub fn summary(record: &DeploymentRecord) -> String {
+    let when = jiff::Timestamp::from_millisecond(record.created_ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let kind = format!("{:?}", record.kind).to_lowercase();
+    let status = format!("{:?}", record.status).to_lowercase();
+    let message = record
+        .message
+        .as_deref()
+        .map(|m| format!("  {m}"))
+        .unwrap_or_default();
+    format!(
+        "{:>5} {when} {kind:<10} {status:<11} {}{message}",
+        record.id, record.version_label
+    )
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ pub struct Config {
     pub proxy: ProxyConfig,
     pub health: HealthConfig,
     pub deploy: DeployConfig,
-    pub bundle: BundleLimits,
+    pub bundle: BundleConfig,
     pub agent: AgentConfig,
     pub aws: AwsConfig,
 }
@@ -122,6 +122,9 @@ pub struct DeployConfig {
     /// Whole-deployment budget (Elastic Beanstalk's command timeout).
     pub timeout: Duration,
     pub hook_timeout: Duration,
+    /// User hooks and Buildfile commands run as (when the agent is root); default: the agent's
+    /// user, i.e. root, as on Elastic Beanstalk.
+    pub hook_user: Option<String>,
     /// Consecutive successful checks the new release needs before it takes traffic.
     pub health_gate_successes: u32,
     pub health_gate_interval: Duration,
@@ -129,6 +132,30 @@ pub struct DeployConfig {
     /// How long in-flight requests may finish on the old web process after the switch.
     pub drain_timeout: Duration,
     pub releases_to_keep: usize,
+}
+
+/// How bundles are fetched and how much of them is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleConfig {
+    pub max_entries: u64,
+    pub max_unpacked_bytes: u64,
+    pub max_compression_ratio: u64,
+    pub max_download_bytes: u64,
+    /// Extra CA certificates (PEM) trusted for https:// bundle sources.
+    pub ca_file: Option<PathBuf>,
+    /// Tries per network download (S3, HTTPS) before the deployment fails.
+    pub download_attempts: u32,
+}
+
+impl BundleConfig {
+    pub fn limits(&self) -> BundleLimits {
+        BundleLimits {
+            max_entries: self.max_entries,
+            max_unpacked_bytes: self.max_unpacked_bytes,
+            max_compression_ratio: self.max_compression_ratio,
+            max_download_bytes: self.max_download_bytes,
+        }
+    }
 }
 
 /// Bounds that stop a hostile bundle from filling the disk or escaping the release directory.

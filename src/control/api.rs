@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::deploy::ActiveDeployment;
+use crate::deploy::{ActiveDeployment, DeploymentRecord};
 use crate::health::HealthReport;
 use crate::proxy::ProxyStatus;
 use crate::supervise::ProcessStatus;
@@ -27,6 +27,8 @@ pub struct ReleaseView {
     pub sha256: String,
     pub deployed_at: String,
     pub web_port: u16,
+    /// Outcome of the deployment that made this release serve.
+    pub status: Option<String>,
 }
 
 /// `GET /v1/status`.
@@ -36,6 +38,8 @@ pub struct StatusReport {
     pub proxy: ProxyStatus,
     pub release: Option<ReleaseView>,
     pub deployment: Option<ActiveDeployment>,
+    /// The newest deployment record (whatever its outcome).
+    pub last_deployment: Option<DeploymentRecord>,
     pub processes: Vec<ProcessStatus>,
     pub health: HealthReport,
 }

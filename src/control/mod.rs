@@ -20,6 +20,10 @@ pub fn status_report(api: &ApiState) -> StatusReport {
             .map(|t| t.to_string())
             .unwrap_or_default(),
         web_port: current.web_port,
+        status: api
+            .deployer
+            .record(current.deployment_id)
+            .map(|r| format!("{:?}", r.status).to_lowercase()),
     });
     let mut info = api.info.clone();
     info.events_dropped = api.sink.dropped();
@@ -28,6 +32,7 @@ pub fn status_report(api: &ApiState) -> StatusReport {
         proxy: api.proxy.status(),
         release,
         deployment: state.active,
+        last_deployment: api.deployer.records(1).into_iter().next(),
         processes: api.supervisor.statuses(),
         health: api.health.borrow().clone(),
     }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::api::*;
-use crate::deploy::{Deployer, DeploymentRequest, SubmitError};
+use crate::deploy::{ConfigureRequest, Deployer, DeploymentRecord, DeploymentRequest, SubmitError};
 use crate::events::{EventQuery, EventSink, EventStore, Severity};
 use crate::health::HealthReport;
 use crate::proxy::Proxy;
@@ -129,7 +129,20 @@ async fn handle(api: Arc<ApiState>, request: Request<Incoming>) -> Result<Reply,
             Some(record) => json(StatusCode::OK, &record),
             None => error(StatusCode::NOT_FOUND, format!("no deployment {id}")),
         },
-        (&Method::POST, ["v1", "deployments"]) => submit(&api, request).await,
+        (&Method::POST, ["v1", "deployments"]) => {
+            match read_json::<DeploymentRequest>(request).await {
+                Ok(deployment) => accepted(api.deployer.submit(deployment)),
+                Err(reply) => reply,
+            }
+        }
+        (&Method::POST, ["v1", "configuration"]) => {
+            match read_json::<ConfigureRequest>(request).await {
+                Ok(change) => accepted(api.deployer.submit_configure(change)),
+                Err(reply) => reply,
+            }
+        }
+        (&Method::POST, ["v1", "restart"]) => accepted(api.deployer.submit_restart()),
+        (&Method::POST, ["v1", "rollback"]) => accepted(api.deployer.submit_rollback()),
         (&Method::POST, ["v1", "stop-apps"]) => {
             api.sink.warn(
                 "control",
@@ -179,26 +192,22 @@ fn events(api: &ApiState, pairs: &[(&str, &str)]) -> Reply {
     }
 }
 
-async fn submit(api: &ApiState, request: Request<Incoming>) -> Reply {
+async fn read_json<T: serde::de::DeserializeOwned>(request: Request<Incoming>) -> Result<T, Reply> {
     let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(failure) => {
-            return error(
+            return Err(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body: {failure}"),
-            );
+            ));
         }
     };
-    let deployment: DeploymentRequest = match serde_json::from_slice(&body) {
-        Ok(parsed) => parsed,
-        Err(failure) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("deployment request: {failure}"),
-            );
-        }
-    };
-    match api.deployer.submit(deployment) {
+    serde_json::from_slice(&body)
+        .map_err(|failure| error(StatusCode::BAD_REQUEST, format!("request body: {failure}")))
+}
+
+fn accepted(outcome: Result<DeploymentRecord, SubmitError>) -> Reply {
+    match outcome {
         Ok(record) => json(StatusCode::ACCEPTED, &record),
         Err(SubmitError::Invalid(problems)) => {
             error(StatusCode::UNPROCESSABLE_ENTITY, problems.join("; "))
@@ -207,6 +216,7 @@ async fn submit(api: &ApiState, request: Request<Incoming>) -> Reply {
             StatusCode::TOO_MANY_REQUESTS,
             SubmitError::QueueFull.to_string(),
         ),
+        Err(SubmitError::Refused(reason)) => error(StatusCode::CONFLICT, reason),
         Err(other) => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
     }
 }

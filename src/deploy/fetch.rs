@@ -1,10 +1,13 @@
-//! Brings a bundle onto local disk before anything that serves is touched: a local zip is
-//! copied into the downloads directory while its sha256 is computed (so it cannot change
-//! between the check and the extraction); a local directory is used in place.
+//! Brings a bundle onto local disk before anything that serves is touched, computing its
+//! sha256 while it streams: a local zip is copied (so it cannot change between the check and
+//! the extraction), `s3://bucket/key[?versionId=]` is read through aws-sdk-s3, `https://` is
+//! streamed with reqwest. A local directory is used in place (hashed while it is copied).
+//! Network sources are retried with capped backoff; every source has a size limit.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -14,10 +17,16 @@ use super::extract::hex;
 pub enum FetchError {
     #[error("bundle {0} does not exist")]
     Missing(String),
-    #[error("bundle source {0:?}: scheme not supported (use a path, file://, s3:// or https://)")]
+    #[error("bundle source {0:?} is not a path, file://, s3://bucket/key or https:// URL")]
     Scheme(String),
     #[error("bundle {bundle}: {error}")]
     Io { bundle: String, error: io::Error },
+    #[error("bundle {bundle}: {message}")]
+    Remote {
+        bundle: String,
+        message: String,
+        retryable: bool,
+    },
     #[error("bundle {bundle} is larger than bundle.max_download_mib ({limit_mib} MiB)")]
     TooLarge { bundle: String, limit_mib: u64 },
     #[error("sha256 mismatch for {bundle}: expected {expected}, got {actual}")]
@@ -28,6 +37,61 @@ pub enum FetchError {
     },
 }
 
+impl FetchError {
+    fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Remote {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Where a bundle comes from. Pure parse of the request's `source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Local(PathBuf),
+    S3 {
+        bucket: String,
+        key: String,
+        version: Option<String>,
+    },
+    Http(String),
+}
+
+pub fn parse_source(text: &str) -> Result<Source, FetchError> {
+    if let Some(path) = text.strip_prefix("file://") {
+        return Ok(Source::Local(PathBuf::from(path)));
+    }
+    if let Some(rest) = text.strip_prefix("s3://") {
+        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (bucket, key) = location
+            .split_once('/')
+            .ok_or_else(|| FetchError::Scheme(text.to_string()))?;
+        if bucket.is_empty() || key.is_empty() {
+            return Err(FetchError::Scheme(text.to_string()));
+        }
+        let version = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("versionId="))
+            .map(str::to_string);
+        return Ok(Source::S3 {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version,
+        });
+    }
+    if text.starts_with("https://") || text.starts_with("http://") {
+        return Ok(Source::Http(text.to_string()));
+    }
+    if text.contains("://") {
+        return Err(FetchError::Scheme(text.to_string()));
+    }
+    Ok(Source::Local(PathBuf::from(text)))
+}
+
 /// A bundle on local disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocalBundle {
@@ -35,18 +99,7 @@ pub enum LocalBundle {
     Dir { path: PathBuf },
 }
 
-/// Resolves `source` to a local path for the schemes handled without network.
-pub fn local_path(source: &str) -> Result<Option<PathBuf>, FetchError> {
-    if let Some(rest) = source.strip_prefix("file://") {
-        return Ok(Some(PathBuf::from(rest)));
-    }
-    if source.contains("://") {
-        return Ok(None);
-    }
-    Ok(Some(PathBuf::from(source)))
-}
-
-/// Fetches a local source into `download_to` (zips) or leaves it in place (directories).
+/// Copies a local zip into `download_to` (or takes a directory in place).
 pub fn fetch_local(
     source: &str,
     path: &Path,
@@ -83,6 +136,105 @@ pub fn fetch_local(
     })
 }
 
+/// Streams an https:// bundle to `download_to`.
+pub async fn fetch_http(
+    client: &reqwest::Client,
+    url: &str,
+    download_to: &Path,
+    max_bytes: u64,
+) -> Result<LocalBundle, FetchError> {
+    let remote = |message: String, retryable: bool| FetchError::Remote {
+        bundle: url.to_string(),
+        message,
+        retryable,
+    };
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|error| remote(describe(&error), true))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(remote(
+            format!("HTTP {status}"),
+            status.is_server_error() || status.as_u16() == 429,
+        ));
+    }
+    if response
+        .content_length()
+        .is_some_and(|length| length > max_bytes)
+    {
+        return Err(FetchError::TooLarge {
+            bundle: url.to_string(),
+            limit_mib: max_bytes >> 20,
+        });
+    }
+    let io = |error| FetchError::Io {
+        bundle: url.to_string(),
+        error,
+    };
+    if let Some(parent) = download_to.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let mut output = File::create(download_to).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| remote(describe(&error), true))?
+    {
+        total += chunk.len() as u64;
+        if total > max_bytes {
+            return Err(FetchError::TooLarge {
+                bundle: url.to_string(),
+                limit_mib: max_bytes >> 20,
+            });
+        }
+        hasher.update(&chunk);
+        output.write_all(&chunk).map_err(io)?;
+    }
+    output.sync_all().map_err(io)?;
+    Ok(LocalBundle::Zip {
+        path: download_to.to_path_buf(),
+        sha256: hex(&hasher.finalize()),
+    })
+}
+
+fn describe(error: &reqwest::Error) -> String {
+    // reqwest's Display hides the cause (refused, TLS, …); the chain names it.
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Runs `attempt` up to `tries` times while it fails with a retryable error, sleeping
+/// 1 s, 2 s, 4 s … (capped at 10 s) in between.
+pub async fn with_retries<T, F, Fut>(tries: u32, mut attempt: F) -> Result<T, FetchError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, FetchError>>,
+{
+    let mut delay = Duration::from_secs(1);
+    let mut left = tries.max(1);
+    loop {
+        match attempt().await {
+            Err(error) if error.is_retryable() && left > 1 => {
+                tracing::warn!(%error, "bundle download failed; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+                left -= 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// Copies `input` to `output` and returns the sha256 of what went through.
 pub fn copy_hashing(input: &mut impl Read, output: &mut impl Write) -> io::Result<String> {
     let mut hasher = Sha256::new();
@@ -107,5 +259,68 @@ pub fn verify(source: &str, expected: Option<&str>, actual: &str) -> Result<(), 
             actual: actual.to_string(),
         }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_parse() {
+        assert_eq!(
+            parse_source("/a/b.zip").ok(),
+            Some(Source::Local("/a/b.zip".into()))
+        );
+        assert_eq!(
+            parse_source("file:///a/b.zip").ok(),
+            Some(Source::Local("/a/b.zip".into()))
+        );
+        assert_eq!(
+            parse_source("s3://bucket/dir/app.zip?versionId=v7").ok(),
+            Some(Source::S3 {
+                bucket: "bucket".into(),
+                key: "dir/app.zip".into(),
+                version: Some("v7".into())
+            })
+        );
+        assert_eq!(
+            parse_source("https://h/app.zip").ok(),
+            Some(Source::Http("https://h/app.zip".into()))
+        );
+        for bad in ["s3://bucket", "s3:///key", "ftp://h/a.zip"] {
+            assert!(
+                matches!(parse_source(bad), Err(FetchError::Scheme(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_stop_at_the_first_success_or_a_final_error() {
+        let mut calls = 0;
+        let outcome = with_retries(3, || {
+            calls += 1;
+            let result = if calls < 2 {
+                Err(FetchError::Remote {
+                    bundle: "b".into(),
+                    message: "503".into(),
+                    retryable: true,
+                })
+            } else {
+                Ok(calls)
+            };
+            async move { result }
+        });
+        tokio::time::pause();
+        assert_eq!(outcome.await.expect("second try works"), 2);
+        let mut final_calls = 0;
+        let outcome: Result<(), FetchError> = with_retries(3, || {
+            final_calls += 1;
+            async { Err(FetchError::Missing("x".into())) }
+        })
+        .await;
+        assert!(outcome.is_err());
+        assert_eq!(final_calls, 1, "a final error is not retried");
     }
 }

@@ -3,11 +3,14 @@
 //! (`state.json`: current and previous good releases) is written atomically at each commit
 //! point so that a restarted agent can finish or roll back (`recovery.rs`).
 
+mod cutover;
 mod engine;
 mod entry;
 mod extract;
 mod fetch;
+mod hooks;
 mod model;
+mod prepare;
 mod procfile;
 mod recovery;
 mod steps;
@@ -42,7 +45,7 @@ pub struct Engine {
     events: EventSink,
     state: Mutex<AgentState>,
     records: Mutex<BTreeMap<u64, DeploymentRecord>>,
-    requests: Mutex<HashMap<u64, DeploymentRequest>>,
+    requests: Mutex<HashMap<u64, Job>>,
     publish: watch::Sender<DeployState>,
     queue: mpsc::Sender<u64>,
 }
@@ -55,6 +58,8 @@ pub enum SubmitError {
     QueueFull,
     #[error("cannot persist the deployment: {0}")]
     Persist(std::io::Error),
+    #[error("{0}")]
+    Refused(String),
 }
 
 pub type Deployer = Arc<Engine>;
@@ -112,12 +117,89 @@ impl Engine {
             .collect()
     }
 
-    /// Accepts a request: validates it, numbers it, persists it and queues it.
+    /// Accepts a bundle deployment: validates it, numbers it, persists it and queues it.
     pub fn submit(&self, request: DeploymentRequest) -> Result<DeploymentRecord, SubmitError> {
         let problems = request.problems();
         if !problems.is_empty() {
             return Err(SubmitError::Invalid(problems));
         }
+        let label = request.version_label.clone();
+        let (source, sha256) = (request.source.clone(), request.sha256.clone());
+        let env = request.env.clone();
+        self.enqueue(Job::Deploy(request), label, source, sha256, env)
+    }
+
+    /// New environment properties for the serving release (a configuration deployment).
+    pub fn submit_configure(
+        &self,
+        request: ConfigureRequest,
+    ) -> Result<DeploymentRecord, SubmitError> {
+        let current = self.current().ok_or_else(|| {
+            SubmitError::Refused("no release serves yet: deploy a bundle first".into())
+        })?;
+        let mut env = self.release_env(current.deployment_id);
+        for key in &request.unset {
+            env.remove(key);
+        }
+        env.extend(request.set);
+        let check = DeploymentRequest {
+            source: current.source.clone(),
+            env: env.clone(),
+            ..Default::default()
+        };
+        let problems = check.problems();
+        if !problems.is_empty() {
+            return Err(SubmitError::Invalid(problems));
+        }
+        let label = Some(current.version_label.clone());
+        self.enqueue(
+            Job::Configure { env: env.clone() },
+            label,
+            current.source,
+            Some(current.sha256),
+            env,
+        )
+    }
+
+    /// Restarts the serving release with zero downtime.
+    pub fn submit_restart(&self) -> Result<DeploymentRecord, SubmitError> {
+        let current = self.current().ok_or_else(|| {
+            SubmitError::Refused("no release serves yet: nothing to restart".into())
+        })?;
+        let env = self.release_env(current.deployment_id);
+        self.enqueue(
+            Job::Restart,
+            Some(current.version_label),
+            current.source,
+            Some(current.sha256),
+            env,
+        )
+    }
+
+    /// Goes back to the previous good release.
+    pub fn submit_rollback(&self) -> Result<DeploymentRecord, SubmitError> {
+        let target = self.lock_state().previous.first().cloned();
+        let target = target.ok_or_else(|| {
+            SubmitError::Refused("there is no previous release to roll back to".into())
+        })?;
+        let env = self.release_env(target.deployment_id);
+        self.enqueue(
+            Job::Rollback,
+            Some(target.version_label),
+            target.source,
+            Some(target.sha256),
+            env,
+        )
+    }
+
+    fn enqueue(
+        &self,
+        job: Job,
+        label: Option<String>,
+        source: String,
+        sha256: Option<String>,
+        env: BTreeMap<String, String>,
+    ) -> Result<DeploymentRecord, SubmitError> {
         let id = {
             let mut state = self.lock_state();
             state.last_deployment_id += 1;
@@ -127,13 +209,11 @@ impl Engine {
         };
         let record = DeploymentRecord {
             id,
-            version_label: request
-                .version_label
-                .clone()
-                .unwrap_or_else(|| default_label(&request.source, id)),
-            source: request.source.clone(),
-            sha256: request.sha256.clone(),
-            env_keys: request.env.keys().cloned().collect(),
+            kind: job.kind(),
+            version_label: label.unwrap_or_else(|| default_label(&source, id)),
+            source,
+            sha256,
+            env_keys: env.keys().cloned().collect(),
             status: DeploymentStatus::Queued,
             steps: Vec::new(),
             created_ms: steps::now_ms(),
@@ -142,10 +222,10 @@ impl Engine {
             message: None,
         };
         // Property values may be secrets: they live in their own 0600 file, never in records.
-        crate::fsutil::write_json_atomic(&self.env_file(id), &request.env, 0o600)
+        crate::fsutil::write_json_atomic(&self.env_file(id), &env, 0o600)
             .map_err(SubmitError::Persist)?;
         self.save_record(&record);
-        self.lock_requests().insert(id, request);
+        self.lock_requests().insert(id, job);
         if self.queue.try_send(id).is_err() {
             self.lock_requests().remove(&id);
             self.update_record(id, |r| {
@@ -164,13 +244,13 @@ impl Engine {
                 () = cancel.cancelled() => return,
                 next = queue.recv() => match next { Some(id) => id, None => return },
             };
-            let Some(request) = self.lock_requests().remove(&id) else {
+            let Some(job) = self.lock_requests().remove(&id) else {
                 continue;
             };
             // An agent shutdown mid-deployment is finished by recovery on the next start.
             tokio::select! {
                 () = cancel.cancelled() => return,
-                () = self.execute(id, request) => {}
+                () = self.execute(id, job) => {}
             }
         }
     }
@@ -215,14 +295,17 @@ impl Engine {
     }
 
     fn publish_step(&self, id: u64, step: &str) {
-        let label = self.record(id).map(|r| r.version_label).unwrap_or_default();
+        let Some(record) = self.record(id) else {
+            return;
+        };
         self.publish
             .send_modify(|published| match &mut published.active {
                 Some(active) if active.id == id => active.step = step.to_string(),
                 _ => {
                     published.active = Some(ActiveDeployment {
                         id,
-                        version_label: label,
+                        kind: record.kind,
+                        version_label: record.version_label.clone(),
                         started_ms: steps::now_ms(),
                         step: step.to_string(),
                     })
@@ -238,7 +321,7 @@ impl Engine {
         self.records.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_requests(&self) -> std::sync::MutexGuard<'_, HashMap<u64, DeploymentRequest>> {
+    fn lock_requests(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Job>> {
         self.requests.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -71,6 +71,50 @@ impl DeploymentRequest {
     }
 }
 
+/// What a deployment does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// A new bundle: app hooks, Buildfile.
+    Deploy,
+    /// New environment properties on the serving bundle: confighooks only.
+    Configure,
+    /// The serving release restarted with zero downtime.
+    Restart,
+    /// Back to the previous good release.
+    Rollback,
+}
+
+/// `POST /v1/configuration`: change environment properties of the serving release.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigureRequest {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub unset: Vec<String>,
+}
+
+/// A queued unit of work. The environment is the complete one the job will run with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    Deploy(DeploymentRequest),
+    Configure { env: BTreeMap<String, String> },
+    Restart,
+    Rollback,
+}
+
+impl Job {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Self::Deploy(_) => JobKind::Deploy,
+            Self::Configure { .. } => JobKind::Configure,
+            Self::Restart => JobKind::Restart,
+            Self::Rollback => JobKind::Rollback,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentStatus {
@@ -114,6 +158,7 @@ pub struct StepRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentRecord {
     pub id: u64,
+    pub kind: JobKind,
     pub version_label: String,
     pub source: String,
     pub sha256: Option<String>,
@@ -158,13 +203,22 @@ pub struct AgentState {
     pub previous: Vec<ReleaseInfo>,
     /// A deployment that was running when this state was written.
     #[serde(default)]
-    pub in_progress: Option<u64>,
+    pub in_progress: Option<InProgress>,
+}
+
+/// Written when a deployment starts and again at its commit point (atomically with `current`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InProgress {
+    pub id: u64,
+    /// The new release took traffic: after a crash it is finished, not undone.
+    pub committed: bool,
 }
 
 /// A deployment being executed, as shown by status and used by health.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActiveDeployment {
     pub id: u64,
+    pub kind: JobKind,
     pub version_label: String,
     pub started_ms: i64,
     pub step: String,

@@ -1,74 +1,154 @@
-//! What a (re)started agent does before taking new work: finish or roll back a deployment
-//! that an agent crash interrupted, stop processes of releases that no longer serve, start the
-//! serving release's processes that are missing, and re-queue accepted deployments.
-//!
-//! The rule: a deployment that reached its commit point (`state.current` names it) is rolled
-//! forward; any other interrupted deployment is rolled back, and nginx is pointed again at the
-//! serving release's config. Never two versions behind nginx, never a half-flipped release.
+//! What a (re)started agent does before taking new work. The rule: what runs must match
+//! `state.current`. A deployment interrupted before its commit point is rolled back (its
+//! processes stopped, nginx pointed at the serving release's config again); one interrupted
+//! after it is finished (missing processes started, postdeploy hooks run). Never two versions
+//! behind nginx, never a half-flipped release. Accepted deployments are then re-queued.
 
 use super::Engine;
-use super::model::{DeploymentRequest, DeploymentStatus};
+use super::engine::describe;
+use super::hooks::kill_recorded_hook;
+use super::model::{DeploymentStatus, InProgress, Job, JobKind, StepStatus};
 use crate::events::{NewEvent, Severity};
 
 impl Engine {
     pub async fn recover(&self) {
-        let (in_progress, current) = {
-            let state = self.lock_state();
-            (state.in_progress, state.current.clone())
-        };
-        if let Some(id) = in_progress {
-            let step = self
-                .record(id)
-                .and_then(|r| r.steps.last().map(|s| s.name.clone()))
-                .unwrap_or_default();
-            if current.as_ref().is_some_and(|c| c.deployment_id == id) {
-                self.deploy_log(id, &format!("agent restarted during step {step}; the release had taken traffic: finishing it"));
-                self.stop_other_releases(id).await;
-                self.restart_current().await;
-                let _ = self.retain_releases(id);
-                self.finish(id, DeploymentStatus::Succeeded);
-            } else {
-                let message = format!("agent restarted during step {step}; rolled back");
-                self.deploy_log(id, &message);
-                self.supervisor.stop_release(id).await;
-                self.restore_serving_proxy().await;
-                if let Some(current) = &current {
-                    let _ =
-                        crate::fsutil::replace_symlink(&current.dir, &self.paths.current_link());
-                }
-                let _ = std::fs::remove_dir_all(self.paths.release_dir(id));
-                self.update_record(id, |r| r.message = Some(message.clone()));
-                self.events.emit(
-                    NewEvent::new(
-                        Severity::Error,
-                        "deploy",
-                        format!("Deployment {id} {message}"),
-                    )
-                    .deployment(id),
-                );
-                self.finish(id, DeploymentStatus::Failed);
-            }
+        let in_progress = self.lock_state().in_progress;
+        if let Some(interrupted) = in_progress {
+            kill_recorded_hook(
+                &self
+                    .paths
+                    .deployments_dir()
+                    .join(format!("{}.hook.json", interrupted.id)),
+            );
         }
-        if let Some(current) = &current {
-            self.stop_other_releases(current.deployment_id).await;
-            self.restart_current().await;
+        self.reconcile().await;
+        if let Some(interrupted) = in_progress {
+            self.conclude(interrupted).await;
         }
         self.requeue();
     }
 
-    async fn stop_other_releases(&self, keep: u64) {
-        for release in self.supervisor.releases() {
-            if release != keep {
-                self.supervisor.stop_release(release).await;
+    async fn conclude(&self, interrupted: InProgress) {
+        let id = interrupted.id;
+        let Some(record) = self.record(id) else {
+            let _ = self.persist_state(|state| state.in_progress = None);
+            return;
+        };
+        let step = record
+            .steps
+            .last()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let what = format!("{} {id} of {}", describe(record.kind), record.version_label);
+        if !interrupted.committed {
+            let serving = self.current().map(|c| {
+                format!(
+                    "{} (deployment {}) serves",
+                    c.version_label, c.deployment_id
+                )
+            });
+            let message = format!(
+                "agent restarted during step {step}; rolled back, {}",
+                serving.unwrap_or("nothing serves".into())
+            );
+            self.deploy_log(id, &message);
+            let referenced = self
+                .lock_state()
+                .current
+                .iter()
+                .any(|c| c.dir == self.paths.release_dir(id));
+            if !referenced {
+                let _ = std::fs::remove_dir_all(self.paths.release_dir(id));
             }
+            self.update_record(id, |r| r.message = Some(message.clone()));
+            self.events.emit(
+                NewEvent::new(Severity::Error, "deploy", format!("{what}: {message}"))
+                    .deployment(id),
+            );
+            self.finish(id, DeploymentStatus::Failed);
+            return;
+        }
+        self.deploy_log(
+            id,
+            &format!(
+                "agent restarted during step {step}; the release had taken traffic: finishing it"
+            ),
+        );
+        let hooks = match record.kind {
+            JobKind::Deploy => Some(".platform/hooks/postdeploy"),
+            JobKind::Configure => Some(".platform/confighooks/postdeploy"),
+            JobKind::Restart | JobKind::Rollback => None,
+        };
+        let ran = record
+            .steps
+            .iter()
+            .any(|s| s.name.ends_with("postdeploy") && s.status == StepStatus::Succeeded);
+        let status = match (hooks, self.current()) {
+            (Some(phase), Some(current)) if !ran && current.deployment_id == id => {
+                let env = self.release_env(id);
+                let context = self.hook_context(id, &current.dir, &env);
+                match self.run_hooks(id, &context, phase).await {
+                    Ok(()) => DeploymentStatus::Succeeded,
+                    Err(failure) => self.undo_after_restart(id, &current, failure.message).await,
+                }
+            }
+            _ => DeploymentStatus::Succeeded,
+        };
+        let _ = self.retain_releases(id);
+        self.finish(id, status);
+    }
+
+    async fn undo_after_restart(
+        &self,
+        id: u64,
+        failed: &super::model::ReleaseInfo,
+        reason: String,
+    ) -> DeploymentStatus {
+        let previous = self.lock_state().previous.first().cloned();
+        let Some(previous) = previous else {
+            self.update_record(id, |r| r.message = Some(reason));
+            return DeploymentStatus::Failed;
+        };
+        let outcome = self.restore(id, previous, Some(failed)).await;
+        let message = match &outcome {
+            Ok(()) => format!("{reason}; rolled back"),
+            Err(rollback) => format!(
+                "{reason}; the rollback failed too ({}: {})",
+                rollback.step, rollback.message
+            ),
+        };
+        self.update_record(id, |r| r.message = Some(message.clone()));
+        self.events
+            .emit(NewEvent::new(Severity::Error, "deploy", message).deployment(id));
+        if outcome.is_ok() {
+            DeploymentStatus::RolledBack
+        } else {
+            DeploymentStatus::Failed
         }
     }
 
-    /// Points nginx at the serving release's config again if a crash left it elsewhere.
-    async fn restore_serving_proxy(&self) {
+    /// Makes what runs match `state.current`: only its processes, nginx on its port, `current`
+    /// pointing at its directory.
+    async fn reconcile(&self) {
         let Some(current) = self.current() else {
+            // Nothing committed: whatever a crashed first deployment started must go.
+            self.supervisor.stop_all().await;
+            if self.proxy.active().is_some() {
+                self.proxy.stop(self.config.supervise.stop_timeout).await;
+            }
             return;
         };
+        for release in self.supervisor.releases() {
+            if release != current.deployment_id {
+                self.supervisor.stop_release(release).await;
+            }
+        }
+        self.restore_serving_proxy(&current).await;
+        let _ = crate::fsutil::replace_symlink(&current.dir, &self.paths.current_link());
+        self.restart_current().await;
+    }
+
+    async fn restore_serving_proxy(&self, current: &super::model::ReleaseInfo) {
         let active_port = self.proxy.active().map(|a| a.upstream_port);
         if !self.proxy.enabled() || active_port == Some(current.web_port) {
             return;
@@ -99,13 +179,19 @@ impl Engine {
             .cloned()
             .collect();
         for record in queued {
-            let request = DeploymentRequest {
-                source: record.source.clone(),
-                sha256: record.sha256.clone(),
-                version_label: Some(record.version_label.clone()),
-                env: self.release_env(record.id),
+            let env = self.release_env(record.id);
+            let job = match record.kind {
+                JobKind::Deploy => Job::Deploy(super::model::DeploymentRequest {
+                    source: record.source.clone(),
+                    sha256: record.sha256.clone(),
+                    version_label: Some(record.version_label.clone()),
+                    env,
+                }),
+                JobKind::Configure => Job::Configure { env },
+                JobKind::Restart => Job::Restart,
+                JobKind::Rollback => Job::Rollback,
             };
-            self.lock_requests().insert(record.id, request);
+            self.lock_requests().insert(record.id, job);
             if self.queue.try_send(record.id).is_err() {
                 self.lock_requests().remove(&record.id);
                 self.update_record(record.id, |r| {

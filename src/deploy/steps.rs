@@ -16,6 +16,8 @@ pub struct StepFailure {
     pub message: String,
     /// Extra context for the event (command, exit status, output tail, …).
     pub details: serde_json::Value,
+    /// The release had taken traffic and the previous one was restored.
+    pub rolled_back: bool,
 }
 
 impl StepFailure {
@@ -24,6 +26,7 @@ impl StepFailure {
             step: String::new(),
             message: message.into(),
             details: serde_json::Value::Null,
+            rolled_back: false,
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod bundles;
 pub mod http;
+pub mod load;
 pub mod moto;
 
 use std::net::TcpListener;

@@ -1,0 +1,354 @@
+//! Moving traffic to a prepared release, and back.
+//!
+//! Zero-downtime: the new web process starts on the port the serving one does not use and
+//! takes traffic only after the health gate; nginx switches with a reload and its old workers
+//! drain before the old process stops. The commit point (`state.current` + `committed`,
+//! written atomically) separates "undo" (before) from "roll back" (after): a failure after it
+//! restores the previous release the same way, with its processes, its env and its nginx config.
+
+use std::net::SocketAddr;
+
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::Engine;
+use super::engine::{Prepared, Started, entries, specs};
+use super::hooks::run_hook_dir;
+use super::model::*;
+use super::steps::{StepFailure, now_ms};
+use crate::config::DeployStrategy;
+use crate::health::probe;
+use crate::supervise::ProcessState;
+
+const OUTPUT_TAIL_LINES: usize = 50;
+
+impl Engine {
+    pub(super) async fn cutover(
+        &self,
+        prepared: Prepared,
+        current: Option<ReleaseInfo>,
+        started: &mut Started,
+    ) -> Result<DeploymentStatus, StepFailure> {
+        let id = prepared.id;
+        let port = self.next_web_port(current.as_ref());
+        self.update_record(id, |r| r.web_port = Some(port));
+        let overrides = prepared.dir.join(".platform/nginx");
+        let staged = self
+            .step(id, "proxy-config", async {
+                Ok(self.proxy.stage(port, Some(&overrides)).await?)
+            })
+            .await?;
+        started.staged = Some(staged.clone());
+        let all_at_once = self.config.deploy.strategy == DeployStrategy::AllAtOnce;
+        if let (true, Some(current)) = (all_at_once, &current) {
+            self.step(id, "stop-old", async {
+                self.supervisor.stop_release(current.deployment_id).await;
+                Ok(())
+            })
+            .await?;
+            started.stopped_old = true;
+        }
+        let (web, others): (Vec<_>, Vec<_>) =
+            specs(id, &prepared.procfile, &prepared.dir, &prepared.env, port)
+                .into_iter()
+                .partition(|s| s.name == "web");
+        for spec in web {
+            started.processes.push(spec.key());
+            self.step(id, "start-web", async {
+                Ok(self.supervisor.start(spec).map(|_| ())?)
+            })
+            .await?;
+        }
+        self.step(id, "health-gate", self.health_gate(id, port))
+            .await?;
+        let drain = self.config.deploy.drain_timeout;
+        self.step(id, "switch-traffic", async {
+            Ok(self.proxy.activate(&staged, drain).await?)
+        })
+        .await?;
+        let release = ReleaseInfo {
+            deployment_id: id,
+            version_label: prepared.label.clone(),
+            source: prepared.source.clone(),
+            sha256: prepared.sha256.clone(),
+            fingerprint: prepared.fingerprint.clone(),
+            dir: prepared.dir.clone(),
+            web_port: port,
+            processes: prepared
+                .procfile
+                .iter()
+                .map(|e| (e.name.clone(), e.command.clone()))
+                .collect(),
+            deployed_ms: now_ms(),
+            proxy_generation: Some(staged.generation.clone()),
+        };
+        // A restart is the same release: it is not its own rollback target.
+        let keep_previous = prepared.hooks.is_some();
+        self.step(id, "flip", async {
+            self.commit(release.clone(), keep_previous)
+        })
+        .await?;
+        *started = Started::default();
+        // A restart that fails after taking traffic has nothing older to return to.
+        let previous = if keep_previous { current.clone() } else { None };
+        let after = self
+            .after_commit(&prepared, current.as_ref(), all_at_once, others)
+            .await;
+        if let Err(failure) = after {
+            return Err(self
+                .roll_back_after_commit(id, failure, previous, &release)
+                .await);
+        }
+        self.step(id, "cleanup", async { self.retain_releases(id) })
+            .await?;
+        Ok(DeploymentStatus::Succeeded)
+    }
+
+    /// Steps after the new release took traffic: stop the old one, start the other processes,
+    /// run the postdeploy hooks.
+    async fn after_commit(
+        &self,
+        prepared: &Prepared,
+        current: Option<&ReleaseInfo>,
+        all_at_once: bool,
+        others: Vec<crate::supervise::ProcessSpec>,
+    ) -> Result<(), StepFailure> {
+        let id = prepared.id;
+        if let (false, Some(current)) = (all_at_once, current) {
+            self.step(id, "stop-old", async {
+                self.supervisor.stop_release(current.deployment_id).await;
+                Ok(())
+            })
+            .await?;
+        }
+        for spec in others {
+            let step = format!("start-{}", spec.name);
+            self.step(id, &step, async {
+                Ok(self.supervisor.start(spec).map(|_| ())?)
+            })
+            .await?;
+        }
+        if let Some(hooks) = prepared.hooks {
+            let context = self.hook_context(id, &prepared.dir, &prepared.env);
+            let phase = format!("{hooks}/postdeploy");
+            if !super::hooks::hook_files(&prepared.dir.join(&phase)).is_empty() {
+                let step = phase.trim_start_matches(".platform/").replace('/', "-");
+                let warnings = self
+                    .step(
+                        id,
+                        &step,
+                        run_hook_dir(&context, &prepared.dir.join(&phase), &phase),
+                    )
+                    .await?;
+                for warning in warnings {
+                    self.events.warn("deploy", warning);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn roll_back_after_commit(
+        &self,
+        id: u64,
+        mut failure: StepFailure,
+        previous: Option<ReleaseInfo>,
+        failed: &ReleaseInfo,
+    ) -> StepFailure {
+        let Some(previous) = previous else {
+            failure.message.push_str(&format!(
+                "; no previous release to roll back to, {} keeps serving",
+                failed.version_label
+            ));
+            return failure;
+        };
+        match self.restore(id, previous.clone(), Some(failed)).await {
+            Ok(()) => {
+                failure.rolled_back = true;
+                failure.message.push_str(&format!(
+                    "; rolled back to {} (deployment {})",
+                    previous.version_label, previous.deployment_id
+                ));
+                let _ = std::fs::remove_dir_all(&failed.dir);
+            }
+            Err(rollback) => failure.message.push_str(&format!(
+                "; the rollback failed too ({}: {})",
+                rollback.step, rollback.message
+            )),
+        }
+        failure
+    }
+
+    /// Brings `target` (an earlier good release) back into service with zero downtime:
+    /// its processes under its own deployment id, its environment, its nginx overrides.
+    pub(super) async fn restore(
+        &self,
+        id: u64,
+        target: ReleaseInfo,
+        serving: Option<&ReleaseInfo>,
+    ) -> Result<(), StepFailure> {
+        let port = self.next_web_port(serving);
+        let env = self.release_env(target.deployment_id);
+        let overrides = target.dir.join(".platform/nginx");
+        self.supervisor.stop_release(target.deployment_id).await;
+        let staged = self
+            .step(id, "rollback-proxy-config", async {
+                Ok(self.proxy.stage(port, Some(&overrides)).await?)
+            })
+            .await?;
+        let (web, others): (Vec<_>, Vec<_>) = specs(
+            target.deployment_id,
+            &entries(&target),
+            &target.dir,
+            &env,
+            port,
+        )
+        .into_iter()
+        .partition(|s| s.name == "web");
+        for spec in web {
+            self.step(id, "rollback-start-web", async {
+                Ok(self.supervisor.start(spec).map(|_| ())?)
+            })
+            .await?;
+        }
+        if let Err(failure) = self
+            .step(
+                id,
+                "rollback-health-gate",
+                self.gate_release(target.deployment_id, port),
+            )
+            .await
+        {
+            self.supervisor.stop_release(target.deployment_id).await;
+            let _ = std::fs::remove_dir_all(&staged.dir);
+            return Err(failure);
+        }
+        let drain = self.config.deploy.drain_timeout;
+        self.step(id, "rollback-switch-traffic", async {
+            Ok(self.proxy.activate(&staged, drain).await?)
+        })
+        .await?;
+        let restored = ReleaseInfo {
+            web_port: port,
+            proxy_generation: Some(staged.generation.clone()),
+            deployed_ms: now_ms(),
+            ..target
+        };
+        self.step(id, "rollback-flip", async {
+            crate::fsutil::replace_symlink(&restored.dir, &self.paths.current_link())?;
+            self.persist_state(|state| {
+                state
+                    .previous
+                    .retain(|r| r.deployment_id != restored.deployment_id);
+                state.current = Some(restored.clone());
+            })?;
+            Ok(())
+        })
+        .await?;
+        if let Some(serving) = serving {
+            self.step(id, "rollback-stop", async {
+                self.supervisor.stop_release(serving.deployment_id).await;
+                Ok(())
+            })
+            .await?;
+        }
+        for spec in others {
+            let step = format!("rollback-start-{}", spec.name);
+            self.step(id, &step, async {
+                Ok(self.supervisor.start(spec).map(|_| ())?)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Flips `current` and records the new release as the serving one; marks the deployment
+    /// committed in the same atomic write.
+    fn commit(&self, release: ReleaseInfo, keep_previous: bool) -> Result<(), StepFailure> {
+        crate::fsutil::replace_symlink(&release.dir, &self.paths.current_link())?;
+        let _ = std::fs::remove_file(self.paths.staging_link());
+        let keep = self.config.deploy.releases_to_keep;
+        let id = release.deployment_id;
+        self.persist_state(|state| {
+            if let Some(previous) = state.current.take()
+                && keep_previous
+            {
+                state.previous.insert(0, previous);
+            }
+            state.previous.truncate(keep.saturating_sub(1));
+            state.current = Some(release);
+            state.in_progress = Some(InProgress {
+                id,
+                committed: true,
+            });
+        })?;
+        Ok(())
+    }
+
+    pub(super) fn next_web_port(&self, current: Option<&ReleaseInfo>) -> u16 {
+        let app = &self.config.app;
+        match (self.config.deploy.strategy, current) {
+            (DeployStrategy::ZeroDowntime, Some(current)) if current.web_port == app.port => {
+                app.alternate_port
+            }
+            _ => app.port,
+        }
+    }
+
+    async fn health_gate(&self, id: u64, port: u16) -> Result<(), StepFailure> {
+        self.gate_release(id, port).await
+    }
+
+    /// N consecutive good checks on the web process of `release`, directly on its port; fails
+    /// early when the process exits.
+    async fn gate_release(&self, release: u64, port: u16) -> Result<(), StepFailure> {
+        let deploy = &self.config.deploy;
+        let health = &self.config.health;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + deploy.health_gate_timeout;
+        let (mut successes, mut attempts) = (0, 0);
+        let mut last_error = String::new();
+        loop {
+            let result = probe(addr, &health.path, health.timeout).await;
+            attempts += 1;
+            if result.ok {
+                successes += 1;
+                if successes >= deploy.health_gate_successes {
+                    return Ok(());
+                }
+            } else {
+                successes = 0;
+                last_error = result.error.unwrap_or_default();
+            }
+            if let Some(exit) = self.web_exit(release) {
+                return Err(self.gate_failure(format!(
+                    "process web exited with {exit} before it became healthy"
+                )));
+            }
+            if Instant::now() + deploy.health_gate_interval > deadline {
+                return Err(self.gate_failure(format!(
+                    "health check {} on port {port} did not pass {} times in a row within {:?} ({attempts} checks; last error: {last_error})",
+                    health.path, deploy.health_gate_successes, deploy.health_gate_timeout
+                )));
+            }
+            tokio::time::sleep(deploy.health_gate_interval).await;
+        }
+    }
+
+    fn web_exit(&self, release: u64) -> Option<String> {
+        self.supervisor
+            .statuses()
+            .into_iter()
+            .find(|p| p.release == release && p.name == "web" && p.state == ProcessState::Backoff)
+            .and_then(|p| p.last_exit.map(|e| e.to_string()))
+    }
+
+    fn gate_failure(&self, message: String) -> StepFailure {
+        let stderr = self.paths.process_stderr_log("web");
+        StepFailure::new(message).with_details(json!({
+            "process": "web",
+            "stderr_log": stderr.display().to_string(),
+            "stderr_tail": crate::fsutil::tail_lines(&stderr, OUTPUT_TAIL_LINES),
+        }))
+    }
+}

@@ -1,0 +1,304 @@
+//! Platform hooks (`.platform/hooks/<phase>/*`, `.platform/confighooks/<phase>/*`) and
+//! Buildfile commands. Each runs in its own process group with the deployment's environment,
+//! its output appended to `var/log/hostmanager/hooks.log`; a hook that outlives its timeout
+//! is killed with its whole group, and a failure carries the last 50 lines of its output.
+//!
+//! A hook without its execute bit (zips made on Windows lose it) or with a CRLF shebang is run
+//! through its interpreter with a warning, instead of failing as on Elastic Beanstalk.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::json;
+
+use super::steps::StepFailure;
+use crate::fsutil;
+
+const OUTPUT_TAIL_LINES: usize = 50;
+
+/// Everything a hook run needs.
+#[derive(Debug, Clone)]
+pub struct HookContext {
+    pub deployment: u64,
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub timeout: Duration,
+    /// uid/gid to switch to, when the agent is root and `deploy.hook_user` says so.
+    pub user: Option<(u32, u32)>,
+    pub log: PathBuf,
+    /// Where the running hook's process group is recorded, for crash recovery.
+    pub marker: PathBuf,
+}
+
+/// How to start one hook file. Pure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launch {
+    Direct,
+    /// Through `program [arg]` from the shebang (not executable, or a CRLF shebang).
+    Interpreter {
+        program: String,
+        arg: Option<String>,
+        reason: &'static str,
+    },
+}
+
+/// Decides how to run a hook from its mode and first line.
+pub fn plan_launch(executable: bool, first_line: &str) -> Launch {
+    let crlf = first_line.ends_with('\r');
+    let line = first_line.trim_end_matches(['\r', '\n']);
+    if executable && !crlf {
+        return Launch::Direct;
+    }
+    let reason = if executable {
+        "its shebang line ends with CR (a Windows line ending)"
+    } else {
+        "it is not executable"
+    };
+    match line.strip_prefix("#!") {
+        Some(rest) => {
+            let mut parts = rest.trim().splitn(2, char::is_whitespace);
+            let program = parts.next().unwrap_or("/bin/sh").to_string();
+            let arg = parts
+                .next()
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty());
+            Launch::Interpreter {
+                program,
+                arg,
+                reason,
+            }
+        }
+        None => Launch::Interpreter {
+            program: "/bin/sh".to_string(),
+            arg: None,
+            reason,
+        },
+    }
+}
+
+/// The hook files of `dir`, in lexicographic order (Elastic Beanstalk's rule).
+pub fn hook_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Runs every hook of `dir` (named `label` in messages); returns warnings for the event log.
+pub async fn run_hook_dir(
+    context: &HookContext,
+    dir: &Path,
+    label: &str,
+) -> Result<Vec<String>, StepFailure> {
+    let mut warnings = Vec::new();
+    for file in hook_files(dir) {
+        let name = format!(
+            "{label}/{}",
+            file.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+        let executable = std::fs::metadata(&file)
+            .map(|m| m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false);
+        let mut command = match plan_launch(executable, &first_line(&file)) {
+            Launch::Direct => tokio::process::Command::new(&file),
+            Launch::Interpreter {
+                program,
+                arg,
+                reason,
+            } => {
+                warnings.push(format!("hook {name}: {reason}; ran it with {program}"));
+                let mut command = tokio::process::Command::new(program);
+                command.args(arg);
+                command.arg(&file);
+                command
+            }
+        };
+        run(context, &name, &mut command).await?;
+    }
+    Ok(warnings)
+}
+
+/// Runs one Buildfile command through `/bin/sh -c` (the Buildfile contract).
+pub async fn run_command(
+    context: &HookContext,
+    name: &str,
+    command_line: &str,
+) -> Result<(), StepFailure> {
+    let mut command = tokio::process::Command::new("/bin/sh");
+    command.arg("-c").arg(command_line);
+    run(context, name, &mut command).await
+}
+
+async fn run(
+    context: &HookContext,
+    name: &str,
+    command: &mut tokio::process::Command,
+) -> Result<(), StepFailure> {
+    let failure = |message: String| StepFailure::new(message).with_details(json!({ "hook": name }));
+    let mut log = fsutil::open_append(&context.log)
+        .map_err(|e| failure(format!("{}: {e}", context.log.display())))?;
+    let _ = writeln!(
+        log,
+        "=== {} deployment {} {name}",
+        jiff::Timestamp::now(),
+        context.deployment
+    );
+    let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let stderr = log.try_clone().map_err(|e| failure(e.to_string()))?;
+    command
+        .current_dir(&context.cwd)
+        .env_clear()
+        .envs(&context.env)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(stderr)
+        .process_group(0);
+    if let Some((uid, gid)) = context.user {
+        command.uid(uid).gid(gid);
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|error| failure(format!("hook {name} could not start: {error}")))?;
+    let pgid = child.id().map(|pid| pid as i32);
+    let mut guard = GroupGuard {
+        pgid,
+        marker: context.marker.clone(),
+        finished: false,
+    };
+    guard.record(name);
+    let outcome = tokio::time::timeout(context.timeout, child.wait()).await;
+    let result = match outcome {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(format!("hook {name} failed with {status}")),
+        Ok(Err(error)) => Err(format!("hook {name}: {error}")),
+        Err(_) => {
+            guard.kill();
+            let _ = child.wait().await;
+            Err(format!(
+                "hook {name} hung: still running after {:?} (deploy.hook_timeout); its process group was killed",
+                context.timeout
+            ))
+        }
+    };
+    guard.finished = true;
+    drop(guard);
+    result.map_err(|message| {
+        let output = output_since(&context.log, offset);
+        StepFailure::new(message).with_details(json!({ "hook": name, "output_tail": output }))
+    })
+}
+
+/// Kills the hook's group if the deployment is abandoned mid-hook (timeout of the whole
+/// deployment, agent shutdown), and keeps a marker on disk while it runs so that a restarted
+/// agent can kill it after a crash. A hook that finished may leave daemons behind on purpose.
+struct GroupGuard {
+    pgid: Option<i32>,
+    marker: PathBuf,
+    finished: bool,
+}
+
+impl GroupGuard {
+    fn record(&self, name: &str) {
+        if let Some(pgid) = self.pgid {
+            let start_time = crate::supervise::read_stat(pgid)
+                .map(|s| s.start_time)
+                .unwrap_or(0);
+            let _ = fsutil::write_json_atomic(
+                &self.marker,
+                &json!({ "hook": name, "pgid": pgid, "start_time": start_time }),
+                0o600,
+            );
+        }
+    }
+
+    fn kill(&self) {
+        if let Some(pgid) = self.pgid {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.kill();
+        }
+        let _ = std::fs::remove_file(&self.marker);
+    }
+}
+
+/// Kills a hook group recorded by a crashed agent (checked by start time, never a stranger).
+pub fn kill_recorded_hook(marker: &Path) {
+    let Ok(Some(record)) = fsutil::read_json::<serde_json::Value>(marker) else {
+        return;
+    };
+    let pgid = record["pgid"].as_i64().unwrap_or(0) as i32;
+    let start_time = record["start_time"].as_u64().unwrap_or(0);
+    if pgid > 0 && crate::supervise::read_stat(pgid).is_some_and(|s| s.start_time == start_time) {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+    let _ = std::fs::remove_file(marker);
+}
+
+fn first_line(path: &Path) -> String {
+    let mut buffer = [0u8; 256];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut buffer))
+        .unwrap_or(0);
+    let text = String::from_utf8_lossy(&buffer[..read]);
+    text.split('\n').next().unwrap_or("").to_string()
+}
+
+/// The last lines a hook wrote: from its header's offset to the end of hooks.log.
+fn output_since(log: &Path, offset: u64) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = std::fs::File::open(log) {
+        let _ = file.seek(SeekFrom::Start(offset));
+        let _ = file.take(4 << 20).read_to_string(&mut text);
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(OUTPUT_TAIL_LINES)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executable_hooks_run_directly() {
+        assert_eq!(plan_launch(true, "#!/bin/bash"), Launch::Direct);
+    }
+
+    #[test]
+    fn non_executable_and_crlf_hooks_run_through_their_shebang() {
+        assert_eq!(
+            plan_launch(false, "#!/usr/bin/env python3"),
+            Launch::Interpreter {
+                program: "/usr/bin/env".into(),
+                arg: Some("python3".into()),
+                reason: "it is not executable"
+            }
+        );
+        assert!(matches!(
+            plan_launch(true, "#!/bin/bash\r"),
+            Launch::Interpreter { ref program, arg: None, reason } if program == "/bin/bash" && reason.contains("CR")
+        ));
+        assert!(
+            matches!(plan_launch(false, "echo hi"), Launch::Interpreter { ref program, .. } if program == "/bin/sh")
+        );
+    }
+}

@@ -1,0 +1,398 @@
+//! Preparing a release before it may take traffic. Nothing here touches what serves:
+//! a deployment fetches, verifies and extracts its bundle, then runs prebuild hooks, the
+//! Buildfile and predeploy hooks in Elastic Beanstalk's order; a configuration deployment
+//! copies the serving release (build artefacts included, unlike Elastic Beanstalk) and runs
+//! the confighooks; a restart reuses the serving release as it is.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::Engine;
+use super::engine::{Prepared, Started, entries};
+use super::extract::{copy_dir, extract_zip};
+use super::fetch::{
+    LocalBundle, Source, fetch_http, fetch_local, parse_source, verify, with_retries,
+};
+use super::hooks::{HookContext, hook_files, run_command, run_hook_dir};
+use super::model::*;
+use super::procfile::{ProcfileEntry, parse_buildfile, parse_procfile};
+use super::steps::StepFailure;
+use crate::supervise::APP_PATH;
+
+impl Engine {
+    pub(super) async fn prepare_deploy(
+        &self,
+        id: u64,
+        request: &DeploymentRequest,
+        started: &mut Started,
+    ) -> Result<Option<Prepared>, StepFailure> {
+        let label = self
+            .record(id)
+            .map(|r| r.version_label)
+            .unwrap_or_else(|| default_label(&request.source, id));
+        let bundle = self
+            .step(id, "fetch", self.fetch(id, &request.source))
+            .await?;
+        if let LocalBundle::Zip { sha256, .. } = &bundle {
+            self.step(id, "verify", async {
+                Ok(verify(&request.source, request.sha256.as_deref(), sha256)?)
+            })
+            .await?;
+        }
+        let dir = self.paths.release_dir(id);
+        started.release_dir = Some(dir.clone());
+        let sha256 = self
+            .step(id, "extract", self.extract(&bundle, &dir))
+            .await?;
+        if let LocalBundle::Dir { .. } = &bundle {
+            self.step(id, "verify", async {
+                Ok(verify(&request.source, request.sha256.as_deref(), &sha256)?)
+            })
+            .await?;
+        }
+        let fingerprint = fingerprint(&sha256, &request.env, &label);
+        if self.current().is_some_and(|c| c.fingerprint == fingerprint) {
+            return Ok(None);
+        }
+        let procfile = self
+            .step(id, "procfile", async { self.read_procfile(&dir) })
+            .await?;
+        let hooks = self.hook_context(id, &dir, &request.env);
+        self.run_hooks(id, &hooks, ".platform/hooks/prebuild")
+            .await?;
+        self.run_buildfile(id, &hooks, &dir).await?;
+        self.run_hooks(id, &hooks, ".platform/hooks/predeploy")
+            .await?;
+        self.step(id, "permissions", self.hand_over(&dir)).await?;
+        Ok(Some(Prepared {
+            id,
+            label,
+            source: request.source.clone(),
+            sha256,
+            fingerprint,
+            dir,
+            procfile,
+            env: request.env.clone(),
+            hooks: Some(".platform/hooks"),
+        }))
+    }
+
+    pub(super) async fn prepare_configure(
+        &self,
+        id: u64,
+        env: BTreeMap<String, String>,
+        current: Option<&ReleaseInfo>,
+        started: &mut Started,
+    ) -> Result<Option<Prepared>, StepFailure> {
+        let current = current
+            .ok_or_else(|| StepFailure::new("no release serves yet: deploy a bundle first"))?;
+        let fingerprint = fingerprint(&current.sha256, &env, &current.version_label);
+        if fingerprint == current.fingerprint {
+            return Ok(None);
+        }
+        let dir = self.paths.release_dir(id);
+        started.release_dir = Some(dir.clone());
+        self.step(id, "copy-release", copy_release(&current.dir, &dir))
+            .await?;
+        let hooks = self.hook_context(id, &dir, &env);
+        self.run_hooks(id, &hooks, ".platform/confighooks/prebuild")
+            .await?;
+        self.run_hooks(id, &hooks, ".platform/confighooks/predeploy")
+            .await?;
+        self.step(id, "permissions", self.hand_over(&dir)).await?;
+        Ok(Some(Prepared {
+            id,
+            label: current.version_label.clone(),
+            source: current.source.clone(),
+            sha256: current.sha256.clone(),
+            fingerprint,
+            dir,
+            procfile: entries(current),
+            env,
+            hooks: Some(".platform/confighooks"),
+        }))
+    }
+
+    pub(super) fn prepare_restart(
+        &self,
+        id: u64,
+        current: Option<&ReleaseInfo>,
+    ) -> Result<Option<Prepared>, StepFailure> {
+        let current =
+            current.ok_or_else(|| StepFailure::new("no release serves yet: nothing to restart"))?;
+        Ok(Some(Prepared {
+            id,
+            label: current.version_label.clone(),
+            source: current.source.clone(),
+            sha256: current.sha256.clone(),
+            fingerprint: current.fingerprint.clone(),
+            dir: current.dir.clone(),
+            procfile: entries(current),
+            env: self.release_env(current.deployment_id),
+            hooks: None,
+        }))
+    }
+
+    /// The environment and identity hooks and Buildfile commands run with.
+    pub(super) fn hook_context(
+        &self,
+        id: u64,
+        dir: &Path,
+        properties: &BTreeMap<String, String>,
+    ) -> HookContext {
+        let port = self.next_web_port(self.current().as_ref());
+        let (user, home) = self.hook_user();
+        let mut env = BTreeMap::from([
+            ("PATH".to_string(), APP_PATH.to_string()),
+            ("HOME".to_string(), home),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+            // Hooks written for Elastic Beanstalk test this; a single host is always the leader.
+            ("EB_IS_COMMAND_LEADER".to_string(), "true".to_string()),
+            ("HOSTMANAGER_DEPLOYMENT_ID".to_string(), id.to_string()),
+        ]);
+        env.extend(properties.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.insert("PORT".to_string(), port.to_string());
+        HookContext {
+            deployment: id,
+            cwd: dir.to_path_buf(),
+            env,
+            timeout: self.config.deploy.hook_timeout,
+            user,
+            log: self.paths.hooks_log(),
+            marker: self.paths.deployments_dir().join(format!("{id}.hook.json")),
+        }
+    }
+
+    fn hook_user(&self) -> (Option<(u32, u32)>, String) {
+        let name = self.config.deploy.hook_user.as_deref();
+        let user = match name {
+            Some(name) => nix::unistd::User::from_name(name).ok().flatten(),
+            None => nix::unistd::User::from_uid(nix::unistd::geteuid())
+                .ok()
+                .flatten(),
+        };
+        let home = user
+            .as_ref()
+            .map(|u| u.dir.display().to_string())
+            .unwrap_or_else(|| "/".to_string());
+        let switch = name.is_some() && nix::unistd::geteuid().is_root();
+        (
+            user.filter(|_| switch)
+                .map(|u| (u.uid.as_raw(), u.gid.as_raw())),
+            home,
+        )
+    }
+
+    /// Runs the hooks of one phase directory as one step; skipped when there are none.
+    pub(super) async fn run_hooks(
+        &self,
+        id: u64,
+        context: &HookContext,
+        phase: &str,
+    ) -> Result<(), StepFailure> {
+        let dir = context.cwd.join(phase);
+        if hook_files(&dir).is_empty() {
+            return Ok(());
+        }
+        let step = phase.trim_start_matches(".platform/").replace('/', "-");
+        let warnings = self
+            .step(id, &step, run_hook_dir(context, &dir, phase))
+            .await?;
+        for warning in warnings {
+            self.events.emit(
+                crate::events::NewEvent::new(crate::events::Severity::Warning, "deploy", warning)
+                    .deployment(id),
+            );
+        }
+        Ok(())
+    }
+
+    async fn run_buildfile(
+        &self,
+        id: u64,
+        context: &HookContext,
+        dir: &Path,
+    ) -> Result<(), StepFailure> {
+        let Ok(text) = std::fs::read_to_string(dir.join("Buildfile")) else {
+            return Ok(());
+        };
+        self.step(id, "buildfile", async {
+            for entry in parse_buildfile(&text)? {
+                let name = format!("Buildfile line {} ({})", entry.line, entry.name);
+                run_command(context, &name, &entry.command).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn fetch(&self, id: u64, source: &str) -> Result<LocalBundle, StepFailure> {
+        let download = self.paths.downloads_dir().join(format!("{id}.zip"));
+        let max = self.config.bundle.max_download_bytes;
+        let attempts = self.config.bundle.download_attempts;
+        match parse_source(source)? {
+            Source::Local(path) => {
+                let source = source.to_string();
+                Ok(
+                    tokio::task::spawn_blocking(move || {
+                        fetch_local(&source, &path, &download, max)
+                    })
+                    .await??,
+                )
+            }
+            Source::Http(url) => {
+                if url.starts_with("http://") {
+                    self.events.warn(
+                        "deploy",
+                        format!(
+                            "bundle {url} is fetched over plain HTTP; use https:// and --sha256"
+                        ),
+                    );
+                }
+                let client = self.http_client()?;
+                Ok(with_retries(attempts, || fetch_http(&client, &url, &download, max)).await?)
+            }
+            Source::S3 {
+                bucket,
+                key,
+                version,
+            } => {
+                let store = self.s3_store(&bucket).await?;
+                let downloaded = with_retries(attempts, || async {
+                    use crate::store::ObjectStore;
+                    store
+                        .get_to_file(&key, version.as_deref(), &download, max)
+                        .await
+                        .map_err(|error| {
+                            let retryable = error.is_retryable();
+                            super::fetch::FetchError::Remote {
+                                bundle: source.to_string(),
+                                message: error.to_string(),
+                                retryable,
+                            }
+                        })
+                })
+                .await?;
+                Ok(LocalBundle::Zip {
+                    path: download,
+                    sha256: downloaded.sha256,
+                })
+            }
+        }
+    }
+
+    fn http_client(&self) -> Result<reqwest::Client, StepFailure> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(std::time::Duration::from_secs(60));
+        if let Some(ca_file) = &self.config.bundle.ca_file {
+            let pem = std::fs::read(ca_file).map_err(|e| {
+                StepFailure::new(format!("bundle.ca_file {}: {e}", ca_file.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                StepFailure::new(format!("bundle.ca_file {}: {e}", ca_file.display()))
+            })?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        builder
+            .build()
+            .map_err(|e| StepFailure::new(format!("HTTPS client: {e}")))
+    }
+
+    async fn s3_store(&self, bucket: &str) -> Result<crate::store::S3Store, StepFailure> {
+        let identity =
+            crate::aws::resolve_identity(&self.config.environment, &self.config.aws).await;
+        let sdk = crate::aws::sdk_config(&self.config.aws, identity.region).await?;
+        Ok(crate::store::S3Store::new(
+            crate::aws::s3_client(&sdk, &self.config.aws),
+            bucket,
+        ))
+    }
+
+    async fn extract(
+        &self,
+        bundle: &LocalBundle,
+        release_dir: &Path,
+    ) -> Result<String, StepFailure> {
+        if release_dir.exists() {
+            std::fs::remove_dir_all(release_dir)?;
+        }
+        std::fs::create_dir_all(self.paths.releases_dir())?;
+        crate::fsutil::replace_symlink(release_dir, &self.paths.staging_link())?;
+        let limits = self.config.bundle.limits();
+        let bundle = bundle.clone();
+        let target = release_dir.to_path_buf();
+        let outcome = tokio::task::spawn_blocking(move || match bundle {
+            LocalBundle::Zip { path, sha256 } => {
+                extract_zip(&path, &target, limits).map(|()| sha256)
+            }
+            LocalBundle::Dir { path } => copy_dir(&path, &target, limits),
+        })
+        .await?;
+        Ok(outcome?)
+    }
+
+    fn read_procfile(&self, release_dir: &Path) -> Result<Vec<ProcfileEntry>, StepFailure> {
+        let path = release_dir.join("Procfile");
+        let text = std::fs::read_to_string(&path).map_err(|error| {
+            StepFailure::new(format!(
+                "bundle has no readable Procfile at its root ({error})"
+            ))
+        })?;
+        let entries = parse_procfile(&text)?;
+        if self.proxy.enabled() && !entries.iter().any(|e| e.name == "web") {
+            return Err(StepFailure::new(
+                "Procfile has no `web` process for nginx to proxy to",
+            ));
+        }
+        Ok(entries)
+    }
+
+    /// The app user owns its release, as on Elastic Beanstalk (`webapp` owns /var/app/current).
+    async fn hand_over(&self, release_dir: &Path) -> Result<(), StepFailure> {
+        let user = self.supervisor.user().clone();
+        if !user.switch {
+            return Ok(());
+        }
+        let dir = release_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || chown_tree(&dir, user.uid, user.gid)).await??;
+        Ok(())
+    }
+}
+
+/// A configuration deployment gets its own copy of the serving release, build artefacts
+/// included; copy-on-write where the filesystem supports it. No shell: fixed arguments.
+async fn copy_release(from: &Path, to: &Path) -> Result<(), StepFailure> {
+    if to.exists() {
+        std::fs::remove_dir_all(to)?;
+    }
+    let output = tokio::process::Command::new("cp")
+        .arg("-a")
+        .arg("--reflink=auto")
+        .arg(from)
+        .arg(to)
+        .output()
+        .await?;
+    if !output.status.success() {
+        return Err(StepFailure::new(format!(
+            "copying {} to {} failed: {}",
+            from.display(),
+            to.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            chown_tree(&entry.path(), uid, gid)?;
+        } else {
+            std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! Continuous requests through nginx from background threads, one new connection per request,
+//! recording every outcome: the evidence for "zero failed requests" during cutovers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+/// What one request saw: the status and body, or why it failed.
+pub type Outcome = Result<(u16, String), String>;
+
+#[derive(Debug)]
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<Vec<Outcome>>>,
+}
+
+impl Load {
+    pub fn start(port: u16, path: &'static str, threads: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut outcomes = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let outcome = super::http::get(port, path)
+                            .map(|r| (r.status, r.body))
+                            .map_err(|e| e.to_string());
+                        outcomes.push(outcome);
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        Self { stop, workers }
+    }
+
+    pub fn finish(self) -> Vec<Outcome> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("load thread"))
+            .collect()
+    }
+}
