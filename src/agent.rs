@@ -92,7 +92,6 @@ pub async fn run(
         sink.clone(),
     )
     .map_err(io("loading the deployment state"))?;
-    deployer.recover().await;
     let (health, reports) = HealthMonitor::new(
         config.clone(),
         proxy.clone(),

@@ -129,7 +129,8 @@ impl Engine {
             .await?;
         }
         if let Some(hooks) = prepared.hooks {
-            let context = self.hook_context(id, &prepared.dir, &prepared.env);
+            let port = self.current().map_or(self.config.app.port, |c| c.web_port);
+            let context = self.hook_context(id, &prepared.dir, &prepared.env, port);
             let phase = format!("{hooks}/postdeploy");
             if !super::hooks::hook_files(&prepared.dir.join(&phase)).is_empty() {
                 let step = phase.trim_start_matches(".platform/").replace('/', "-");

@@ -32,8 +32,6 @@ pub struct HookContext {
     /// uid/gid to switch to, when the agent is root and `deploy.hook_user` says so.
     pub user: Option<(u32, u32)>,
     pub log: PathBuf,
-    /// Where the running hook's process group is recorded, for crash recovery.
-    pub marker: PathBuf,
 }
 
 /// How to start one hook file. Pure.
@@ -176,10 +174,8 @@ async fn run(
     let pgid = child.id().map(|pid| pid as i32);
     let mut guard = GroupGuard {
         pgid,
-        marker: context.marker.clone(),
         finished: false,
     };
-    guard.record(name);
     let outcome = tokio::time::timeout(context.timeout, child.wait()).await;
     let result = match outcome {
         Ok(Ok(status)) if status.success() => Ok(()),
@@ -203,28 +199,13 @@ async fn run(
 }
 
 /// Kills the hook's group if the deployment is abandoned mid-hook (timeout of the whole
-/// deployment, agent shutdown), and keeps a marker on disk while it runs so that a restarted
-/// agent can kill it after a crash. A hook that finished may leave daemons behind on purpose.
+/// deployment, agent shutdown). A hook that finished may leave daemons behind on purpose.
 struct GroupGuard {
     pgid: Option<i32>,
-    marker: PathBuf,
     finished: bool,
 }
 
 impl GroupGuard {
-    fn record(&self, name: &str) {
-        if let Some(pgid) = self.pgid {
-            let start_time = crate::supervise::read_stat(pgid)
-                .map(|s| s.start_time)
-                .unwrap_or(0);
-            let _ = fsutil::write_json_atomic(
-                &self.marker,
-                &json!({ "hook": name, "pgid": pgid, "start_time": start_time }),
-                0o600,
-            );
-        }
-    }
-
     fn kill(&self) {
         if let Some(pgid) = self.pgid {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
@@ -237,21 +218,37 @@ impl Drop for GroupGuard {
         if !self.finished {
             self.kill();
         }
-        let _ = std::fs::remove_file(&self.marker);
     }
 }
 
-/// Kills a hook group recorded by a crashed agent (checked by start time, never a stranger).
-pub fn kill_recorded_hook(marker: &Path) {
-    let Ok(Some(record)) = fsutil::read_json::<serde_json::Value>(marker) else {
-        return;
+/// After a crash: kills every process a hook of deployment `id` on this root left running.
+/// Hooks and everything they start inherit HOSTMANAGER_ROOT and HOSTMANAGER_DEPLOYMENT_ID, so
+/// they are found by their environment with no window for a race (a pid file written after
+/// the spawn could be missing when the agent dies).
+pub fn kill_orphaned_hooks(root: &Path, id: u64) -> usize {
+    let wanted = [
+        format!("HOSTMANAGER_ROOT={}", root.display()),
+        format!("HOSTMANAGER_DEPLOYMENT_ID={id}"),
+    ];
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
     };
-    let pgid = record["pgid"].as_i64().unwrap_or(0) as i32;
-    let start_time = record["start_time"].as_u64().unwrap_or(0);
-    if pgid > 0 && crate::supervise::read_stat(pgid).is_some_and(|s| s.start_time == start_time) {
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    let mut killed = 0;
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        if wanted.iter().all(|w| vars.contains(&w.as_bytes())) {
+            let pgid = crate::supervise::read_stat(pid).map_or(pid, |s| s.pgid);
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            killed += 1;
+        }
     }
-    let _ = std::fs::remove_file(marker);
+    killed
 }
 
 fn first_line(path: &Path) -> String {

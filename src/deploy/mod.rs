@@ -238,7 +238,13 @@ impl Engine {
     }
 
     /// The deploy task: executes queued deployments one at a time.
+    /// Recovery runs first, inside this task, so the control API answers meanwhile (a
+    /// postdeploy hook re-run after a crash may take a while).
     pub async fn run(self: Arc<Self>, mut queue: mpsc::Receiver<u64>, cancel: CancellationToken) {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = self.recover() => {}
+        }
         loop {
             let id = tokio::select! {
                 () = cancel.cancelled() => return,

@@ -57,7 +57,8 @@ impl Engine {
         let procfile = self
             .step(id, "procfile", async { self.read_procfile(&dir) })
             .await?;
-        let hooks = self.hook_context(id, &dir, &request.env);
+        let port = self.next_web_port(self.current().as_ref());
+        let hooks = self.hook_context(id, &dir, &request.env, port);
         self.run_hooks(id, &hooks, ".platform/hooks/prebuild")
             .await?;
         self.run_buildfile(id, &hooks, &dir).await?;
@@ -94,7 +95,7 @@ impl Engine {
         started.release_dir = Some(dir.clone());
         self.step(id, "copy-release", copy_release(&current.dir, &dir))
             .await?;
-        let hooks = self.hook_context(id, &dir, &env);
+        let hooks = self.hook_context(id, &dir, &env, self.next_web_port(Some(current)));
         self.run_hooks(id, &hooks, ".platform/confighooks/prebuild")
             .await?;
         self.run_hooks(id, &hooks, ".platform/confighooks/predeploy")
@@ -133,14 +134,15 @@ impl Engine {
         }))
     }
 
-    /// The environment and identity hooks and Buildfile commands run with.
+    /// The environment and identity hooks and Buildfile commands run with; `port` is the PORT
+    /// the release's web process gets.
     pub(super) fn hook_context(
         &self,
         id: u64,
         dir: &Path,
         properties: &BTreeMap<String, String>,
+        port: u16,
     ) -> HookContext {
-        let port = self.next_web_port(self.current().as_ref());
         let (user, home) = self.hook_user();
         let mut env = BTreeMap::from([
             ("PATH".to_string(), APP_PATH.to_string()),
@@ -149,6 +151,10 @@ impl Engine {
             // Hooks written for Elastic Beanstalk test this; a single host is always the leader.
             ("EB_IS_COMMAND_LEADER".to_string(), "true".to_string()),
             ("HOSTMANAGER_DEPLOYMENT_ID".to_string(), id.to_string()),
+            (
+                "HOSTMANAGER_ROOT".to_string(),
+                self.paths.root().display().to_string(),
+            ),
         ]);
         env.extend(properties.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.insert("PORT".to_string(), port.to_string());
@@ -159,7 +165,6 @@ impl Engine {
             timeout: self.config.deploy.hook_timeout,
             user,
             log: self.paths.hooks_log(),
-            marker: self.paths.deployments_dir().join(format!("{id}.hook.json")),
         }
     }
 

@@ -6,7 +6,7 @@
 
 use super::Engine;
 use super::engine::describe;
-use super::hooks::kill_recorded_hook;
+use super::hooks::kill_orphaned_hooks;
 use super::model::{DeploymentStatus, InProgress, Job, JobKind, StepStatus};
 use crate::events::{NewEvent, Severity};
 
@@ -14,12 +14,7 @@ impl Engine {
     pub async fn recover(&self) {
         let in_progress = self.lock_state().in_progress;
         if let Some(interrupted) = in_progress {
-            kill_recorded_hook(
-                &self
-                    .paths
-                    .deployments_dir()
-                    .join(format!("{}.hook.json", interrupted.id)),
-            );
+            kill_orphaned_hooks(self.paths.root(), interrupted.id);
         }
         self.reconcile().await;
         if let Some(interrupted) = in_progress {
@@ -86,7 +81,7 @@ impl Engine {
         let status = match (hooks, self.current()) {
             (Some(phase), Some(current)) if !ran && current.deployment_id == id => {
                 let env = self.release_env(id);
-                let context = self.hook_context(id, &current.dir, &env);
+                let context = self.hook_context(id, &current.dir, &env, current.web_port);
                 match self.run_hooks(id, &context, phase).await {
                     Ok(()) => DeploymentStatus::Succeeded,
                     Err(failure) => self.undo_after_restart(id, &current, failure.message).await,
