@@ -1,7 +1,8 @@
 //! Wiring: builds every module from the config, runs their tasks, and shuts them down.
 //!
 //! Startup: lock the root → open the event journal → resolve the app user → re-adopt app
-//! processes → recover an interrupted deployment → start tasks → bind the control socket →
+//! processes → start tasks (the deploy task first recovers an interrupted deployment) → bind
+//! the control socket →
 //! READY=1. Shutdown (SIGTERM/SIGINT): cancel every task and wait within the budget; the app
 //! processes and nginx keep running (they outlive the agent); a second signal exits at once.
 
