@@ -47,21 +47,34 @@ pub fn status(report: &StatusReport) -> String {
         out.push_str("Processes:\n");
         let _ = writeln!(
             out,
-            "  {:<12} {:>8} {:>8} {:>6} {:<9} {:>9} {:>8}",
-            "NAME", "RELEASE", "PID", "PORT", "STATE", "UPTIME", "RESTARTS"
+            "  {:<12} {:>8} {:>8} {:>6} {:<9} {:>9} {:>8} {:>6} {:>9}",
+            "NAME", "RELEASE", "PID", "PORT", "STATE", "UPTIME", "RESTARTS", "CPU%", "RSS"
         );
         for p in &report.processes {
             let _ = writeln!(
                 out,
-                "  {:<12} {:>8} {:>8} {:>6} {:<9} {:>9} {:>8}",
+                "  {:<12} {:>8} {:>8} {:>6} {:<9} {:>9} {:>8} {:>6} {:>9}",
                 p.name,
                 p.release,
                 p.pid.map_or("-".to_string(), |pid| pid.to_string()),
                 p.port.map_or("-".to_string(), |port| port.to_string()),
                 format!("{:?}", p.state).to_lowercase(),
                 p.uptime_secs.map_or("-".to_string(), |s| format!("{s}s")),
-                p.restarts
+                p.restarts,
+                p.stats
+                    .map_or("-".to_string(), |s| format!("{:.1}", s.cpu_percent)),
+                p.stats.map_or("-".to_string(), |s| mebibytes(s.rss_bytes)),
             );
+            if let Some(crash_loop) = p.crash_loop {
+                let _ = writeln!(
+                    out,
+                    "  {:<12} crash loop: {} exits within {}s; next restart after {} ms",
+                    "",
+                    crash_loop.exits,
+                    crash_loop.window_secs,
+                    p.restart_delay_ms.unwrap_or(0)
+                );
+            }
         }
     }
     let _ = writeln!(
@@ -70,6 +83,10 @@ pub fn status(report: &StatusReport) -> String {
         report.agent.version, report.agent.pid, report.agent.root
     );
     out
+}
+
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.1}M", bytes as f64 / f64::from(1u32 << 20))
 }
 
 pub fn event(event: &Event) -> String {

@@ -29,8 +29,8 @@ pub struct ReleaseView {
     pub web_port: u16,
 }
 
-/// `GET /v1/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `GET /v1/status`. Not `Eq`: process CPU shares are floating point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub agent: AgentInfo,
     pub proxy: ProxyStatus,

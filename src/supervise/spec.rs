@@ -47,6 +47,8 @@ pub struct AppUser {
     pub name: String,
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups (gids); empty clears them.
+    pub groups: Vec<u32>,
     pub home: PathBuf,
     /// False when the agent is not root: it cannot switch users, the app runs as the agent's user.
     pub switch: bool,
@@ -89,6 +91,7 @@ mod tests {
             name: "webapp".into(),
             uid: 999,
             gid: 999,
+            groups: vec![],
             home: "/home/webapp".into(),
             switch: true,
         };
