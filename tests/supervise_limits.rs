@@ -136,7 +136,7 @@ fn status_shows_cpu_and_memory_per_process() {
     let stats = &web["stats"];
     assert!(stats["rss_bytes"].as_u64().expect("rss") >= rss_kib * 1024 / 2);
     assert!(stats["cpu_percent"].as_f64().expect("cpu") >= 0.0);
-    // `sh -c` and the python it runs: the session's whole footprint.
+    // The app and anything it forked: the session's whole footprint.
     assert!(stats["processes"].as_u64().expect("count") >= 1);
     assert!(web["uptime_secs"].is_u64());
     let text = host.cli_ok(&["status"]);

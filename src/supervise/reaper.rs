@@ -26,6 +26,9 @@ use super::procstat::ProcStat;
 
 /// A scan also runs on this period, in case a SIGCHLD was coalesced with one already handled.
 const RESCAN_PERIOD: Duration = Duration::from_secs(10);
+/// A SIGCHLD is handled this much later: a crashed app is being restarted right then, and the
+/// scan of /proc would compete with it for CPU. SIGCHLDs meanwhile are handled by the same scan.
+const AFTER_SIGCHLD: Duration = Duration::from_millis(100);
 
 /// Makes the agent the reaper of its descendants' orphans.
 pub fn become_child_subreaper() -> nix::Result<()> {
@@ -117,7 +120,12 @@ pub async fn run(leaders: &Leaders, cancel: CancellationToken) {
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            _ = children.recv() => {}
+            _ = children.recv() => {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(AFTER_SIGCHLD) => {}
+                }
+            }
             _ = rescan.tick() => {}
         }
         reap_orphans(leaders);

@@ -14,7 +14,7 @@ use nix::unistd::{Gid, Uid};
 
 use super::limits::{Rlimit, RlimitKind};
 use super::process::Watched;
-use super::spec::{AppUser, ProcessSpec, process_env};
+use super::spec::{AppUser, ProcessSpec, process_env, shell_script};
 use crate::config::AppConfig;
 use crate::fsutil::open_append;
 
@@ -115,7 +115,7 @@ pub fn launch(
     let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
-        .arg(&spec.command)
+        .arg(shell_script(&spec.command))
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(process_env(spec, user))
