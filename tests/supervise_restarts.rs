@@ -180,3 +180,35 @@ fn orphans_of_an_app_are_reaped_by_the_agent() {
     }
     assert!(alive(agent));
 }
+
+#[test]
+fn what_an_exited_leader_left_in_its_group_is_stopped_before_the_restart() {
+    let mut host = TestHost::new();
+    host.start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The leader leaves a child behind in its group, then exits: a crashed server whose
+    // worker would keep the port.
+    let procfile = "web: python3 application.py\n\
+        leaver: sleep 1000 & echo $! >> leftovers.pid; exec sleep 1\n";
+    host.deploy_ok(&bundle(&dir, procfile));
+    let path = host.path("var/app/current/leftovers.pid");
+    let first: i32 = wait_for("the first leftover", Duration::from_secs(10), || {
+        std::fs::read_to_string(&path)
+            .ok()?
+            .lines()
+            .next()?
+            .parse()
+            .ok()
+    });
+    wait_for("the leaver's restart", Duration::from_secs(15), || {
+        let leaver = running(&host, "leaver");
+        (leaver["restarts"].as_u64()? >= 1).then_some(())
+    });
+    assert!(
+        !alive(first),
+        "the leftover was stopped before the new leader started"
+    );
+    wait_for("the leftover to be reaped", Duration::from_secs(10), || {
+        reaped(first).then_some(())
+    });
+}

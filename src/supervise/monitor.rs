@@ -80,16 +80,17 @@ impl Supervisor {
                     }
                     Wake::Exited(status) => {
                         self.inner.leaders.forget(process.pid());
-                        // What the leader forked must not outlive it: a leftover child would
-                        // hold the port and the restarted process could not bind it.
-                        self.stop_leftovers(&key, process.pgid()).await;
                         if stop.is_cancelled() {
+                            self.stop_leftovers(&key, process.pgid()).await;
                             break;
                         }
                         let ran_for = started.elapsed();
                         let delay = backoff.next_delay(ran_for, fastrand::f64());
                         let verdict = crash_loop.record_exit(origin.elapsed(), ran_for);
                         self.on_unexpected_exit(&key, process.pid(), status, delay, verdict);
+                        // What the leader forked must not outlive it: a leftover child would
+                        // hold the port and the restarted process could not bind it.
+                        self.stop_leftovers(&key, process.pgid()).await;
                         // A zero delay restarts at once; the table is persisted after the start.
                         if !delay.is_zero() {
                             self.persist_or_warn();
