@@ -51,6 +51,7 @@ pub async fn stop_everything(paths: &Paths, config: &Config) -> usize {
         stopped += 1;
     }
     let _ = std::fs::write(paths.processes_file(), "[]");
+    crate::supervise::remove_cgroups(paths.root());
     let runner = NginxRunner::new(config.proxy.nginx_binary.clone(), paths.nginx_dir());
     if let Some(master) = runner.master() {
         let _ = runner.signal(master, Signal::SIGQUIT);

@@ -170,6 +170,21 @@ impl Supervisor {
     }
 }
 
+/// Removes the (empty) cgroups of the agent on `root`, after its processes were stopped without
+/// an agent (`stop-apps`). Best effort: a busy cgroup stays.
+pub fn remove_all(root: &Path) {
+    let base = Path::new(CGROUP_MOUNT).join(super::limits::cgroup_base_name(root));
+    let Ok(leaves) = fs::read_dir(&base) else {
+        return;
+    };
+    for leaf in leaves.flatten() {
+        if leaf.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = fs::remove_dir(leaf.path());
+        }
+    }
+    let _ = fs::remove_dir(&base);
+}
+
 fn enable_controllers(dir: &Path, controllers: &[&str]) -> Result<(), String> {
     let file = dir.join("cgroup.subtree_control");
     let enabled = read(&file)?;

@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use cgroup::remove_all as remove_cgroups;
 pub use process::{ExitStatus, Watched, group_alive, read_stat, signal_group};
 pub use reaper::become_child_subreaper;
 pub use spawn::{ChildSetup, OutputFiles, UserError, launch, resolve_app_user};
