@@ -1,8 +1,8 @@
 //! Wiring: builds every module from the config, runs their tasks, and shuts them down.
 //!
-//! Startup: lock the root → open the event journal → resolve the app user → re-adopt app
-//! processes → start tasks (the deploy task first recovers an interrupted deployment) → bind
-//! the control socket →
+//! Startup: lock the root → open the event journal → resolve the app user → become the child
+//! subreaper of the apps' orphans → re-adopt app processes → start tasks (the deploy task
+//! first recovers an interrupted deployment) → bind the control socket →
 //! READY=1. Shutdown (SIGTERM/SIGINT): cancel every task and wait within the budget; the app
 //! processes and nginx keep running (they outlive the agent); a second signal exits at once.
 
@@ -74,6 +74,11 @@ pub async fn run(
     let tasks = TaskTracker::new();
     tasks.spawn(events::run(store.clone(), event_rx, root.child_token()));
 
+    // Orphans the apps leave behind are re-parented to the agent, which reaps them
+    // (`Supervisor::run`), instead of init: they stay inside the supervision tree.
+    if let Err(errno) = supervise::become_child_subreaper() {
+        tracing::warn!(%errno, "cannot become a child subreaper; app orphans go to init");
+    }
     let supervisor = Supervisor::new(
         app_user,
         config.supervise.clone(),
@@ -101,6 +106,7 @@ pub async fn run(
         sink.clone(),
     );
 
+    tasks.spawn(supervisor.clone().run(root.child_token()));
     tasks.spawn(proxy.clone().run(root.child_token()));
     tasks.spawn(deployer.clone().run(queue, root.child_token()));
     tasks.spawn(health.run(root.child_token()));

@@ -216,7 +216,9 @@ fn an_nginx_override_that_fails_nginx_t_is_rejected_and_the_old_config_keeps_ser
 
 #[test]
 fn a_killed_app_is_restarted_and_status_shows_why_while_it_is_down() {
+    // The first restart after a stable run is immediate by default; delay it to see the outage.
     let mut host = TestHost::new()
+        .set("supervise", "restart_delay", "3s")
         .set("supervise", "restart_backoff_initial", "3s")
         .set("supervise", "restart_backoff_max", "3s");
     host.start();

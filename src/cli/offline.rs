@@ -13,8 +13,14 @@ use crate::supervise::{Watched, group_alive};
 
 #[derive(Debug, Deserialize)]
 struct Entry {
+    spec: EntrySpec,
     pid: Option<i32>,
     start_time: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct EntrySpec {
+    name: String,
 }
 
 /// Stops every recorded app process group and this root's nginx; returns how many stopped.
@@ -29,10 +35,12 @@ pub async fn stop_everything(paths: &Paths, config: &Config) -> usize {
         let Ok(Some(process)) = Watched::adopt(pid, entry.start_time) else {
             continue;
         };
-        let _ = process.signal_group(config.supervise.stop_signal.signal());
-        let gone = tokio::time::timeout(config.supervise.stop_timeout, async {
+        // Each process with its own stop signal and deadline.
+        let settings = config.supervise.settings(&entry.spec.name);
+        let _ = process.signal_group(settings.stop_signal.signal());
+        let gone = tokio::time::timeout(settings.stop_timeout, async {
             process.exited().await;
-            while group_alive(pid) {
+            while group_alive(process.pgid()) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -43,6 +51,7 @@ pub async fn stop_everything(paths: &Paths, config: &Config) -> usize {
         stopped += 1;
     }
     let _ = std::fs::write(paths.processes_file(), "[]");
+    crate::supervise::remove_cgroups(paths.root());
     let runner = NginxRunner::new(config.proxy.nginx_binary.clone(), paths.nginx_dir());
     if let Some(master) = runner.master() {
         let _ = runner.signal(master, Signal::SIGQUIT);

@@ -47,21 +47,34 @@ pub fn status(report: &StatusReport) -> String {
         out.push_str("Processes:\n");
         let _ = writeln!(
             out,
-            "  {:<12} {:>8} {:>8} {:>6} {:<9} {:>9} {:>8}",
-            "NAME", "RELEASE", "PID", "PORT", "STATE", "UPTIME", "RESTARTS"
+            "  {:<12} {:>8} {:>8} {:>6} {:<9} {:>9} {:>8} {:>6} {:>9}",
+            "NAME", "RELEASE", "PID", "PORT", "STATE", "UPTIME", "RESTARTS", "CPU%", "RSS"
         );
         for p in &report.processes {
             let _ = writeln!(
                 out,
-                "  {:<12} {:>8} {:>8} {:>6} {:<9} {:>9} {:>8}",
+                "  {:<12} {:>8} {:>8} {:>6} {:<9} {:>9} {:>8} {:>6} {:>9}",
                 p.name,
                 p.release,
                 p.pid.map_or("-".to_string(), |pid| pid.to_string()),
                 p.port.map_or("-".to_string(), |port| port.to_string()),
                 format!("{:?}", p.state).to_lowercase(),
                 p.uptime_secs.map_or("-".to_string(), |s| format!("{s}s")),
-                p.restarts
+                p.restarts,
+                p.stats
+                    .map_or("-".to_string(), |s| format!("{:.1}", s.cpu_percent)),
+                p.stats.map_or("-".to_string(), |s| mebibytes(s.rss_bytes)),
             );
+            if let Some(crash_loop) = p.crash_loop {
+                let _ = writeln!(
+                    out,
+                    "  {:<12} crash loop: {} exits within {}s; restart delay {} ms",
+                    "",
+                    crash_loop.exits,
+                    crash_loop.window_secs,
+                    p.restart_delay_ms.unwrap_or(0)
+                );
+            }
         }
     }
     let _ = writeln!(
@@ -70,6 +83,10 @@ pub fn status(report: &StatusReport) -> String {
         report.agent.version, report.agent.pid, report.agent.root
     );
     out
+}
+
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.1}M", bytes as f64 / f64::from(1u32 << 20))
 }
 
 pub fn event(event: &Event) -> String {
@@ -153,6 +170,87 @@ pub fn summary(record: &DeploymentRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::{AgentInfo, StatusReport};
+    use crate::health::HealthReport;
+    use crate::proxy::ProxyStatus;
+    use crate::supervise::{CrashLoop, ExitStatus, ProcessState, ProcessStats, ProcessStatus};
+
+    fn process(name: &str) -> ProcessStatus {
+        ProcessStatus {
+            name: name.into(),
+            release: 3,
+            pid: Some(4242),
+            port: Some(5000),
+            state: ProcessState::Running,
+            restarts: 0,
+            uptime_secs: Some(61),
+            last_exit: None,
+            restart_delay_ms: None,
+            crash_loop: None,
+            stats: Some(ProcessStats {
+                cpu_percent: 12.5,
+                rss_bytes: 25 << 20,
+                processes: 2,
+            }),
+        }
+    }
+
+    #[test]
+    fn processes_show_cpu_memory_and_crash_loops() {
+        let crashing = ProcessStatus {
+            pid: None,
+            port: None,
+            state: ProcessState::Backoff,
+            restarts: 9,
+            uptime_secs: None,
+            last_exit: Some(ExitStatus::Code(3)),
+            restart_delay_ms: Some(30_000),
+            crash_loop: Some(CrashLoop {
+                exits: 5,
+                window_secs: 60,
+            }),
+            stats: None,
+            ..process("worker")
+        };
+        let report = StatusReport {
+            agent: AgentInfo {
+                version: "0.1.0".into(),
+                pid: 1,
+                root: "/".into(),
+                environment: "local".into(),
+                started_at: String::new(),
+                events_dropped: 0,
+            },
+            proxy: ProxyStatus {
+                enabled: false,
+                url: "http://127.0.0.1/".into(),
+                running: false,
+                pid: None,
+                generation: None,
+                upstream_port: None,
+            },
+            release: None,
+            deployment: None,
+            last_deployment: None,
+            processes: vec![process("web"), crashing],
+            health: HealthReport::default(),
+        };
+        let text = status(&report);
+        let lines: Vec<&str> = text.lines().collect();
+        let header = lines
+            .iter()
+            .position(|l| l.contains("NAME"))
+            .expect("header");
+        assert_eq!(
+            lines[header..header + 4],
+            [
+                "  NAME          RELEASE      PID   PORT STATE        UPTIME RESTARTS   CPU%       RSS",
+                "  web                 3     4242   5000 running         61s        0   12.5     25.0M",
+                "  worker              3        -      - backoff           -        9      -         -",
+                "               crash loop: 5 exits within 60s; restart delay 30000 ms",
+            ]
+        );
+    }
 
     #[test]
     fn steps_read_well() {

@@ -4,12 +4,14 @@
 mod model;
 mod parse;
 mod reader;
+mod supervise;
 
 use std::path::{Path, PathBuf};
 
 pub use model::*;
 pub use parse::{default_config, parse_config};
 pub use reader::Problem;
+pub use supervise::parse_size;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -1,6 +1,7 @@
 //! The validated agent configuration. Every field has a default documented in `docs/config.md`;
 //! `parse.rs` builds these from TOML and rejects anything out of range.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,6 +35,8 @@ pub struct AppConfig {
     pub user: String,
     /// Must be set explicitly before `user = "root"` is accepted.
     pub allow_root: bool,
+    /// Supplementary groups of the app processes (names); empty clears them.
+    pub groups: Vec<String>,
     /// PORT given to the `web` process; nginx proxies to it.
     pub port: u16,
     /// Second port, used by the new web process during a zero-downtime cutover.
@@ -44,10 +47,88 @@ pub struct AppConfig {
 pub struct SuperviseConfig {
     pub stop_signal: StopSignal,
     pub stop_timeout: Duration,
+    /// Delay before restarting a process that exited after a stable run (or for the first time).
+    pub restart_delay: Duration,
+    /// First delay of the backoff applied to a process that keeps exiting quickly.
     pub restart_backoff_initial: Duration,
     pub restart_backoff_max: Duration,
     /// A process that stays up this long gets its backoff reset.
     pub stable_after: Duration,
+    /// This many exits within `crash_loop_window` make a crash loop.
+    pub crash_loop_exits: u32,
+    pub crash_loop_window: Duration,
+    /// File mode creation mask of the app processes.
+    pub umask: u32,
+    /// Period of the per-process CPU and memory samples.
+    pub stats_interval: Duration,
+    /// Limits of every process unless `processes.<name>` overrides them.
+    pub limits: ProcessLimits,
+    /// Per-process overrides, by Procfile name.
+    pub processes: BTreeMap<String, ProcessOverrides>,
+}
+
+/// Resource limits of one process. `None` leaves the limit as the agent has it (rlimits) or
+/// unset (cgroup limits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessLimits {
+    /// RLIMIT_NOFILE, soft and hard.
+    pub nofile: Option<u64>,
+    /// RLIMIT_CORE in bytes, soft and hard; `u64::MAX` is unlimited.
+    pub core: Option<u64>,
+    /// cgroup v2 `memory.max` in bytes.
+    pub memory_max: Option<u64>,
+    /// cgroup v2 `cpu.max` as a percentage of one CPU (200 = two CPUs).
+    pub cpu_quota_percent: Option<u32>,
+}
+
+impl ProcessLimits {
+    /// `self`, with every limit `over` sets replaced.
+    pub fn overridden_by(self, over: &ProcessLimits) -> Self {
+        Self {
+            nofile: over.nofile.or(self.nofile),
+            core: over.core.or(self.core),
+            memory_max: over.memory_max.or(self.memory_max),
+            cpu_quota_percent: over.cpu_quota_percent.or(self.cpu_quota_percent),
+        }
+    }
+
+    pub fn wants_cgroup(&self) -> bool {
+        self.memory_max.is_some() || self.cpu_quota_percent.is_some()
+    }
+}
+
+/// `[supervise.processes.<name>]`: settings of one Procfile process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessOverrides {
+    pub stop_signal: Option<StopSignal>,
+    pub stop_timeout: Option<Duration>,
+    pub limits: ProcessLimits,
+}
+
+/// What applies to one process: the `[supervise]` defaults with its overrides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessSettings {
+    pub stop_signal: StopSignal,
+    pub stop_timeout: Duration,
+    pub limits: ProcessLimits,
+}
+
+impl SuperviseConfig {
+    pub fn settings(&self, process: &str) -> ProcessSettings {
+        let over = self.processes.get(process);
+        ProcessSettings {
+            stop_signal: over.and_then(|o| o.stop_signal).unwrap_or(self.stop_signal),
+            stop_timeout: over
+                .and_then(|o| o.stop_timeout)
+                .unwrap_or(self.stop_timeout),
+            limits: over.map_or(self.limits, |o| self.limits.overridden_by(&o.limits)),
+        }
+    }
+
+    /// Whether any process asks for cgroup limits.
+    pub fn wants_cgroups(&self) -> bool {
+        self.limits.wants_cgroup() || self.processes.values().any(|o| o.limits.wants_cgroup())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,7 +20,7 @@ pub fn parse_config(text: &str) -> Result<Config, Vec<Problem>> {
     let config = Config {
         environment: environment(root.section("environment")),
         app: app(root.section("app")),
-        supervise: supervise(root.section("supervise")),
+        supervise: super::supervise::supervise(root.section("supervise")),
         proxy: proxy(root.section("proxy")),
         health: health(root.section("health")),
         deploy: deploy(root.section("deploy")),
@@ -85,6 +85,13 @@ fn app(mut s: Section) -> AppConfig {
             "apps never run as root unless app.allow_root = true",
         );
     }
+    let groups: Vec<String> = s.get("groups", Vec::new());
+    if groups.iter().any(|g| g == "root" || g == "0") && !allow_root {
+        s.problem(
+            "groups",
+            "the root group is refused unless app.allow_root = true",
+        );
+    }
     let port = port(&mut s, "port", 5000);
     let alternate_port = port_or(&mut s, "alternate_port", port.wrapping_add(1).max(1));
     if port == alternate_port {
@@ -97,41 +104,9 @@ fn app(mut s: Section) -> AppConfig {
     AppConfig {
         user,
         allow_root,
+        groups,
         port,
         alternate_port,
-    }
-}
-
-fn supervise(mut s: Section) -> SuperviseConfig {
-    let signal_name = s.get("stop_signal", "TERM".to_string());
-    let stop_signal = StopSignal::parse(&signal_name).unwrap_or_else(|| {
-        s.problem(
-            "stop_signal",
-            format!("{signal_name:?} is not one of TERM, INT, QUIT, HUP, USR1, USR2"),
-        );
-        StopSignal::Term
-    });
-    let stop_timeout = positive(&mut s, "stop_timeout", Duration::from_secs(10));
-    let restart_backoff_initial = positive(
-        &mut s,
-        "restart_backoff_initial",
-        Duration::from_millis(100),
-    );
-    let restart_backoff_max = positive(&mut s, "restart_backoff_max", Duration::from_secs(30));
-    if restart_backoff_max < restart_backoff_initial {
-        s.problem(
-            "restart_backoff_max",
-            "must be at least supervise.restart_backoff_initial",
-        );
-    }
-    let stable_after = positive(&mut s, "stable_after", Duration::from_secs(30));
-    s.finish();
-    SuperviseConfig {
-        stop_signal,
-        stop_timeout,
-        restart_backoff_initial,
-        restart_backoff_max,
-        stable_after,
     }
 }
 
@@ -387,7 +362,7 @@ fn port_or(s: &mut Section, key: &str, default: u16) -> u16 {
     }
 }
 
-fn positive(s: &mut Section, key: &str, default: Duration) -> Duration {
+pub(super) fn positive(s: &mut Section, key: &str, default: Duration) -> Duration {
     let value = s.duration(key, default);
     if value.is_zero() {
         s.problem(key, "must be greater than zero");

@@ -131,6 +131,11 @@ impl<'p> Section<'p> {
         }
     }
 
+    /// The keys not taken yet, for tables whose keys are names (e.g. one per process).
+    pub fn keys(&self) -> Vec<String> {
+        self.table.keys().cloned().collect()
+    }
+
     /// Reports every key nobody asked for. Call after the last `get`.
     pub fn finish(self) {
         for key in self.table.keys() {

@@ -31,8 +31,8 @@ pub struct ReleaseView {
     pub status: Option<String>,
 }
 
-/// `GET /v1/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `GET /v1/status`. Not `Eq`: process CPU shares are floating point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub agent: AgentInfo,
     pub proxy: ProxyStatus,

@@ -126,6 +126,7 @@ pub fn evaluate(inputs: &HealthInputs<'_>) -> (HealthStatus, Vec<Cause>) {
             );
         }
     }
+    causes.extend(crash_loop_causes(inputs.processes));
     let threshold = inputs.failures_before_unhealthy.max(1);
     let direct_failing = inputs.direct.consecutive_failures >= threshold;
     if direct_failing {
@@ -164,6 +165,24 @@ pub fn evaluate(inputs: &HealthInputs<'_>) -> (HealthStatus, Vec<Cause>) {
     verdict(causes)
 }
 
+/// Every crash-looping process is Severe, whichever process it is: it will not heal itself.
+fn crash_loop_causes(processes: &[ProcessStatus]) -> impl Iterator<Item = Cause> + '_ {
+    processes.iter().filter_map(|p| {
+        let crash_loop = p.crash_loop?;
+        let last = p
+            .last_exit
+            .map(|exit| format!(", the last with {exit}"))
+            .unwrap_or_default();
+        Some(Cause {
+            status: HealthStatus::Severe,
+            message: format!(
+                "Process {} is crash-looping: {} exits within {}s{last}",
+                p.name, crash_loop.exits, crash_loop.window_secs
+            ),
+        })
+    })
+}
+
 fn verdict(mut causes: Vec<Cause>) -> (HealthStatus, Vec<Cause>) {
     causes.sort_by_key(|cause| std::cmp::Reverse(cause.status));
     let status = causes.first().map_or(HealthStatus::Ok, |c| c.status);
@@ -186,6 +205,9 @@ mod tests {
             restarts: 0,
             uptime_secs: Some(5),
             last_exit: (state != ProcessState::Running).then_some(ExitStatus::Signal(9)),
+            restart_delay_ms: None,
+            crash_loop: None,
+            stats: None,
         }
     }
 
@@ -304,6 +326,25 @@ mod tests {
         input.has_release = false;
         input.deployment = None;
         assert_eq!(evaluate(&input).0, HealthStatus::Unknown);
+    }
+
+    #[test]
+    fn a_crash_looping_worker_is_severe() {
+        let mut worker = process("worker", ProcessState::Running);
+        worker.last_exit = Some(ExitStatus::Code(3));
+        worker.crash_loop = Some(crate::supervise::CrashLoop {
+            exits: 5,
+            window_secs: 60,
+        });
+        let processes = [process("web", ProcessState::Running), worker];
+        let expected = ["web".to_string(), "worker".to_string()];
+        let direct = healthy();
+        let (status, causes) = evaluate(&inputs(&processes, &expected, &direct));
+        assert_eq!(status, HealthStatus::Severe);
+        assert_eq!(
+            causes[0].message,
+            "Process worker is crash-looping: 5 exits within 60s, the last with exit status 3"
+        );
     }
 
     #[test]

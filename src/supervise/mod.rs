@@ -1,33 +1,41 @@
 //! Supervision of the app's Procfile processes.
 //!
-//! Design: every process has one monitor task that owns its `Watched` handle. The monitor
-//! restarts the process when it exits (capped exponential backoff), stops it when asked
-//! (stop signal to the group, deadline, SIGKILL), and on agent shutdown simply returns,
-//! leaving the process running: apps outlive the agent. The table of live processes
-//! (spec + pid + start time) is persisted after every change so that the next agent run
-//! re-adopts them instead of starting duplicates.
+//! Design: every process has one monitor task (`monitor.rs`) that owns its `Watched` handle.
+//! The monitor restarts the process when it exits (immediately after a stable run, then with
+//! capped exponential backoff), reports crash loops, stops it when asked (stop signal to the
+//! group, deadline, SIGKILL), and on agent shutdown simply returns, leaving the process
+//! running: apps outlive the agent. The table of live processes (spec + pid + start time +
+//! pgid) is persisted after every change so that the next agent run re-adopts them instead of
+//! starting duplicates. Beside the monitors, `run` reaps orphans (the agent is a child
+//! subreaper) and samples per-process CPU and memory.
 
 mod backoff;
+mod cgroup;
+mod crashloop;
+mod limits;
+mod monitor;
 mod process;
 mod procstat;
+mod reaper;
 mod spawn;
 mod spec;
+mod stats;
 mod table;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use process::{ExitStatus, Watched, group_alive, read_stat};
-pub use spawn::{OutputFiles, UserError, launch, resolve_app_user};
+pub use cgroup::remove_all as remove_cgroups;
+pub use process::{ExitStatus, Watched, group_alive, read_stat, signal_group};
+pub use reaper::become_child_subreaper;
+pub use spawn::{ChildSetup, OutputFiles, UserError, launch, resolve_app_user};
 pub use spec::{APP_PATH, AppUser, ProcessKey, ProcessSpec, process_env};
+pub use stats::ProcessStats;
 use table::{PersistedProcess, Slot};
 
 use crate::config::SuperviseConfig;
@@ -51,7 +59,7 @@ pub enum SuperviseError {
 }
 
 /// What `hostmanager status` shows for one process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessStatus {
     pub name: String,
     pub release: u64,
@@ -61,6 +69,15 @@ pub struct ProcessStatus {
     pub restarts: u32,
     pub uptime_secs: Option<u64>,
     pub last_exit: Option<ExitStatus>,
+    /// The restart delay chosen at the last exit (grows while the process keeps exiting).
+    #[serde(default)]
+    pub restart_delay_ms: Option<u64>,
+    /// Set while the process is in a crash loop.
+    #[serde(default)]
+    pub crash_loop: Option<CrashLoop>,
+    /// CPU and memory of the process and everything in its session (latest sample).
+    #[serde(default)]
+    pub stats: Option<ProcessStats>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +87,13 @@ pub enum ProcessState {
     /// Exited; waiting out the restart backoff.
     Backoff,
     Stopping,
+}
+
+/// A crash loop: `exits` exits within `window_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrashLoop {
+    pub exits: u32,
+    pub window_secs: u64,
 }
 
 /// Cheap to clone handle on the process table.
@@ -88,6 +112,12 @@ struct Inner {
     tracker: TaskTracker,
     /// Agent shutdown: monitors return and leave their processes running.
     shutdown: CancellationToken,
+    /// App leaders spawned by this agent, which their monitors reap (not the orphan reaper).
+    leaders: reaper::Leaders,
+    /// `None` when no cgroup limits are configured or this host cannot apply them.
+    cgroups: Option<cgroup::Cgroups>,
+    /// Serialises writes of `processes.json`, so the last write is always the latest table.
+    persisting: Mutex<()>,
 }
 
 impl Supervisor {
@@ -98,6 +128,7 @@ impl Supervisor {
         events: EventSink,
         shutdown: CancellationToken,
     ) -> Self {
+        let cgroups = cgroup::prepare_for(&config, &paths, &events);
         let inner = Inner {
             user,
             config,
@@ -106,6 +137,9 @@ impl Supervisor {
             table: Mutex::new(BTreeMap::new()),
             tracker: TaskTracker::new(),
             shutdown,
+            leaders: reaper::Leaders::default(),
+            cgroups,
+            persisting: Mutex::new(()),
         };
         Self {
             inner: Arc::new(inner),
@@ -130,26 +164,26 @@ impl Supervisor {
                 .pid
                 .and_then(|pid| Watched::adopt(pid, entry.start_time).ok().flatten());
             let spec = entry.spec;
-            match adopted {
-                Some(watched) => {
-                    tracing::info!(process = %spec.name, release = spec.release, pid = watched.pid(), "re-adopted");
-                    self.insert_and_monitor(spec, Some(watched), entry.restarts);
-                }
-                None => {
-                    self.inner.events.emit(
-                        NewEvent::new(
-                            Severity::Warning,
-                            "supervise",
-                            format!(
-                                "Process {} exited while the agent was down; restarting it",
-                                spec.name
-                            ),
-                        )
-                        .deployment(spec.release),
-                    );
-                    self.insert_and_monitor(spec, None, entry.restarts + 1);
-                }
-            }
+            let message = match &adopted {
+                Some(watched) => format!(
+                    "Re-adopted process {} (pid {}) left running by the previous agent",
+                    spec.name,
+                    watched.pid()
+                ),
+                None => format!(
+                    "Process {} exited while the agent was down; restarting it",
+                    spec.name
+                ),
+            };
+            let severity = match adopted {
+                Some(_) => Severity::Info,
+                None => Severity::Warning,
+            };
+            self.inner
+                .events
+                .emit(NewEvent::new(severity, "supervise", message).deployment(spec.release));
+            let restarts = entry.restarts + u32::from(adopted.is_none());
+            self.insert_and_monitor(spec, adopted, restarts);
         }
         self.persist()
     }
@@ -203,6 +237,7 @@ impl Supervisor {
         }
     }
 
+    /// Every process with its state, restarts, uptime, crash loop and CPU/memory sample.
     pub fn statuses(&self) -> Vec<ProcessStatus> {
         self.lock().values().map(Slot::status).collect()
     }
@@ -220,18 +255,39 @@ impl Supervisor {
         self.inner.tracker.wait().await;
     }
 
+    /// Housekeeping until `cancel` fires: reaps orphans on SIGCHLD and samples per-process CPU
+    /// and memory every `supervise.stats_interval`.
+    pub async fn run(self, cancel: CancellationToken) {
+        tokio::join!(
+            reaper::run(&self.inner.leaders, cancel.clone()),
+            self.sample_stats(cancel)
+        );
+    }
+
     fn launch(&self, spec: &ProcessSpec) -> Result<Watched, SuperviseError> {
         let paths = &self.inner.paths;
         let output = OutputFiles {
             stdout: &paths.process_stdout_log(&spec.name),
             stderr: &paths.process_stderr_log(&spec.name),
         };
-        launch(spec, &self.inner.user, output).map_err(|source| SuperviseError::Start {
-            name: spec.name.clone(),
-            release: spec.release,
-            command: spec.command.clone(),
-            source,
-        })
+        let limits = self.inner.config.settings(&spec.name).limits;
+        let setup = ChildSetup {
+            umask: self.inner.config.umask,
+            rlimits: monitor::planned_rlimits(&spec.name, &limits),
+            cgroup_procs: self.cgroup_for(spec, &limits),
+        };
+        // Held until the child is registered: see reaper.rs.
+        let mut leaders = self.inner.leaders.lock();
+        let watched = launch(spec, &self.inner.user, output, setup).map_err(|source| {
+            SuperviseError::Start {
+                name: spec.name.clone(),
+                release: spec.release,
+                command: spec.command.clone(),
+                source,
+            }
+        })?;
+        leaders.insert(watched.pid());
+        Ok(watched)
     }
 
     fn insert_and_monitor(&self, spec: ProcessSpec, watched: Option<Watched>, restarts: u32) {
@@ -248,6 +304,13 @@ impl Supervisor {
     }
 
     fn persist(&self) -> Result<(), SuperviseError> {
+        // Monitors persist concurrently; two writers would share the temporary file, and an
+        // older snapshot could land last.
+        let _writing = self
+            .inner
+            .persisting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let entries: Vec<PersistedProcess> = self.lock().values().map(Slot::persisted).collect();
         let path = self.inner.paths.processes_file();
         // 0600: the specs carry the environment properties, which may be secrets.
@@ -271,105 +334,6 @@ impl Supervisor {
     fn update(&self, key: &ProcessKey, change: impl FnOnce(&mut Slot)) {
         if let Some(slot) = self.lock().get_mut(key) {
             change(slot);
-        }
-    }
-
-    async fn monitor(
-        &self,
-        key: ProcessKey,
-        mut watched: Option<Watched>,
-        stop: CancellationToken,
-    ) {
-        let config = self.inner.config.clone();
-        let mut backoff = backoff::Backoff::new(
-            config.restart_backoff_initial,
-            config.restart_backoff_max,
-            config.stable_after,
-        );
-        let mut started = Instant::now();
-        loop {
-            if let Some(process) = watched.take() {
-                tokio::select! {
-                    status = process.exited() => {
-                        if stop.is_cancelled() { break; }
-                        let delay = backoff.next_delay(started.elapsed(), fastrand::f64());
-                        self.on_unexpected_exit(&key, process.pid(), status, delay);
-                        self.persist_or_warn();
-                        tokio::select! {
-                            () = tokio::time::sleep(delay) => {}
-                            () = stop.cancelled() => break,
-                            () = self.inner.shutdown.cancelled() => return,
-                        }
-                    }
-                    () = stop.cancelled() => {
-                        self.update(&key, |slot| slot.state = ProcessState::Stopping);
-                        self.terminate(&process, config.stop_signal.signal(), config.stop_timeout).await;
-                        break;
-                    }
-                    () = self.inner.shutdown.cancelled() => return,
-                }
-            }
-            let Some(spec) = self.lock().get(&key).map(|slot| slot.spec.clone()) else {
-                return;
-            };
-            match self.launch(&spec) {
-                Ok(process) => {
-                    started = Instant::now();
-                    self.update(&key, |slot| slot.running(&process));
-                    watched = Some(process);
-                    self.persist_or_warn();
-                }
-                Err(error) => {
-                    let delay = backoff.next_delay(Duration::ZERO, fastrand::f64());
-                    self.inner.events.emit(
-                        NewEvent::new(Severity::Error, "supervise", error.to_string())
-                            .deployment(key.release),
-                    );
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = stop.cancelled() => break,
-                        () = self.inner.shutdown.cancelled() => return,
-                    }
-                }
-            }
-        }
-        self.lock().remove(&key);
-        self.persist_or_warn();
-    }
-
-    fn on_unexpected_exit(&self, key: &ProcessKey, pid: i32, status: ExitStatus, delay: Duration) {
-        self.update(key, |slot| slot.exited(status));
-        let message = format!(
-            "Process {} (pid {pid}) exited with {status}; restarting in {}",
-            key.name,
-            humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
-        );
-        self.inner
-            .events
-            .emit(NewEvent::new(Severity::Warning, "supervise", message).deployment(key.release));
-    }
-
-    /// Stop signal to the group, wait up to `deadline`, then SIGKILL whatever is left of it.
-    async fn terminate(&self, process: &Watched, signal: Signal, deadline: Duration) {
-        let pgid = process.pid();
-        if let Err(error) = process.signal_group(signal) {
-            tracing::warn!(pid = pgid, %error, "cannot signal process group");
-        }
-        let gone = tokio::time::timeout(deadline, async {
-            process.exited().await;
-            // The leader is gone; children it forked may still hold on.
-            while group_alive(pgid) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-        if gone.is_err() {
-            tracing::warn!(
-                pid = pgid,
-                "did not stop within {deadline:?}; sending SIGKILL to its group"
-            );
-            let _ = process.signal_group(Signal::SIGKILL);
-            process.exited().await;
         }
     }
 }

@@ -48,6 +48,9 @@ impl fmt::Display for ExitStatus {
 pub struct Watched {
     pid: i32,
     start_time: u64,
+    /// The group signals go to. The app leads its own session, so this is its pid, and a
+    /// session leader cannot move to another group.
+    pgid: i32,
     is_child: bool,
     pidfd: AsyncFd<OwnedFd>,
 }
@@ -56,10 +59,11 @@ impl Watched {
     /// Watches a child the agent just spawned (not yet reaped, so the pid cannot be reused).
     pub fn child(pid: i32) -> io::Result<Self> {
         let pidfd = open_pidfd(pid)?;
-        let start_time = read_stat(pid).map(|stat| stat.start_time).unwrap_or(0);
+        let stat = read_stat(pid);
         Ok(Self {
             pid,
-            start_time,
+            start_time: stat.map_or(0, |s| s.start_time),
+            pgid: stat.map_or(pid, |s| s.pgid),
             is_child: true,
             pidfd: register(pidfd)?,
         })
@@ -79,14 +83,14 @@ impl Watched {
         };
         // Check again now that the pidfd pins the process: the pid may have been reused
         // between the first check and pidfd_open.
-        if read_stat(pid).is_none_or(|stat| stat.start_time != start_time) {
+        let Some(stat) = read_stat(pid).filter(|stat| stat.start_time == start_time) else {
             return Ok(None);
-        }
-        let is_child = read_stat(pid).is_some_and(|stat| stat.ppid == std::process::id() as i32);
+        };
         Ok(Some(Self {
             pid,
             start_time,
-            is_child,
+            pgid: stat.pgid,
+            is_child: stat.ppid == std::process::id() as i32,
             pidfd: register(pidfd)?,
         }))
     }
@@ -97,6 +101,14 @@ impl Watched {
 
     pub fn start_time(&self) -> u64 {
         self.start_time
+    }
+
+    pub fn pgid(&self) -> i32 {
+        self.pgid
+    }
+
+    pub fn is_child(&self) -> bool {
+        self.is_child
     }
 
     /// Waits until the process has exited; reaps it when it is our child.
@@ -133,14 +145,17 @@ impl Watched {
             .is_some_and(|stat| stat.start_time == self.start_time && !stat.is_zombie())
     }
 
-    /// Signals the whole process group (the app and everything it forked). The group id is the
-    /// leader's pid because every app starts in its own session.
+    /// Signals the whole process group (the app and everything it forked that stayed in it).
     pub fn signal_group(&self, signal: Signal) -> io::Result<()> {
-        match killpg(Pid::from_raw(self.pid), signal) {
-            Ok(()) => Ok(()),
-            Err(nix::errno::Errno::ESRCH) => Ok(()),
-            Err(errno) => Err(io::Error::from(errno)),
-        }
+        signal_group(self.pgid, signal)
+    }
+}
+
+/// Signals process group `pgid`; a group that is gone already is not an error.
+pub fn signal_group(pgid: i32, signal: Signal) -> io::Result<()> {
+    match killpg(Pid::from_raw(pgid), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(errno) => Err(io::Error::from(errno)),
     }
 }
 
@@ -183,10 +198,20 @@ pub fn age(start_time: u64) -> Option<std::time::Duration> {
     ))
 }
 
-/// Whether any process of group `pgid` is still alive (the leader may be gone while its
-/// children linger).
+/// Whether any process of group `pgid` still runs (the leader may be gone while its children
+/// linger). Zombies do not count: they have exited, only their parent's wait is missing, and
+/// that parent may be init (for an adopted app), which the agent cannot hurry.
 pub fn group_alive(pgid: i32) -> bool {
-    killpg(Pid::from_raw(pgid), None).is_ok()
+    // Cheap first: no process at all in the group.
+    if killpg(Pid::from_raw(pgid), None).is_err() {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .any(|pid| read_stat(pid).is_some_and(|stat| stat.pgid == pgid && !stat.is_zombie()))
 }
 
 #[cfg(test)]

@@ -47,10 +47,42 @@ pub struct AppUser {
     pub name: String,
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups (gids); empty clears them.
+    pub groups: Vec<u32>,
     pub home: PathBuf,
     /// False when the agent is not root: it cannot switch users, the app runs as the agent's user.
     pub switch: bool,
 }
+
+/// The script given to `/bin/sh -c` for a Procfile command. A plain command line (words only,
+/// no shell syntax) gets `exec`, as bash does by itself: the app then IS the process the agent
+/// started, so its exit is seen at once, signals reach it directly, and there is no shell
+/// between a crash and the restart. Anything else runs as written.
+pub fn shell_script(command: &str) -> String {
+    const SHELL_SYNTAX: &[char] = &[
+        ';', '&', '|', '<', '>', '(', ')', '$', '`', '\\', '"', '\'', '*', '?', '[', ']', '#', '~',
+        '=', '%', '{', '}', '!', '\n',
+    ];
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let is_plain = !command.contains(SHELL_SYNTAX)
+        && words
+            .first()
+            .is_some_and(|first| !SHELL_KEYWORDS.contains(first) && *first != "exec");
+    if is_plain {
+        format!("exec {command}")
+    } else {
+        command.to_string()
+    }
+}
+
+/// Words that make a command line more than one command, or a shell builtin `exec` would break.
+const SHELL_KEYWORDS: &[&str] = &[
+    "if", "then", "else", "elif", "fi", "case", "esac", "for", "while", "until", "do", "done",
+    "in", "function", "select", "time", "cd", "export", "set", "unset", "trap", "wait", "eval",
+    ".", ":", "source", "ulimit", "umask", "read", "shift", "return", "exit", "break", "continue",
+    "alias", "unalias", "command", "type", "hash", "getopts", "local", "readonly", "times", "jobs",
+    "fg", "bg",
+];
 
 /// The complete environment of an app process: a minimal base, then the env properties
 /// (which may override PATH, as on Elastic Beanstalk), then PORT for the web process.
@@ -73,6 +105,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn plain_command_lines_are_execed_anything_else_runs_as_written() {
+        assert_eq!(
+            shell_script("python3 application.py"),
+            "exec python3 application.py"
+        );
+        assert_eq!(
+            shell_script("bin/server --port 5000 -v"),
+            "exec bin/server --port 5000 -v"
+        );
+        for as_written in [
+            "python3 a.py; python3 b.py",
+            "cd app && ./run",
+            "./run | tee log",
+            "./run > log",
+            "./run $PORT",
+            "FOO=1 ./run",
+            "exec ./run",
+            "trap '' TERM",
+            "while true",
+            "wait",
+            "for i in 1 2",
+            "ls *.py",
+            "./run 'quoted arg'",
+            "./a\n./b",
+            "",
+        ] {
+            assert_eq!(shell_script(as_written), as_written);
+        }
+    }
+
+    #[test]
     fn env_is_minimal_plus_properties_plus_port() {
         let spec = ProcessSpec {
             name: "web".into(),
@@ -89,6 +152,7 @@ mod tests {
             name: "webapp".into(),
             uid: 999,
             gid: 999,
+            groups: vec![],
             home: "/home/webapp".into(),
             switch: true,
         };

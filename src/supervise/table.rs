@@ -1,34 +1,46 @@
 //! One row of the process table and its persisted form.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::process::{ExitStatus, Watched};
 use super::spec::ProcessSpec;
-use super::{ProcessState, ProcessStatus};
+use super::stats::ProcessStats;
+use super::{CrashLoop, ProcessState, ProcessStatus};
 
 #[derive(Debug)]
 pub(super) struct Slot {
     pub spec: ProcessSpec,
     pub state: ProcessState,
     pub pid: Option<i32>,
+    pub pgid: Option<i32>,
     pub start_time: u64,
     pub restarts: u32,
     pub last_exit: Option<ExitStatus>,
+    /// The delay chosen at the last exit.
+    pub restart_delay: Option<Duration>,
+    pub crash_loop: Option<CrashLoop>,
+    pub stats: Option<ProcessStats>,
     /// Fired to ask the monitor to stop the process for good.
     pub stop: CancellationToken,
     /// Resolves when the monitor has stopped the process and removed the slot.
     pub done: Option<oneshot::Receiver<()>>,
 }
 
-/// What survives an agent restart: enough to re-adopt or restart the process.
+/// What survives an agent restart: enough to re-adopt or restart the process, and its identity
+/// (pid + kernel start time; a reused pid has a later start time).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct PersistedProcess {
+    /// The release and the port are in the spec.
     pub spec: ProcessSpec,
     /// `None` while the process waits out its restart backoff.
     pub pid: Option<i32>,
     pub start_time: u64,
+    #[serde(default)]
+    pub pgid: Option<i32>,
     #[serde(default)]
     pub restarts: u32,
 }
@@ -45,9 +57,13 @@ impl Slot {
             spec,
             state: ProcessState::Backoff,
             pid: None,
+            pgid: None,
             start_time: 0,
             restarts,
             last_exit: None,
+            restart_delay: None,
+            crash_loop: None,
+            stats: None,
             stop,
             done: Some(done),
         };
@@ -64,13 +80,18 @@ impl Slot {
         }
         self.state = ProcessState::Running;
         self.pid = Some(watched.pid());
+        self.pgid = Some(watched.pgid());
         self.start_time = watched.start_time();
+        self.stats = None;
     }
 
-    pub fn exited(&mut self, status: ExitStatus) {
+    pub fn exited(&mut self, status: ExitStatus, restart_delay: Duration) {
         self.state = ProcessState::Backoff;
         self.last_exit = Some(status);
+        self.restart_delay = Some(restart_delay);
         self.pid = None;
+        self.pgid = None;
+        self.stats = None;
     }
 
     pub fn status(&self) -> ProcessStatus {
@@ -88,6 +109,9 @@ impl Slot {
             restarts: self.restarts,
             uptime_secs,
             last_exit: self.last_exit,
+            restart_delay_ms: self.restart_delay.map(|d| d.as_millis() as u64),
+            crash_loop: self.crash_loop,
+            stats: self.stats,
         }
     }
 
@@ -96,6 +120,7 @@ impl Slot {
             spec: self.spec.clone(),
             pid: self.pid,
             start_time: self.start_time,
+            pgid: self.pgid,
             restarts: self.restarts,
         }
     }

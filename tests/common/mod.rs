@@ -2,10 +2,12 @@
 //! binary, real nginx and real app processes. Everything a test starts is stopped on drop.
 #![allow(dead_code)]
 
+pub mod apps;
 pub mod bundles;
 pub mod http;
 pub mod load;
 pub mod moto;
+pub mod procs;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

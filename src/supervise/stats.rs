@@ -1,0 +1,170 @@
+//! Per-process CPU and memory, sampled with sysinfo. An app is its leader and everything in its
+//! session (a gunicorn master and its workers, a shell and its children), so the numbers are
+//! summed over the session the leader heads.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
+use tokio_util::sync::CancellationToken;
+
+use super::{ProcessKey, Supervisor};
+
+/// One sample of one app process and everything in its session.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStats {
+    /// CPU used since the previous sample, in % of one CPU (200 = two busy CPUs).
+    pub cpu_percent: f64,
+    /// Resident memory.
+    pub rss_bytes: u64,
+    /// Processes counted (the leader and what it forked).
+    pub processes: u32,
+}
+
+/// One process as the sampler saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Member {
+    pub session: i32,
+    pub cpu_percent: f64,
+    pub rss_bytes: u64,
+}
+
+/// Sums `members` per session, for the sessions in `sessions` only. Pure.
+pub fn aggregate(
+    members: impl IntoIterator<Item = Member>,
+    sessions: &[i32],
+) -> HashMap<i32, ProcessStats> {
+    let mut totals: HashMap<i32, ProcessStats> = HashMap::new();
+    for member in members {
+        if !sessions.contains(&member.session) {
+            continue;
+        }
+        let total = totals.entry(member.session).or_insert(ProcessStats {
+            cpu_percent: 0.0,
+            rss_bytes: 0,
+            processes: 0,
+        });
+        total.cpu_percent += member.cpu_percent;
+        total.rss_bytes += member.rss_bytes;
+        total.processes += 1;
+    }
+    for total in totals.values_mut() {
+        // One decimal is all a status line needs, and it keeps JSON output stable.
+        total.cpu_percent = (total.cpu_percent * 10.0).round() / 10.0;
+    }
+    totals
+}
+
+/// Keeps sysinfo's previous readings: CPU % is the difference between two samples.
+#[derive(Debug)]
+pub struct Sampler {
+    system: System,
+}
+
+impl Sampler {
+    pub fn new() -> Option<Self> {
+        System::new().ok().map(|system| Self { system })
+    }
+
+    /// Stats of the sessions led by `leaders`.
+    pub fn sample(&mut self, leaders: &[i32]) -> HashMap<i32, ProcessStats> {
+        self.system.refresh_processes_specifics(
+            ProcessesToUpdate::All,
+            true,
+            // Threads are counted in their process already.
+            ProcessRefreshKind::nothing()
+                .with_cpu()
+                .with_memory()
+                .without_tasks(),
+        );
+        let members = self.system.processes().values().filter_map(|process| {
+            Some(Member {
+                session: i32::try_from(process.session_id()?.as_u32()).ok()?,
+                cpu_percent: f64::from(process.cpu_usage()),
+                rss_bytes: process.memory(),
+            })
+        });
+        aggregate(members, leaders)
+    }
+}
+
+impl Supervisor {
+    /// Samples every running process every `supervise.stats_interval` into its table row.
+    pub(super) async fn sample_stats(&self, cancel: CancellationToken) {
+        let Some(mut sampler) = Sampler::new() else {
+            tracing::warn!("sysinfo is unavailable: no per-process CPU and memory in status");
+            return;
+        };
+        let mut ticks = tokio::time::interval(self.inner.config.stats_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let running: Vec<(ProcessKey, i32)> = self
+                .lock()
+                .iter()
+                .filter_map(|(key, slot)| Some((key.clone(), slot.pid?)))
+                .collect();
+            if running.is_empty() {
+                continue;
+            }
+            // Each app leads its own session, whose id is the leader's pid.
+            let sessions: Vec<i32> = running.iter().map(|(_, pid)| *pid).collect();
+            let sampled = sampler.sample(&sessions);
+            let mut table = self.lock();
+            for (key, pid) in running {
+                if let Some(slot) = table.get_mut(&key)
+                    && slot.pid == Some(pid)
+                {
+                    slot.stats = sampled.get(&pid).copied();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_are_summed_per_requested_session() {
+        let member = |session, cpu_percent, rss_bytes| Member {
+            session,
+            cpu_percent,
+            rss_bytes,
+        };
+        let totals = aggregate(
+            [
+                member(10, 12.5, 1000),
+                member(10, 30.04, 500),
+                member(20, 99.0, 7),
+                member(30, 1.0, 1),
+            ],
+            &[10, 20, 40],
+        );
+        assert_eq!(
+            totals[&10],
+            ProcessStats {
+                cpu_percent: 42.5,
+                rss_bytes: 1500,
+                processes: 2
+            }
+        );
+        assert_eq!(totals[&20].processes, 1);
+        assert!(!totals.contains_key(&30), "not asked for");
+        assert!(!totals.contains_key(&40), "no process left");
+    }
+
+    #[test]
+    fn our_own_session_is_sampled() {
+        let mut sampler = Sampler::new().expect("sysinfo");
+        let session = nix::unistd::getsid(None).expect("sid").as_raw();
+        let stats = sampler.sample(&[session]);
+        let ours = stats.get(&session).expect("this test's session");
+        assert!(ours.rss_bytes > 0);
+        assert!(ours.processes >= 1);
+    }
+}

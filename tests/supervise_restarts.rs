@@ -1,0 +1,214 @@
+//! Restart policy and stopping, with real processes: crash loops back off and are reported,
+//! a process ignoring its stop signal dies with its children at the deadline, and orphans are
+//! reaped by the agent.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::apps::{bundle, find_event, pid_of, running};
+use common::procs::{self, alive, reaped};
+use common::{TestHost, wait_for};
+
+#[test]
+fn a_crash_loop_backs_off_to_its_cap_is_severe_and_reports_the_stderr_tail() {
+    let mut host = TestHost::new()
+        .set("supervise", "restart_backoff_initial", "50ms")
+        .set("supervise", "restart_backoff_max", "400ms")
+        .set("supervise", "crash_loop_exits", 4)
+        .set("supervise", "crash_loop_window", "30s");
+    host.start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let crasher = "web: python3 application.py\n\
+        worker: for i in $(seq 1 60); do echo \"boom line $i\" >&2; done; exit 3\n";
+    host.deploy_ok(&bundle(&dir, crasher));
+    let agent = host.agent_pid().expect("agent");
+    let (cpu_before, since) = (procs::cpu_seconds(agent), Instant::now());
+
+    let event = wait_for("the crash-loop event", Duration::from_secs(20), || {
+        find_event(&host, |e, m| {
+            e["severity"] == "error" && m.contains("Process worker is crash-looping")
+        })
+    });
+    let message = event["message"].as_str().expect("message");
+    assert!(message.contains("4 exits within 30s"), "{message}");
+    assert!(message.contains("the last with exit status 3"), "{message}");
+    assert!(
+        message.ends_with("Last stderr line: boom line 60"),
+        "{message}"
+    );
+    let details = &event["details"];
+    assert_eq!(
+        details["exit"],
+        serde_json::json!({"kind": "code", "value": 3})
+    );
+    let tail: Vec<&str> = details["stderr_tail"]
+        .as_str()
+        .expect("tail")
+        .lines()
+        .collect();
+    assert_eq!(tail.len(), 50, "the last 50 lines of its stderr");
+    assert_eq!((tail[0], tail[49]), ("boom line 11", "boom line 60"));
+
+    let severe = wait_for("a Severe crash-loop cause", Duration::from_secs(10), || {
+        let status = host.status();
+        let causes = status["health"]["causes"].to_string();
+        causes
+            .contains("Process worker is crash-looping")
+            .then_some(status)
+    });
+    assert_eq!(severe["health"]["status"], "Severe");
+
+    let mut longest = 0;
+    wait_for(
+        "the backoff to reach its cap",
+        Duration::from_secs(20),
+        || {
+            let status = host.status();
+            let worker = status["processes"]
+                .as_array()?
+                .iter()
+                .find(|p| p["name"] == "worker")?
+                .clone();
+            let delay = worker["restart_delay_ms"].as_u64()?;
+            assert!(delay <= 400, "never beyond the cap: {worker:#}");
+            longest = longest.max(delay);
+            // At the cap, jitter keeps the delay within its lower 20 %.
+            (delay >= 320 && worker["restarts"].as_u64()? >= 8).then_some(())
+        },
+    );
+    let exits_reported = host
+        .events()
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Process worker (pid"))
+        })
+        .count();
+    assert_eq!(
+        exits_reported, 3,
+        "one event per exit until the loop, then one for the loop"
+    );
+
+    let (cpu, wall) = (procs::cpu_seconds(agent) - cpu_before, since.elapsed());
+    assert!(
+        cpu < wall.as_secs_f64() * 0.25,
+        "the agent used {cpu:.2}s of CPU in {wall:?} of a crash loop"
+    );
+}
+
+#[test]
+fn a_process_ignoring_its_stop_signal_is_killed_with_its_children_after_the_deadline() {
+    let processes: toml::Table =
+        toml::from_str("[stubborn]\nstop_timeout = \"1s\"\n[polite]\nstop_signal = \"USR1\"\n")
+            .expect("toml");
+    let mut host = TestHost::new().set("supervise", "processes", processes);
+    host.start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let procfile = "web: python3 application.py\n\
+        stubborn: trap \"\" TERM; sleep 1000 & sleep 1000 & wait\n\
+        polite: trap \"echo USR1 > polite.marker; exit 0\" USR1; sleep 1000 & wait\n";
+    host.deploy_ok(&bundle(&dir, procfile));
+    let stubborn = pid_of(&running(&host, "stubborn"));
+    running(&host, "polite");
+    let group = wait_for(
+        "the stubborn shell and its two children",
+        Duration::from_secs(10),
+        || {
+            let members = procs::group_members(stubborn);
+            (members.len() == 3).then_some(members)
+        },
+    );
+
+    host.cli_ok(&["stop-apps"]);
+    wait_for(
+        "every process of the stubborn group to be gone",
+        Duration::from_secs(10),
+        || group.iter().all(|pid| reaped(*pid)).then_some(()),
+    );
+    let killed = find_event(&host, |_, m| m.contains("did not stop within"))
+        .expect("an event says the group was killed");
+    assert_eq!(
+        killed["message"],
+        format!(
+            "Process stubborn (process group {stubborn}) did not stop within 1s of SIGTERM; killed its process group with SIGKILL"
+        )
+    );
+    assert!(
+        find_event(&host, |_, m| m.contains("polite")
+            && m.contains("did not stop"))
+        .is_none(),
+        "the polite process stopped on its own signal"
+    );
+    let marker = std::fs::read_to_string(host.path("var/app/current/polite.marker"))
+        .expect("the polite process got its configured stop signal");
+    assert_eq!(marker, "USR1\n");
+}
+
+#[test]
+fn orphans_of_an_app_are_reaped_by_the_agent() {
+    let mut host = TestHost::new();
+    host.start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two orphans: one double-forked into a session of its own, one left in the app's session.
+    let procfile = "web: python3 application.py\n\
+        spawner: (setsid sleep 2 & echo $! > daemon.pid); (sleep 2 & echo $! > orphan.pid); exec sleep 1000\n";
+    host.deploy_ok(&bundle(&dir, procfile));
+    running(&host, "spawner");
+    let agent = host.agent_pid().expect("agent");
+    let orphans: Vec<(&str, i32)> = ["daemon.pid", "orphan.pid"]
+        .into_iter()
+        .map(|file| {
+            let path = host.path(&format!("var/app/current/{file}"));
+            let pid = wait_for(file, Duration::from_secs(10), || {
+                std::fs::read_to_string(&path).ok()?.trim().parse().ok()
+            });
+            (file, pid)
+        })
+        .collect();
+    for (file, pid) in &orphans {
+        let stat = procs::stat(*pid).expect("the orphan still runs");
+        assert_eq!(stat.ppid, agent, "{file}: re-parented to the agent");
+    }
+    for (file, pid) in orphans {
+        wait_for(
+            &format!("{file} to exit and be reaped"),
+            Duration::from_secs(10),
+            || reaped(pid).then_some(()),
+        );
+    }
+    assert!(alive(agent));
+}
+
+#[test]
+fn what_an_exited_leader_left_in_its_group_is_stopped_before_the_restart() {
+    let mut host = TestHost::new();
+    host.start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The leader leaves a child behind in its group, then exits: a crashed server whose
+    // worker would keep the port.
+    let procfile = "web: python3 application.py\n\
+        leaver: sleep 1000 & echo $! >> leftovers.pid; exec sleep 1\n";
+    host.deploy_ok(&bundle(&dir, procfile));
+    let path = host.path("var/app/current/leftovers.pid");
+    let first: i32 = wait_for("the first leftover", Duration::from_secs(10), || {
+        std::fs::read_to_string(&path)
+            .ok()?
+            .lines()
+            .next()?
+            .parse()
+            .ok()
+    });
+    wait_for("the leaver's restart", Duration::from_secs(15), || {
+        let leaver = running(&host, "leaver");
+        (leaver["restarts"].as_u64()? >= 1).then_some(())
+    });
+    assert!(
+        !alive(first),
+        "the leftover was stopped before the new leader started"
+    );
+    wait_for("the leftover to be reaped", Duration::from_secs(10), || {
+        reaped(first).then_some(())
+    });
+}
