@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::bundles::{Entry, sample};
+use common::procs::alive;
 use common::{TestHost, wait_for};
 use nix::sys::signal::Signal;
 
@@ -23,10 +24,6 @@ fn pids(path: &Path) -> Vec<i32> {
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .collect()
-}
-
-fn alive(pid: i32) -> bool {
-    hostmanager::supervise::read_stat(pid).is_some_and(|s| !s.is_zombie())
 }
 
 /// Deploys v2 with a hook paused in `phase`, kills the agent with SIGKILL while it waits,

@@ -2,39 +2,7 @@
 
 use std::path::Path;
 
-/// The fields of `/proc/<pid>/stat` the tests look at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stat {
-    pub state: char,
-    pub ppid: i32,
-    pub pgid: i32,
-    pub session: i32,
-    pub utime: u64,
-    pub stime: u64,
-    pub start_time: u64,
-}
-
-impl Stat {
-    pub fn is_zombie(&self) -> bool {
-        matches!(self.state, 'Z' | 'X')
-    }
-}
-
-pub fn stat(pid: i32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and ')': the fields start after the last ')'.
-    let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
-    let field = |n: usize| fields.get(n - 3).copied();
-    Some(Stat {
-        state: field(3)?.chars().next()?,
-        ppid: field(4)?.parse().ok()?,
-        pgid: field(5)?.parse().ok()?,
-        session: field(6)?.parse().ok()?,
-        utime: field(14)?.parse().ok()?,
-        stime: field(15)?.parse().ok()?,
-        start_time: field(22)?.parse().ok()?,
-    })
-}
+pub use hostmanager::supervise::read_stat as stat;
 
 /// Running (a zombie has exited already).
 pub fn alive(pid: i32) -> bool {
