@@ -188,3 +188,103 @@ fn rollback_returns_to_the_previous_release_and_old_releases_are_pruned() {
     assert!(!again.status.success(), "nothing older is kept");
     assert!(String::from_utf8_lossy(&again.stderr).contains("no previous release"));
 }
+
+#[test]
+fn non_web_processes_are_replaced_after_the_web_cutover() {
+    let mut host = TestHost::new();
+    host.start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let procfile = b"web: python3 application.py\nworker: exec sleep 600\n";
+    let v1 = host.deploy_ok(&sample(
+        dir.path(),
+        "v1",
+        &[Entry::File("Procfile", procfile, 0o644)],
+    ));
+    let v2 = host.deploy_ok(&sample(
+        dir.path(),
+        "v2",
+        &[Entry::File("Procfile", procfile, 0o644)],
+    ));
+    let steps: Vec<&str> = v2["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    let position = |name: &str| {
+        steps
+            .iter()
+            .position(|s| *s == name)
+            .unwrap_or_else(|| panic!("{name} in {steps:?}"))
+    };
+    assert!(
+        position("switch-traffic") < position("start-worker"),
+        "{steps:?}"
+    );
+    assert!(position("stop-old") < position("start-worker"), "{steps:?}");
+    let status = host.status();
+    let processes = status["processes"].as_array().expect("processes");
+    let mut names: Vec<(String, u64)> = processes
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or_default().to_string(),
+                p["release"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    names.sort();
+    let id = v2["id"].as_u64().expect("id");
+    assert_eq!(
+        names,
+        [("web".to_string(), id), ("worker".to_string(), id)],
+        "v1 ({}) is gone",
+        v1["id"]
+    );
+    assert!(processes.iter().all(|p| p["state"] == "running"));
+    assert!(
+        processes
+            .iter()
+            .find(|p| p["name"] == "worker")
+            .is_some_and(|p| p["port"].is_null()),
+        "only web gets a PORT"
+    );
+}
+
+#[test]
+fn the_whole_deployment_has_a_budget_and_the_old_release_keeps_serving() {
+    let mut host =
+        TestHost::new()
+            .set("deploy", "timeout", "2s")
+            .set("deploy", "hook_timeout", "60s");
+    host.start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    host.deploy_ok(&sample(dir.path(), "v1", &[]));
+    let slow = b"#!/bin/sh\nsleep 30\n";
+    let record = host.deploy(
+        &sample(
+            dir.path(),
+            "v2",
+            &[Entry::File(
+                ".platform/hooks/prebuild/01_slow.sh",
+                slow,
+                0o755,
+            )],
+        ),
+        &[],
+    );
+    assert_eq!(record["status"], "failed", "{record:#}");
+    let message = record["message"].as_str().expect("message");
+    assert!(
+        message.contains("timed out after 2s") && message.contains("hooks-prebuild"),
+        "{message}"
+    );
+    assert_eq!(host.body("/"), "Hello from v1\n");
+    wait_for("the slow hook to be killed", Duration::from_secs(5), || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", "01_slow.sh"])
+            .output()
+            .expect("pgrep");
+        (!out.status.success()).then_some(())
+    });
+}

@@ -323,3 +323,23 @@ fn sigterm_stops_the_agent_promptly_with_exit_0_and_the_app_keeps_serving() {
     );
     assert!(stderr.contains("not running"), "{stderr}");
 }
+
+#[test]
+fn the_agent_tells_systemd_it_is_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut host = TestHost::new();
+    host.start_with_env(&[("NOTIFY_SOCKET", socket_path.to_str().expect("utf-8"))]);
+    let mut buffer = [0u8; 256];
+    let read = socket
+        .recv(&mut buffer)
+        .expect("a notification from the agent");
+    assert_eq!(
+        std::str::from_utf8(&buffer[..read]).expect("text").trim(),
+        "READY=1"
+    );
+}

@@ -174,6 +174,11 @@ impl TestHost {
 
     /// Starts the agent and waits until its control socket answers.
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// `start`, with extra environment variables for the agent.
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
         self.write_config();
         let log = std::fs::File::create(self.path("agent.log")).ok();
         let stderr = log.map(Stdio::from).unwrap_or_else(Stdio::null);
@@ -186,6 +191,7 @@ impl TestHost {
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
