@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config, ConfigError};
 use crate::control::{self, AgentInfo, ApiState};
+use crate::controller::{ControllerLink, LinkStatus};
 use crate::deploy::Engine;
 use crate::events::{self, EventStore, Retention};
 use crate::health::HealthMonitor;
@@ -28,6 +29,8 @@ pub enum AgentError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     AppUser(#[from] supervise::UserError),
+    #[error(transparent)]
+    Controller(#[from] crate::controller::LinkError),
     #[error("another hostmanager agent already runs on root {0} (it holds {1})")]
     AlreadyRunning(PathBuf, PathBuf),
     #[error("{context}: {source}")]
@@ -43,7 +46,7 @@ impl AgentError {
     /// sysexits: 78 for configuration problems, 70 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Config(_) | Self::AppUser(_) => 78,
+            Self::Config(_) | Self::AppUser(_) | Self::Controller(_) => 78,
             _ => 70,
         }
     }
@@ -113,6 +116,12 @@ pub async fn run(
 
     let listener = control::bind(&paths.control_socket())
         .map_err(io(format!("binding {}", paths.control_socket().display())))?;
+    let link_status = config.controller.url.as_ref().map(|url| {
+        Arc::new(std::sync::Mutex::new(LinkStatus {
+            url: url.clone(),
+            ..Default::default()
+        }))
+    });
     let api = Arc::new(ApiState {
         info: agent_info(&paths, &config),
         deployer,
@@ -121,7 +130,20 @@ pub async fn run(
         health: reports,
         events: store,
         sink: sink.clone(),
+        controller: link_status.clone(),
     });
+    if let (Some(url), Some(status)) = (config.controller.url.clone(), link_status) {
+        let identity = crate::aws::resolve_identity(&config.environment, &config.aws).await;
+        let link = ControllerLink::new(
+            api.clone(),
+            config.controller.clone(),
+            url,
+            identity.instance_id,
+            &paths,
+            status,
+        )?;
+        tasks.spawn(link.run(root.child_token()));
+    }
     tasks.spawn(control::serve(listener, api, root.child_token()));
     sink.info(
         "agent",

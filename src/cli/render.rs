@@ -77,6 +77,14 @@ pub fn status(report: &StatusReport) -> String {
             }
         }
     }
+    if let Some(link) = &report.controller {
+        let state = match (&link.last_error, &link.last_contact) {
+            (Some(error), _) => format!("unreachable ({error})"),
+            (None, Some(at)) => format!("connected, last contact {at}"),
+            (None, None) => "not contacted yet".to_string(),
+        };
+        let _ = writeln!(out, "Controller: {} {state}", link.url);
+    }
     let _ = writeln!(
         out,
         "Agent:      {} pid {} on root {}",
@@ -233,6 +241,7 @@ mod tests {
             deployment: None,
             last_deployment: None,
             processes: vec![process("web"), crashing],
+            controller: None,
             health: HealthReport::default(),
         };
         let text = status(&report);

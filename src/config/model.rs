@@ -17,6 +17,7 @@ pub struct Config {
     pub bundle: BundleConfig,
     pub agent: AgentConfig,
     pub aws: AwsConfig,
+    pub controller: ControllerConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,4 +276,18 @@ pub struct AwsConfig {
     /// The instance metadata service (IMDSv2) base URL.
     pub imds_endpoint: String,
     pub imds_timeout: Duration,
+}
+
+/// The optional central controller. Without `url` the agent is standalone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerConfig {
+    pub url: Option<String>,
+    /// Bearer token for the controller, read at start (keep it 0600).
+    pub token_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for the controller's HTTPS.
+    pub ca_file: Option<PathBuf>,
+    /// Time between report round trips.
+    pub interval: Duration,
+    /// Budget of one round trip.
+    pub timeout: Duration,
 }

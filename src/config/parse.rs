@@ -27,6 +27,7 @@ pub fn parse_config(text: &str) -> Result<Config, Vec<Problem>> {
         bundle: bundle(root.section("bundle")),
         agent: agent(root.section("agent")),
         aws: aws(root.section("aws")),
+        controller: controller(root.section("controller")),
     };
     root.finish();
     cross_checks(&config, &mut problems);
@@ -325,6 +326,39 @@ fn aws(mut s: Section) -> AwsConfig {
         checksums,
         imds_endpoint,
         imds_timeout,
+    }
+}
+
+fn controller(mut s: Section) -> ControllerConfig {
+    let url: Option<String> = s.optional("url");
+    if let Some(text) = &url
+        && !is_http_url(text)
+    {
+        s.problem(
+            "url",
+            format!("{text:?} must start with https:// (or http:// on a trusted network)"),
+        );
+    }
+    let absolute = |s: &mut Section, key: &str| {
+        let path = s.optional::<String>(key).map(PathBuf::from);
+        if let Some(path) = &path
+            && !path.is_absolute()
+        {
+            s.problem(key, format!("{} must be an absolute path", path.display()));
+        }
+        path
+    };
+    let token_file = absolute(&mut s, "token_file");
+    let ca_file = absolute(&mut s, "ca_file");
+    let interval = positive(&mut s, "interval", Duration::from_secs(10));
+    let timeout = positive(&mut s, "timeout", Duration::from_secs(10));
+    s.finish();
+    ControllerConfig {
+        url,
+        token_file,
+        ca_file,
+        interval,
+        timeout,
     }
 }
 

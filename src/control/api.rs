@@ -41,6 +41,9 @@ pub struct StatusReport {
     /// The newest deployment record (whatever its outcome).
     pub last_deployment: Option<DeploymentRecord>,
     pub processes: Vec<ProcessStatus>,
+    /// The central controller link; absent when the agent is standalone.
+    #[serde(default)]
+    pub controller: Option<crate::controller::LinkStatus>,
     pub health: HealthReport,
 }
 

@@ -34,6 +34,10 @@ pub fn status_report(api: &ApiState) -> StatusReport {
         deployment: state.active,
         last_deployment: api.deployer.records(1).into_iter().next(),
         processes: api.supervisor.statuses(),
+        controller: api
+            .controller
+            .as_ref()
+            .map(|status| status.lock().unwrap_or_else(|p| p.into_inner()).clone()),
         health: api.health.borrow().clone(),
     }
 }

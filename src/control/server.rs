@@ -36,6 +36,8 @@ pub struct ApiState {
     pub health: watch::Receiver<HealthReport>,
     pub events: Arc<EventStore>,
     pub sink: EventSink,
+    /// The controller link's state, when a controller is configured.
+    pub controller: Option<Arc<std::sync::Mutex<crate::controller::LinkStatus>>>,
 }
 
 /// Binds the socket (replacing a stale one) with mode 0600.

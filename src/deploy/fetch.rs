@@ -202,15 +202,7 @@ pub async fn fetch_http(
 }
 
 fn describe(error: &reqwest::Error) -> String {
-    // reqwest's Display hides the cause (refused, TLS, …); the chain names it.
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::errors::chain(error)
 }
 
 /// Runs `attempt` up to `tries` times while it fails with a retryable error, sleeping

@@ -110,6 +110,33 @@ impl EventStore {
         matching.into_iter().skip(skip).collect()
     }
 
+    /// The oldest `limit` events after `cursor` (for delivery that must not skip any).
+    pub fn oldest_after(&self, cursor: u64, limit: usize) -> Vec<Event> {
+        let query = EventQuery {
+            after: Some(cursor),
+            ..Default::default()
+        };
+        let inner = self.lock();
+        let in_memory = inner
+            .recent
+            .front()
+            .is_some_and(|oldest| oldest.id <= cursor + 1)
+            || inner.recent.len() < RECENT_CAPACITY;
+        let mut events: Vec<Event> = if in_memory {
+            inner
+                .recent
+                .iter()
+                .filter(|e| e.id > cursor)
+                .take(limit)
+                .cloned()
+                .collect()
+        } else {
+            inner.journal.read(&query, usize::MAX).unwrap_or_default()
+        };
+        events.truncate(limit);
+        events
+    }
+
     /// New events as they are recorded.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.feed.subscribe()

@@ -1,0 +1,204 @@
+//! The agent ↔ controller protocol: one HTTPS round trip per interval, initiated by the agent
+//! (so hosts behind NAT or strict ingress work). The agent sends its status, the events the
+//! controller has not acknowledged and the results of commands; the controller answers with
+//! acknowledgements, the desired state and commands. Pure: documents and decisions only.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::control::StatusReport;
+use crate::deploy::DeploymentRequest;
+use crate::events::Event;
+
+/// Most events sent in one report; the rest follow in the next round trips.
+pub const MAX_EVENTS_PER_REPORT: usize = 500;
+/// Command ids remembered so that a command sent twice runs once.
+pub const REMEMBERED_COMMANDS: usize = 1000;
+
+/// `POST {url}/v1/hosts/{instance_id}/report`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub instance_id: String,
+    pub environment: String,
+    pub agent_version: String,
+    /// The serial of the last desired state the agent accepted.
+    pub applied_serial: u64,
+    pub status: StatusReport,
+    /// Journal events after the controller's last acknowledgement, oldest first.
+    pub events: Vec<Event>,
+    pub command_results: Vec<CommandResult>,
+}
+
+/// The controller's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReportReply {
+    /// Every event up to this id is stored by the controller.
+    pub events_ack: Option<u64>,
+    /// Command results the controller has stored.
+    pub commands_ack: Vec<String>,
+    pub desired: Option<DesiredState>,
+    pub commands: Vec<Command>,
+}
+
+/// What should run on this host. A higher serial replaces a lower one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredState {
+    pub serial: u64,
+    pub deployment: DeploymentRequest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// Unique per command; a command id seen before is not run again.
+    pub id: String,
+    pub kind: CommandKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    Restart,
+    Rollback,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResult {
+    pub id: String,
+    pub accepted: bool,
+    /// The deployment that carries the command out, when accepted.
+    pub deployment_id: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// What survives agent restarts (`var/lib/hostmanager/controller.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LinkState {
+    /// Last event id the controller acknowledged.
+    pub events_cursor: u64,
+    pub applied_serial: u64,
+    /// Ids of commands already run, newest last.
+    pub seen_commands: VecDeque<String>,
+    /// Results not yet acknowledged by the controller.
+    pub pending_results: Vec<CommandResult>,
+}
+
+impl LinkState {
+    /// Applies the acknowledgements of a reply.
+    pub fn acknowledge(&mut self, reply: &ReportReply) {
+        if let Some(ack) = reply.events_ack {
+            self.events_cursor = self.events_cursor.max(ack);
+        }
+        self.pending_results
+            .retain(|result| !reply.commands_ack.contains(&result.id));
+    }
+
+    /// The desired state to apply, if it is newer than what was applied.
+    pub fn newer_desired<'r>(&self, reply: &'r ReportReply) -> Option<&'r DesiredState> {
+        reply
+            .desired
+            .as_ref()
+            .filter(|desired| desired.serial > self.applied_serial)
+    }
+
+    /// The commands of a reply that have not run yet, remembering them as run.
+    pub fn take_new_commands(&mut self, reply: &ReportReply) -> Vec<Command> {
+        let mut fresh = Vec::new();
+        for command in &reply.commands {
+            if self.seen_commands.contains(&command.id) {
+                continue;
+            }
+            self.seen_commands.push_back(command.id.clone());
+            if self.seen_commands.len() > REMEMBERED_COMMANDS {
+                self.seen_commands.pop_front();
+            }
+            fresh.push(command.clone());
+        }
+        fresh
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(serial: Option<u64>, commands: &[&str]) -> ReportReply {
+        ReportReply {
+            events_ack: Some(7),
+            commands_ack: vec!["a".into()],
+            desired: serial.map(|serial| DesiredState {
+                serial,
+                deployment: DeploymentRequest::default(),
+            }),
+            commands: commands
+                .iter()
+                .map(|id| Command {
+                    id: id.to_string(),
+                    kind: CommandKind::Restart,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn acknowledgements_move_forward_only() {
+        let mut state = LinkState {
+            events_cursor: 9,
+            ..Default::default()
+        };
+        state.pending_results = vec![
+            CommandResult {
+                id: "a".into(),
+                accepted: true,
+                deployment_id: Some(1),
+                error: None,
+            },
+            CommandResult {
+                id: "b".into(),
+                accepted: true,
+                deployment_id: Some(2),
+                error: None,
+            },
+        ];
+        state.acknowledge(&reply(None, &[]));
+        assert_eq!(
+            state.events_cursor, 9,
+            "an older ack does not rewind the cursor"
+        );
+        assert_eq!(state.pending_results.len(), 1);
+        assert_eq!(state.pending_results[0].id, "b");
+    }
+
+    #[test]
+    fn only_newer_desired_states_apply() {
+        let state = LinkState {
+            applied_serial: 3,
+            ..Default::default()
+        };
+        assert!(state.newer_desired(&reply(Some(3), &[])).is_none());
+        assert!(state.newer_desired(&reply(Some(2), &[])).is_none());
+        assert_eq!(
+            state.newer_desired(&reply(Some(4), &[])).map(|d| d.serial),
+            Some(4)
+        );
+    }
+
+    #[test]
+    fn a_command_runs_once_even_when_sent_again() {
+        let mut state = LinkState::default();
+        assert_eq!(
+            state.take_new_commands(&reply(None, &["c1", "c2"])).len(),
+            2
+        );
+        assert_eq!(
+            state
+                .take_new_commands(&reply(None, &["c1", "c3"]))
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>(),
+            ["c3"]
+        );
+    }
+}
