@@ -70,11 +70,11 @@ fn answer(
     authorization: Option<String>,
 ) -> (&'static str, String) {
     let mut state = shared.lock().expect("state");
-    if let Some(token) = &state.token {
-        if authorization.as_deref() != Some(&format!("Bearer {token}")) {
-            state.unauthorized += 1;
-            return ("401 Unauthorized", "{}".into());
-        }
+    if let Some(token) = &state.token
+        && authorization.as_deref() != Some(&format!("Bearer {token}"))
+    {
+        state.unauthorized += 1;
+        return ("401 Unauthorized", "{}".into());
     }
     if state.down {
         return ("503 Service Unavailable", "{}".into());
