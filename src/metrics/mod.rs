@@ -134,8 +134,15 @@ impl MetricsTask {
             .inspect_err(|error| tracing::warn!(%error, "ignoring the healthd log position"))
             .ok()
             .flatten();
+        let first_start = saved.is_none();
+        let follower = LogFollower::open(&paths.healthd_log_dir(), saved);
+        if first_start {
+            // Saved at once: a restart before the first window must not skip what came since.
+            let _ =
+                crate::fsutil::write_json_atomic(&checkpoint_file, &follower.checkpoint(), 0o644);
+        }
         let reader = Reader {
-            follower: LogFollower::open(&paths.healthd_log_dir(), saved),
+            follower,
             window: RequestWindow::new(),
             sampler: HostSampler::new(paths.root().to_path_buf()),
             checkpoint_file,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bundles;
+pub mod cloudwatch;
 pub mod http;
 pub mod moto;
 
@@ -117,6 +118,10 @@ impl TestHost {
             interval = "200ms"
             timeout = "150ms"
             failures_before_unhealthy = 1
+            # The CPU and disk rules would judge the shared test machine, not the app under
+            # test (their logic has unit tests in src/health/rules.rs).
+            cpu = {{}}
+            root_filesystem = {{}}
             [deploy]
             health_gate_successes = 2
             health_gate_interval = "100ms"
@@ -257,6 +262,11 @@ impl TestHost {
 
     pub fn status(&self) -> Value {
         serde_json::from_str(&self.cli_ok(&["status", "--json"])).expect("status json")
+    }
+
+    /// `hostmanager health --json`: status, causes, the last window's metrics, CloudWatch.
+    pub fn health(&self) -> Value {
+        serde_json::from_str(&self.cli_ok(&["health", "--json"])).expect("health json")
     }
 
     pub fn events(&self) -> Vec<Value> {
