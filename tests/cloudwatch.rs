@@ -200,3 +200,31 @@ fn an_unreachable_cloudwatch_blocks_nothing_and_drops_the_oldest_beyond_the_buff
         "{text}"
     );
 }
+
+#[test]
+fn off_config_the_instance_id_and_region_come_from_imdsv2() {
+    let cloudwatch = FakeCloudWatch::start();
+    let (imds, asked) = common::imds::fake_imds();
+    let mut host = with_cloudwatch(&cloudwatch.endpoint())
+        .unset("environment", "instance_id")
+        .unset("aws", "region")
+        .set("aws", "imds_endpoint", imds);
+    host.start();
+    let datum = wait_for("a datum", Duration::from_secs(20), || {
+        cloudwatch.datums().into_iter().next()
+    });
+    assert!(
+        datum
+            .dimensions
+            .contains(&("InstanceId".to_string(), "i-0abc123def4567890".to_string())),
+        "{datum:?}"
+    );
+    let status = host.health()["cloudwatch"].clone();
+    assert_eq!(status["region"], "eu-west-3", "{status:#}");
+    let asked = asked.lock().expect("log").clone();
+    assert_eq!(
+        asked.first().map(String::as_str),
+        Some("PUT /latest/api/token token=false"),
+        "token first: {asked:?}"
+    );
+}

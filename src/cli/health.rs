@@ -59,7 +59,7 @@ pub fn metrics(command: &MetricsCommand) -> i32 {
                 }
             };
             let started = std::time::Instant::now();
-            let result = match crate::metrics::aggregate_file(file, window.as_millis() as i64) {
+            let mut result = match crate::metrics::aggregate_file(file, window.as_millis() as i64) {
                 Ok(result) => result,
                 Err(error) => {
                     eprintln!("hostmanager metrics aggregate: {}: {error}", file.display());

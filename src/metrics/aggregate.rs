@@ -82,7 +82,7 @@ mod tests {
         let path = dir.path().join("application.log.2026-01-01-00");
         let text = "1700000000.100\"/\"200\"0.010\"0.010\"\ngarbage\n1700000009.999\"/\"503\"0.020\"0.020\"\n1700000010.000\"/x\"404\"0.001\"-\"";
         std::fs::write(&path, text).expect("write");
-        let result = aggregate_file(&path, 10_000).expect("read");
+        let mut result = aggregate_file(&path, 10_000).expect("read");
         assert_eq!((result.lines, result.bytes), (4, text.len() as u64));
         let windows: Vec<_> = result
             .windows

@@ -195,43 +195,59 @@ impl RequestWindow {
 
 /// Groups lines into windows by their own time (`$msec`): for reading a finished log file
 /// (`hostmanager metrics aggregate`), where no read time exists. The live agent windows by
-/// read time instead (see `follow.rs`).
+/// read time instead (see `mod.rs`).
 #[derive(Debug)]
 pub struct TimeWindows {
     length_ms: i64,
+    /// Lines come nearly in time order: the window being filled stays out of the map, so most
+    /// lines cost no map lookup.
+    current: Option<(i64, RequestWindow)>,
     windows: BTreeMap<i64, RequestWindow>,
-    /// Lines before the first parsed one have no window: counted here.
+    /// Malformed lines before the first parsed one have no window: counted here.
     pub malformed: u64,
-    last_start: Option<i64>,
 }
 
 impl TimeWindows {
     pub fn new(length_ms: i64) -> Self {
         Self {
             length_ms: length_ms.max(1),
+            current: None,
             windows: BTreeMap::new(),
             malformed: 0,
-            last_start: None,
         }
     }
 
     pub fn record(&mut self, line: &LogLine) {
         let start = line.time_ms.div_euclid(self.length_ms) * self.length_ms;
-        self.last_start = Some(start);
-        self.windows.entry(start).or_default().record(line);
+        match &mut self.current {
+            Some((current, window)) if *current == start => window.record(line),
+            _ => {
+                self.park();
+                let mut window = self.windows.remove(&start).unwrap_or_default();
+                window.record(line);
+                self.current = Some((start, window));
+            }
+        }
     }
 
     /// A malformed line counts in the window of the line before it.
     pub fn record_malformed(&mut self) {
-        match self.last_start.and_then(|s| self.windows.get_mut(&s)) {
-            Some(window) => window.malformed += 1,
+        match &mut self.current {
+            Some((_, window)) => window.malformed += 1,
             None => self.malformed += 1,
         }
     }
 
     /// (window start in ms, window), oldest first.
-    pub fn windows(&self) -> impl Iterator<Item = (i64, &RequestWindow)> {
+    pub fn windows(&mut self) -> impl Iterator<Item = (i64, &RequestWindow)> {
+        self.park();
         self.windows.iter().map(|(start, window)| (*start, window))
+    }
+
+    fn park(&mut self) {
+        if let Some((start, window)) = self.current.take() {
+            self.windows.insert(start, window);
+        }
     }
 }
 

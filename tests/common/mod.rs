@@ -5,6 +5,7 @@
 pub mod bundles;
 pub mod cloudwatch;
 pub mod http;
+pub mod imds;
 pub mod moto;
 
 use std::net::TcpListener;
@@ -161,6 +162,14 @@ impl TestHost {
             .as_table_mut()
             .expect("section")
             .insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Removes one config key (back to its default).
+    pub fn unset(mut self, section: &str, key: &str) -> Self {
+        if let Some(toml::Value::Table(table)) = self.config.get_mut(section) {
+            table.remove(key);
+        }
         self
     }
 
