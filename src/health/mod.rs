@@ -6,6 +6,7 @@
 mod hysteresis;
 mod probe;
 mod rules;
+mod signals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

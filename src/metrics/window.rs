@@ -244,6 +244,21 @@ impl TimeWindows {
         self.windows.iter().map(|(start, window)| (*start, window))
     }
 
+    /// Adds the windows of another reader of the same log (another part of the file).
+    pub fn merge(&mut self, mut other: TimeWindows) {
+        self.park();
+        other.park();
+        for (start, window) in other.windows {
+            match self.windows.get_mut(&start) {
+                Some(mine) => mine.merge(&window),
+                None => {
+                    self.windows.insert(start, window);
+                }
+            }
+        }
+        self.malformed += other.malformed;
+    }
+
     fn park(&mut self) {
         if let Some((start, window)) = self.current.take() {
             self.windows.insert(start, window);
