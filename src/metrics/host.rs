@@ -42,15 +42,19 @@ pub struct Filesystem {
     pub used_percent: f64,
 }
 
-/// One supervised process.
+/// One supervised process with everything in its process group (the Procfile command runs
+/// under `sh -c`, so the app itself is a child of the supervised pid).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessUsage {
     pub name: String,
     pub release: u64,
     pub pid: i32,
-    /// Percent of ONE core since the previous sample (may exceed 100 with threads).
+    /// Percent of ONE core since the previous sample, summed over the group (may exceed 100).
     pub cpu_percent: f64,
+    /// Resident memory summed over the group.
     pub rss_bytes: u64,
+    /// Processes in the group.
+    pub members: u32,
 }
 
 /// A supervised process to measure: (name, release, pid).
@@ -123,9 +127,12 @@ impl HostSampler {
         let Some(system) = self.system.as_mut() else {
             return Vec::new();
         };
-        let pids: Vec<Pid> = watched
+        // Supervised processes lead their own process group: its members are the app.
+        let groups = group_members(watched.iter().map(|(_, _, pid)| *pid));
+        let pids: Vec<Pid> = groups
             .iter()
-            .filter_map(|(_, _, pid)| u32::try_from(*pid).ok().map(Pid::from_u32))
+            .flat_map(|(_, members)| members.iter())
+            .filter_map(|pid| u32::try_from(*pid).ok().map(Pid::from_u32))
             .collect();
         // Dead pids are forgotten, so a reused pid starts a fresh CPU reading.
         system.refresh_processes_specifics(
@@ -136,17 +143,61 @@ impl HostSampler {
         watched
             .iter()
             .filter_map(|(name, release, pid)| {
-                let process = system.process(Pid::from_u32(u32::try_from(*pid).ok()?))?;
-                Some(ProcessUsage {
+                let members = groups
+                    .iter()
+                    .find(|(leader, _)| leader == pid)?
+                    .1
+                    .as_slice();
+                let mut usage = ProcessUsage {
                     name: name.to_string(),
                     release: *release,
                     pid: *pid,
-                    cpu_percent: f64::from(process.cpu_usage()),
-                    rss_bytes: process.memory(),
-                })
+                    cpu_percent: 0.0,
+                    rss_bytes: 0,
+                    members: 0,
+                };
+                for member in members {
+                    let Some(process) = u32::try_from(*member)
+                        .ok()
+                        .and_then(|m| system.process(Pid::from_u32(m)))
+                    else {
+                        continue;
+                    };
+                    usage.cpu_percent += f64::from(process.cpu_usage());
+                    usage.rss_bytes += process.memory();
+                    usage.members += 1;
+                }
+                (usage.members > 0).then_some(usage)
             })
             .collect()
     }
+}
+
+/// For each group leader, the pids of its process group (from `/proc/<pid>/stat`).
+fn group_members(leaders: impl Iterator<Item = i32>) -> Vec<(i32, Vec<i32>)> {
+    let mut groups: Vec<(i32, Vec<i32>)> = leaders.map(|leader| (leader, Vec::new())).collect();
+    if groups.is_empty() {
+        return groups;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return groups;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Some(stat) = crate::supervise::read_stat(pid) else {
+            continue;
+        };
+        if let Some((_, members)) = groups.iter_mut().find(|(leader, _)| *leader == stat.pgid) {
+            members.push(pid);
+        }
+    }
+    groups
 }
 
 fn filesystem(root: &std::path::Path) -> Option<Filesystem> {
@@ -189,15 +240,37 @@ mod tests {
     }
 
     #[test]
-    fn a_real_sample_of_this_host() {
+    fn a_real_sample_of_this_host_and_a_process_group() {
+        use std::os::unix::process::CommandExt;
+        // A group like the supervisor's: `sh -c` leading, the real work as its child.
+        let mut group = std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 30 & sleep 30; wait"])
+            .process_group(0)
+            .spawn()
+            .expect("spawn sh");
+        let leader = i32::try_from(group.id()).expect("pid");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while group_members([leader].into_iter())[0].1.len() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the shell never forked"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let mut sampler = HostSampler::new(PathBuf::from("/"));
-        let me = i32::try_from(std::process::id()).expect("pid");
-        let first = sampler.sample(&[("test", 1, me)]);
+        let first = sampler.sample(&[("web", 1, leader)]);
         assert_eq!(first.cpu, None, "a percentage needs two readings");
-        let second = sampler.sample(&[("test", 1, me), ("gone", 1, i32::MAX)]);
+        let second = sampler.sample(&[("web", 1, leader), ("gone", 1, i32::MAX)]);
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(leader),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = group.wait();
         assert!(second.memory.total_bytes > 0);
         assert!(second.root_filesystem.expect("statvfs /").total_bytes > 0);
         assert_eq!(second.processes.len(), 1, "a missing pid is left out");
-        assert!(second.processes[0].rss_bytes > 0);
+        let web = &second.processes[0];
+        assert_eq!(web.members, 3, "the shell and its two children: {web:?}");
+        assert!(web.rss_bytes > 0);
     }
 }
