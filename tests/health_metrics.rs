@@ -95,6 +95,7 @@ fn every_request_through_nginx_is_counted_once_per_class_even_across_an_agent_re
         "{metrics:#}"
     );
     let processes = metrics["host"]["processes"].as_array().expect("processes");
+    watch_prints_a_document_per_refresh(&host);
     assert!(
         processes
             .iter()
@@ -221,4 +222,24 @@ fn a_deployment_in_progress_is_pending_then_info() {
         (status["health"]["status"] == "Ok" && status["release"]["version_label"] == "sample-v2")
             .then_some(())
     });
+}
+
+/// `health --watch --json` keeps printing one JSON document per line until stopped.
+fn watch_prints_a_document_per_refresh(host: &TestHost) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(common::BIN)
+        .arg("--root")
+        .arg(host.root.path())
+        .args(["health", "--watch", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn health --watch");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    for _ in 0..2 {
+        let line = lines.next().expect("a line").expect("read");
+        let document: Value = serde_json::from_str(&line).expect("one JSON document per line");
+        assert!(document["status"].is_string(), "{document}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -30,7 +30,12 @@ pub(super) fn levels(s: &mut Section, key: &str, default: Levels) -> Levels {
 }
 
 pub(super) fn metrics(mut s: Section) -> MetricsConfig {
-    let window = positive(&mut s, "window", Duration::from_secs(10));
+    let mut window = positive(&mut s, "window", Duration::from_secs(10));
+    if window < Duration::from_millis(100) {
+        // Each window reads the log, samples /proc and writes the position: not every moment.
+        s.problem("window", "must be at least 100ms");
+        window = Duration::from_secs(10);
+    }
     s.finish();
     MetricsConfig { window }
 }
@@ -106,7 +111,7 @@ mod tests {
             config.health.thresholds.cpu,
             Levels::new(Some(80.0), None, None)
         );
-        let text = "[health]\nstatus_change_after = 0\nrequests_5xx = { warning = 20, degraded = 10 }\ncpu = { warn = 1 }\nroot_filesystem = { severe = 120 }\n[metrics]\nwindow = \"0s\"\n[cloudwatch]\nnamespace = \"AWS/ElasticBeanstalk\"\nperiod = \"45s\"\nbuffer = 0\n";
+        let text = "[health]\nstatus_change_after = 0\nrequests_5xx = { warning = 20, degraded = 10 }\ncpu = { warn = 1 }\nroot_filesystem = { severe = 120 }\n[metrics]\nwindow = \"50ms\"\n[cloudwatch]\nnamespace = \"AWS/ElasticBeanstalk\"\nperiod = \"45s\"\nbuffer = 0\n";
         let problems = parse_config(text).expect_err("broken");
         let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
