@@ -19,6 +19,7 @@ use crate::controller::{ControllerLink, LinkStatus};
 use crate::deploy::Engine;
 use crate::events::{self, EventStore, Retention};
 use crate::health::HealthMonitor;
+use crate::metrics::{CloudWatchSink, MetricsTask};
 use crate::paths::Paths;
 use crate::proxy::Proxy;
 use crate::supervise::{self, Supervisor};
@@ -101,6 +102,8 @@ pub async fn run(
         sink.clone(),
     )
     .map_err(io("loading the deployment state"))?;
+    let (mut metrics, snapshots) =
+        MetricsTask::new(config.metrics.window, &paths, supervisor.clone());
     let (health, reports) = HealthMonitor::new(
         config.clone(),
         proxy.clone(),
@@ -108,10 +111,25 @@ pub async fn run(
         deployer.subscribe(),
         sink.clone(),
     );
+    let health = health.with_metrics(snapshots.clone());
+    let cloudwatch = config.cloudwatch.enabled.then(|| {
+        let health = reports.clone();
+        let (cloudwatch, status) = CloudWatchSink::new(
+            config.cloudwatch.clone(),
+            config.environment.clone(),
+            config.aws.clone(),
+            metrics.feed_sink(),
+            Box::new(move || health.borrow().status.code()),
+            sink.clone(),
+        );
+        tasks.spawn(cloudwatch.run(root.child_token()));
+        status
+    });
 
     tasks.spawn(supervisor.clone().run(root.child_token()));
     tasks.spawn(proxy.clone().run(root.child_token()));
     tasks.spawn(deployer.clone().run(queue, root.child_token()));
+    tasks.spawn(metrics.run(root.child_token()));
     tasks.spawn(health.run(root.child_token()));
 
     let listener = control::bind(&paths.control_socket())
@@ -128,6 +146,8 @@ pub async fn run(
         supervisor: supervisor.clone(),
         proxy,
         health: reports,
+        metrics: snapshots,
+        cloudwatch,
         events: store,
         sink: sink.clone(),
         controller: link_status.clone(),

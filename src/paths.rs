@@ -54,6 +54,13 @@ impl Paths {
         self.state_dir().join("events")
     }
 
+    /// Where the healthd log follower saved its position (see `metrics/follow.rs`).
+    pub fn healthd_checkpoint(&self) -> PathBuf {
+        self.state_dir()
+            .join("metrics")
+            .join("healthd-position.json")
+    }
+
     pub fn downloads_dir(&self) -> PathBuf {
         self.state_dir().join("downloads")
     }

@@ -87,6 +87,17 @@ pub fn s3_client(sdk: &SdkConfig, settings: &AwsConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
-pub fn cloudwatch_client(sdk: &SdkConfig) -> aws_sdk_cloudwatch::Client {
-    aws_sdk_cloudwatch::Client::new(sdk)
+/// A CloudWatch client whose calls (retries included) give up after `operation_timeout`, so a
+/// black-holed endpoint cannot hold a caller.
+pub fn cloudwatch_client(
+    sdk: &SdkConfig,
+    operation_timeout: std::time::Duration,
+) -> aws_sdk_cloudwatch::Client {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .operation_timeout(operation_timeout)
+        .build();
+    let config = aws_sdk_cloudwatch::config::Builder::from(sdk)
+        .timeout_config(timeouts)
+        .build();
+    aws_sdk_cloudwatch::Client::from_conf(config)
 }

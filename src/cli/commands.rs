@@ -102,6 +102,8 @@ pub async fn execute(cli: &Cli) -> i32 {
             json,
         } => events(&client, *after, severity.as_deref(), *limit, *json).await,
         Command::StopApps => stop_apps(&client, &paths, cli).await,
+        Command::Health { watch, json } => super::health::health(&client, *watch, *json).await,
+        Command::Metrics(command) => return super::health::metrics(command),
     };
     match outcome {
         Ok(code) => code,

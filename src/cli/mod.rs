@@ -2,8 +2,10 @@
 //! agent over the control socket (`stop-apps` also works when the agent is down).
 
 mod commands;
+mod health;
 mod offline;
 mod render;
+mod render_health;
 
 use std::path::PathBuf;
 
@@ -117,6 +119,35 @@ pub enum Command {
     },
     /// Stop every app process and nginx (works when the agent is down, too).
     StopApps,
+    /// Show the graded health with its causes and the last window's request and host metrics.
+    Health {
+        /// Refresh every second until interrupted.
+        #[arg(long)]
+        watch: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Metrics tools that need no agent.
+    #[command(subcommand)]
+    Metrics(MetricsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetricsCommand {
+    /// Window a healthd access log by each line's time and print every window's statistics
+    /// (the agent's own parser; `-` reads standard input).
+    Aggregate {
+        file: PathBuf,
+        /// Window length.
+        #[arg(long, default_value = "10s")]
+        window: String,
+        /// One JSON document per window.
+        #[arg(long)]
+        json: bool,
+        /// Only the summary line.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 impl Cli {

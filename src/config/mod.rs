@@ -3,6 +3,7 @@
 
 mod model;
 mod parse;
+mod parse_metrics;
 mod reader;
 mod supervise;
 

@@ -18,6 +18,8 @@ pub struct Config {
     pub agent: AgentConfig,
     pub aws: AwsConfig,
     pub controller: ControllerConfig,
+    pub metrics: MetricsConfig,
+    pub cloudwatch: CloudWatchConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,7 +182,7 @@ pub struct ProxyConfig {
     pub worker_connections: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HealthConfig {
     /// Path requested on the app (directly and through nginx).
     pub path: String,
@@ -188,6 +190,75 @@ pub struct HealthConfig {
     pub timeout: Duration,
     /// Consecutive failed checks before the status leaves Ok.
     pub failures_before_unhealthy: u32,
+    /// Consecutive evaluations that must agree before the status changes (hysteresis).
+    pub status_change_after: u32,
+    pub thresholds: HealthThresholds,
+}
+
+/// The published thresholds of the request, CPU and disk rules (docs/health.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthThresholds {
+    /// A window with fewer requests is too small to judge failure rates.
+    pub min_requests: u64,
+    /// Percent of requests answered 5xx.
+    pub requests_5xx: Levels,
+    /// Percent of requests answered 4xx (Elastic Beanstalk's optional rule; `{}` turns it off).
+    pub requests_4xx: Levels,
+    /// Percent of CPU in use (everything but idle).
+    pub cpu: Levels,
+    /// Percent of the root filesystem in use.
+    pub root_filesystem: Levels,
+}
+
+impl HealthThresholds {
+    pub const DEFAULT: Self = Self {
+        min_requests: 10,
+        requests_5xx: Levels::new(Some(1.0), Some(10.0), Some(25.0)),
+        requests_4xx: Levels::new(Some(10.0), Some(25.0), None),
+        cpu: Levels::new(Some(90.0), Some(95.0), None),
+        root_filesystem: Levels::new(Some(90.0), Some(95.0), None),
+    };
+}
+
+/// Where a measured percentage starts to count as Warning, Degraded, Severe (absent: never).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Levels {
+    pub warning: Option<f64>,
+    pub degraded: Option<f64>,
+    pub severe: Option<f64>,
+}
+
+impl Levels {
+    pub const fn new(warning: Option<f64>, degraded: Option<f64>, severe: Option<f64>) -> Self {
+        Self {
+            warning,
+            degraded,
+            severe,
+        }
+    }
+}
+
+/// Request statistics and host metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Length of a statistics window (Elastic Beanstalk: 10 s).
+    pub window: Duration,
+}
+
+/// Publication of the metrics to CloudWatch (`PutMetricData`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudWatchConfig {
+    pub enabled: bool,
+    /// Custom metrics may not live under `AWS/`.
+    pub namespace: String,
+    /// Aggregation period of every datum: 60 s (standard resolution) or 1, 5, 10, 30 s
+    /// (high resolution, charged more).
+    pub period: Duration,
+    /// Datums kept while CloudWatch is unreachable; the oldest are dropped past it.
+    pub buffer: usize,
+    /// Budget of one `PutMetricData` call, retries included.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

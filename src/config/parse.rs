@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::model::*;
+use super::parse_metrics::{cloudwatch, levels, metrics};
 use super::reader::{Problem, Problems, Section};
 
 /// Parses and validates the whole document; `Err` carries every problem found.
@@ -28,6 +29,8 @@ pub fn parse_config(text: &str) -> Result<Config, Vec<Problem>> {
         agent: agent(root.section("agent")),
         aws: aws(root.section("aws")),
         controller: controller(root.section("controller")),
+        metrics: metrics(root.section("metrics")),
+        cloudwatch: cloudwatch(root.section("cloudwatch")),
     };
     root.finish();
     cross_checks(&config, &mut problems);
@@ -179,12 +182,26 @@ fn health(mut s: Section) -> HealthConfig {
     if failures_before_unhealthy == 0 {
         s.problem("failures_before_unhealthy", "must be at least 1");
     }
+    let status_change_after = s.get("status_change_after", 3u32);
+    if status_change_after == 0 {
+        s.problem("status_change_after", "must be at least 1");
+    }
+    let defaults = HealthThresholds::DEFAULT;
+    let thresholds = HealthThresholds {
+        min_requests: s.get("min_requests", defaults.min_requests),
+        requests_5xx: levels(&mut s, "requests_5xx", defaults.requests_5xx),
+        requests_4xx: levels(&mut s, "requests_4xx", defaults.requests_4xx),
+        cpu: levels(&mut s, "cpu", defaults.cpu),
+        root_filesystem: levels(&mut s, "root_filesystem", defaults.root_filesystem),
+    };
     s.finish();
     HealthConfig {
         path,
         interval,
         timeout,
         failures_before_unhealthy,
+        status_change_after,
+        thresholds,
     }
 }
 

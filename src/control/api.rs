@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deploy::{ActiveDeployment, DeploymentRecord};
 use crate::health::HealthReport;
+use crate::metrics::{MetricsSnapshot, SinkStatus};
 use crate::proxy::ProxyStatus;
 use crate::supervise::ProcessStatus;
 
@@ -45,6 +46,17 @@ pub struct StatusReport {
     #[serde(default)]
     pub controller: Option<crate::controller::LinkStatus>,
     pub health: HealthReport,
+}
+
+/// `GET /v1/health`: the graded status with its causes, the last window's metrics, and the
+/// state of the CloudWatch publication (absent when it is off).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthView {
+    #[serde(flatten)]
+    pub report: HealthReport,
+    pub metrics: Option<MetricsSnapshot>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudwatch: Option<SinkStatus>,
 }
 
 /// Error body of every non-2xx answer.

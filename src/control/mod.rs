@@ -41,3 +41,12 @@ pub fn status_report(api: &ApiState) -> StatusReport {
         health: api.health.borrow().clone(),
     }
 }
+
+/// Assembles `GET /v1/health`.
+pub fn health_view(api: &ApiState) -> HealthView {
+    HealthView {
+        report: api.health.borrow().clone(),
+        metrics: api.metrics.borrow().as_deref().cloned(),
+        cloudwatch: api.cloudwatch.as_ref().map(|c| c.borrow().clone()),
+    }
+}

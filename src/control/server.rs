@@ -21,6 +21,7 @@ use super::api::*;
 use crate::deploy::{ConfigureRequest, Deployer, DeploymentRecord, DeploymentRequest, SubmitError};
 use crate::events::{EventQuery, EventSink, EventStore, Severity};
 use crate::health::HealthReport;
+use crate::metrics::{MetricsSnapshot, SinkStatus};
 use crate::proxy::Proxy;
 use crate::supervise::Supervisor;
 
@@ -34,6 +35,9 @@ pub struct ApiState {
     pub supervisor: Supervisor,
     pub proxy: Proxy,
     pub health: watch::Receiver<HealthReport>,
+    pub metrics: watch::Receiver<Option<Arc<MetricsSnapshot>>>,
+    /// `None` when CloudWatch publication is off.
+    pub cloudwatch: Option<watch::Receiver<SinkStatus>>,
     pub events: Arc<EventStore>,
     pub sink: EventSink,
     /// The controller link's state, when a controller is configured.
@@ -117,7 +121,7 @@ async fn handle(api: Arc<ApiState>, request: Request<Incoming>) -> Result<Reply,
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let reply = match (&method, segments.as_slice()) {
         (&Method::GET, ["v1", "status"]) => json(StatusCode::OK, &super::status_report(&api)),
-        (&Method::GET, ["v1", "health"]) => json(StatusCode::OK, &*api.health.borrow()),
+        (&Method::GET, ["v1", "health"]) => json(StatusCode::OK, &super::health_view(&api)),
         (&Method::GET, ["v1", "events"]) => events(&api, &pairs),
         (&Method::GET, ["v1", "deployments"]) => match query_number::<usize>(&pairs, "limit") {
             Ok(limit) => json(StatusCode::OK, &api.deployer.records(limit.unwrap_or(20))),

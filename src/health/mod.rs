@@ -1,9 +1,12 @@
 //! Health: probes the app directly and through nginx on an interval, combines the results with
-//! process and deployment state (`rules.rs`) and publishes one report. Each change of status is
-//! an event.
+//! process and deployment state, request statistics and host metrics (`rules.rs`) and
+//! publishes one report. The status changes only after `health.status_change_after`
+//! evaluations in a row agree (`hysteresis.rs`); each change is an event.
 
+mod hysteresis;
 mod probe;
 mod rules;
+mod signals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,12 +15,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use hysteresis::{Hysteresis, PendingStatus, Step};
 pub use probe::{ProbeResult, probe};
-pub use rules::{Cause, CheckHistory, HealthInputs, HealthStatus, evaluate};
+pub use rules::{Cause, CheckHistory, HealthInputs, HealthStatus, MetricInputs, evaluate};
 
 use crate::config::Config;
 use crate::deploy::DeployState;
 use crate::events::{EventSink, NewEvent, Severity};
+use crate::metrics::MetricsSnapshot;
 use crate::proxy::Proxy;
 use crate::supervise::Supervisor;
 
@@ -30,6 +35,17 @@ pub struct HealthReport {
     pub checked_at: Option<String>,
     pub direct: Option<ProbeResult>,
     pub proxied: Option<ProbeResult>,
+    /// A different status seen in the last evaluations, not published yet (hysteresis), with
+    /// the cause it would be published with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingChange {
+    #[serde(flatten)]
+    pub status: PendingStatus,
+    pub cause: Option<String>,
 }
 
 impl Default for HealthReport {
@@ -44,6 +60,7 @@ impl Default for HealthReport {
             checked_at: None,
             direct: None,
             proxied: None,
+            pending: None,
         }
     }
 }
@@ -58,6 +75,8 @@ pub struct HealthMonitor {
     publish: watch::Sender<HealthReport>,
     direct: CheckHistory,
     proxied: CheckHistory,
+    metrics: Option<watch::Receiver<Option<Arc<MetricsSnapshot>>>>,
+    hysteresis: Hysteresis,
 }
 
 impl HealthMonitor {
@@ -69,6 +88,7 @@ impl HealthMonitor {
         events: EventSink,
     ) -> (Self, watch::Receiver<HealthReport>) {
         let (publish, reports) = watch::channel(HealthReport::default());
+        let hysteresis = Hysteresis::new(config.health.status_change_after);
         let monitor = Self {
             config,
             proxy,
@@ -78,8 +98,16 @@ impl HealthMonitor {
             publish,
             direct: CheckHistory::default(),
             proxied: CheckHistory::default(),
+            metrics: None,
+            hysteresis,
         };
         (monitor, reports)
+    }
+
+    /// Judges request statistics and host metrics too, from the metrics task's windows.
+    pub fn with_metrics(mut self, metrics: watch::Receiver<Option<Arc<MetricsSnapshot>>>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub async fn run(mut self, cancel: CancellationToken) {
@@ -138,6 +166,7 @@ impl HealthMonitor {
             .as_ref()
             .map(|c| c.processes.iter().map(|(name, _)| name.clone()).collect())
             .unwrap_or_default();
+        let snapshot = self.metrics.as_ref().and_then(|m| m.borrow().clone());
         let inputs = HealthInputs {
             now_ms: jiff::Timestamp::now().as_millisecond(),
             has_release: deploy.current.is_some(),
@@ -151,35 +180,56 @@ impl HealthMonitor {
             direct: &self.direct,
             proxied: self.proxy.enabled().then_some(&self.proxied),
             failures_before_unhealthy: self.config.health.failures_before_unhealthy,
+            metrics: MetricInputs {
+                requests: snapshot.as_ref().map(|s| &s.requests),
+                host: snapshot.as_ref().map(|s| &s.host),
+                thresholds: &self.config.health.thresholds,
+            },
         };
         let (status, causes) = evaluate(&inputs);
         let previous = self.publish.borrow().clone();
-        let report = HealthReport {
+        let mut report = HealthReport {
             status,
             color: status.color().to_string(),
             causes,
             checked_at: Some(jiff::Timestamp::now().to_string()),
             direct: direct.or(previous.direct.clone()),
             proxied: proxied.or(previous.proxied.clone()),
+            pending: None,
         };
-        if previous.status != report.status && previous.checked_at.is_some() {
-            let severity = match report.status {
-                HealthStatus::Severe | HealthStatus::Degraded => Severity::Error,
-                HealthStatus::Warning => Severity::Warning,
-                _ => Severity::Info,
-            };
-            let because = report
-                .causes
-                .first()
-                .map(|c| format!(": {}", c.message))
-                .unwrap_or_default();
-            let message = format!(
-                "Health changed from {:?} to {:?}{because}",
-                previous.status, report.status
-            );
-            self.events.emit(NewEvent::new(severity, "health", message));
+        match self.hysteresis.observe(status) {
+            Step::Unchanged => {}
+            Step::Pending(pending) => {
+                // The published status and its causes stay until the change is confirmed.
+                report.pending = Some(PendingChange {
+                    status: pending,
+                    cause: report.causes.first().map(|c| c.message.clone()),
+                });
+                report.status = previous.status;
+                report.color = previous.color.clone();
+                report.causes = previous.causes.clone();
+            }
+            Step::Changed { from: None, .. } => {}
+            Step::Changed {
+                from: Some(from),
+                to,
+            } => self.emit_change(from, to, &report.causes),
         }
         self.publish.send_replace(report);
+    }
+
+    fn emit_change(&self, from: HealthStatus, to: HealthStatus, causes: &[Cause]) {
+        let severity = match to {
+            HealthStatus::Severe | HealthStatus::Degraded => Severity::Error,
+            HealthStatus::Warning => Severity::Warning,
+            _ => Severity::Info,
+        };
+        let because = causes
+            .first()
+            .map(|c| format!(": {}", c.message))
+            .unwrap_or_default();
+        let message = format!("Health changed from {from:?} to {to:?}{because}");
+        self.events.emit(NewEvent::new(severity, "health", message));
     }
 }
 

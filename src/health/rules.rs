@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::signals::MetricInputs;
+use super::signals::{host_causes, request_causes};
 use crate::supervise::{ProcessState, ProcessStatus};
 
 /// Elastic Beanstalk's statuses, worst last.
@@ -74,6 +76,8 @@ pub struct HealthInputs<'a> {
     /// `None` when nginx is disabled.
     pub proxied: Option<&'a CheckHistory>,
     pub failures_before_unhealthy: u32,
+    /// Request statistics and host metrics.
+    pub metrics: MetricInputs<'a>,
 }
 
 /// The verdict: the worst cause wins; causes are listed worst first.
@@ -96,6 +100,7 @@ pub fn evaluate(inputs: &HealthInputs<'_>) -> (HealthStatus, Vec<Cause>) {
             ),
         );
     }
+    host_causes(&inputs.metrics, &mut causes);
     if !inputs.has_release {
         if inputs.deployment.is_none() {
             add(
@@ -155,6 +160,7 @@ pub fn evaluate(inputs: &HealthInputs<'_>) -> (HealthStatus, Vec<Cause>) {
             ),
         );
     }
+    request_causes(&inputs.metrics, &mut causes);
     if !inputs.direct.checked && causes.is_empty() {
         add(
             &mut causes,
@@ -234,6 +240,7 @@ mod tests {
             direct,
             proxied: Some(direct),
             failures_before_unhealthy: 2,
+            metrics: MetricInputs::default(),
         }
     }
 

@@ -124,6 +124,11 @@ fn healthd_logformat() -> String {
     out.push_str("map $time_iso8601 $healthd_log_hour {\n");
     out.push_str("    \"~^(\\d{4})-(\\d{2})-(\\d{2})T(\\d{2})\" \"$1-$2-$3-$4\";\n");
     out.push_str("    default \"unknown\";\n}\n\n");
+    // The agent's own health checks through nginx are not traffic: they would dilute the
+    // request statistics (and its 5xx rate) of a quiet app.
+    out.push_str("map $http_user_agent $healthd_loggable {\n");
+    out.push_str("    \"~^hostmanager-health/\" 0;\n");
+    out.push_str("    default 1;\n}\n\n");
     out.push_str("open_log_file_cache max=16 inactive=60s valid=60s min_uses=1;\n");
     out
 }
@@ -146,7 +151,7 @@ fn application_conf() -> String {
 
 fn healthd_conf(m: &NginxModel) -> String {
     format!(
-        "{HEADER}access_log {}/application.log.$healthd_log_hour healthd;\n",
+        "{HEADER}access_log {}/application.log.$healthd_log_hour healthd if=$healthd_loggable;\n",
         m.healthd_dir.display()
     )
 }

@@ -4,7 +4,9 @@
 
 pub mod apps;
 pub mod bundles;
+pub mod cloudwatch;
 pub mod http;
+pub mod imds;
 pub mod load;
 pub mod moto;
 pub mod procs;
@@ -120,6 +122,10 @@ impl TestHost {
             interval = "200ms"
             timeout = "150ms"
             failures_before_unhealthy = 1
+            # The CPU and disk rules would judge the shared test machine, not the app under
+            # test (their logic has unit tests in src/health/rules.rs).
+            cpu = {{}}
+            root_filesystem = {{}}
             [deploy]
             health_gate_successes = 2
             health_gate_interval = "100ms"
@@ -159,6 +165,14 @@ impl TestHost {
             .as_table_mut()
             .expect("section")
             .insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Removes one config key (back to its default).
+    pub fn unset(mut self, section: &str, key: &str) -> Self {
+        if let Some(toml::Value::Table(table)) = self.config.get_mut(section) {
+            table.remove(key);
+        }
         self
     }
 
@@ -266,6 +280,11 @@ impl TestHost {
 
     pub fn status(&self) -> Value {
         serde_json::from_str(&self.cli_ok(&["status", "--json"])).expect("status json")
+    }
+
+    /// `hostmanager health --json`: status, causes, the last window's metrics, CloudWatch.
+    pub fn health(&self) -> Value {
+        serde_json::from_str(&self.cli_ok(&["health", "--json"])).expect("health json")
     }
 
     pub fn events(&self) -> Vec<Value> {
