@@ -343,10 +343,13 @@ fn load_records(paths: &Paths) -> std::io::Result<BTreeMap<u64, DeploymentRecord
         .collect();
     ids.sort_unstable();
     for id in ids.into_iter().rev().take(RECORDS_IN_MEMORY) {
-        if let Some(record) =
-            crate::fsutil::read_json::<DeploymentRecord>(&paths.deployment_record(id))?
-        {
-            records.insert(id, record);
+        // Records are history: one the agent cannot read must not keep it from starting.
+        match crate::fsutil::read_json::<DeploymentRecord>(&paths.deployment_record(id)) {
+            Ok(Some(record)) => {
+                records.insert(id, record);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "skipping an unreadable deployment record"),
         }
     }
     Ok(records)

@@ -72,10 +72,11 @@ impl DeploymentRequest {
 }
 
 /// What a deployment does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
-    /// A new bundle: app hooks, Buildfile.
+    /// A new bundle: app hooks, Buildfile. (Records written before kinds existed are deploys.)
+    #[default]
     Deploy,
     /// New environment properties on the serving bundle: confighooks only.
     Configure,
@@ -158,6 +159,7 @@ pub struct StepRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentRecord {
     pub id: u64,
+    #[serde(default)]
     pub kind: JobKind,
     pub version_label: String,
     pub source: String,
@@ -283,6 +285,15 @@ mod tests {
         assert!(problems.iter().any(|p| p.starts_with("env.1BAD:")));
         assert!(problems.iter().any(|p| p.starts_with("env.PORT:")));
         assert!(problems.iter().any(|p| p.starts_with("env.OK:")));
+    }
+
+    #[test]
+    fn records_from_before_job_kinds_read_as_deploys() {
+        let old = r#"{"id":1,"version_label":"v1","source":"/b.zip","sha256":null,"env_keys":[],
+            "status":"succeeded","steps":[],"created_ms":0}"#;
+        let record: DeploymentRecord =
+            serde_json::from_str(old).expect("an old record still reads");
+        assert_eq!(record.kind, JobKind::Deploy);
     }
 
     #[test]
