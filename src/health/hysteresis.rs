@@ -28,6 +28,13 @@ pub struct PendingStatus {
     pub required: u32,
 }
 
+fn is_operational(status: HealthStatus) -> bool {
+    matches!(
+        status,
+        HealthStatus::Pending | HealthStatus::Info | HealthStatus::Unknown
+    )
+}
+
 #[derive(Debug, Clone)]
 pub struct Hysteresis {
     required: u32,
@@ -61,6 +68,16 @@ impl Hysteresis {
         if status == published {
             self.candidate = None;
             return Step::Unchanged;
+        }
+        // Pending, Info and Unknown report operations (a deployment starts or ends, nothing is
+        // deployed), not noisy measurements: they are published, and left, at once.
+        if is_operational(status) || is_operational(published) {
+            self.published = Some(status);
+            self.candidate = None;
+            return Step::Changed {
+                from: Some(published),
+                to: status,
+            };
         }
         let seen = match self.candidate {
             Some((candidate, seen)) if candidate == status => seen + 1,
@@ -131,6 +148,40 @@ mod tests {
         assert!(matches!(h.observe(Warning), Step::Pending(_)));
         assert!(matches!(h.observe(Severe), Step::Pending(p) if p.seen == 1));
         assert_eq!(h.published(), Some(Ok));
+    }
+
+    #[test]
+    fn deployments_start_and_end_at_once() {
+        let mut h = Hysteresis::new(3);
+        h.observe(Ok);
+        assert_eq!(
+            h.observe(Info),
+            Step::Changed {
+                from: Some(Ok),
+                to: Info
+            }
+        );
+        assert_eq!(
+            h.observe(Ok),
+            Step::Changed {
+                from: Some(Info),
+                to: Ok
+            }
+        );
+        assert_eq!(
+            h.observe(Pending),
+            Step::Changed {
+                from: Some(Ok),
+                to: Pending
+            }
+        );
+        assert_eq!(
+            h.observe(Severe),
+            Step::Changed {
+                from: Some(Pending),
+                to: Severe
+            }
+        );
     }
 
     #[test]
