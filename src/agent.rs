@@ -17,6 +17,7 @@ use crate::control::{self, AgentInfo, ApiState};
 use crate::deploy::Engine;
 use crate::events::{self, EventStore, Retention};
 use crate::health::HealthMonitor;
+use crate::logs::LogService;
 use crate::paths::Paths;
 use crate::proxy::Proxy;
 use crate::supervise::{self, Supervisor};
@@ -66,7 +67,12 @@ pub async fn run(
     let app_user = supervise::resolve_app_user(&config.app)?;
     prepare_layout(&paths)?;
 
-    let store = EventStore::open(&paths.events_dir(), Retention::default())
+    let retention = Retention {
+        segment_bytes: config.events.segment_bytes,
+        total_bytes: config.events.retention_bytes,
+        max_age: config.events.max_age,
+    };
+    let store = EventStore::open(&paths.events_dir(), retention)
         .map_err(io("opening the event journal"))?;
     let (sink, event_rx) = events::channel();
     let root = CancellationToken::new();
@@ -101,6 +107,11 @@ pub async fn run(
         sink.clone(),
     );
 
+    let logs = LogService::start(config.clone(), paths.clone(), sink.clone(), &tasks, &root)
+        .await
+        .map_err(|e| AgentError::Startup(e.to_string()))?;
+    let health = health.with_severe_errors(logs.severe_errors());
+
     tasks.spawn(proxy.clone().run(root.child_token()));
     tasks.spawn(deployer.clone().run(queue, root.child_token()));
     tasks.spawn(health.run(root.child_token()));
@@ -115,6 +126,7 @@ pub async fn run(
         health: reports,
         events: store,
         sink: sink.clone(),
+        logs,
     });
     tasks.spawn(control::serve(listener, api, root.child_token()));
     sink.info(

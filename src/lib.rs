@@ -10,6 +10,7 @@ pub mod deploy;
 pub mod events;
 pub mod fsutil;
 pub mod health;
+pub mod logs;
 pub mod paths;
 pub mod proxy;
 pub mod store;

@@ -2,6 +2,7 @@
 //! agent over the control socket (`stop-apps` also works when the agent is down).
 
 mod commands;
+mod logs;
 mod offline;
 mod render;
 
@@ -72,6 +73,12 @@ pub enum Command {
         /// Only events after this id.
         #[arg(long)]
         after: Option<u64>,
+        /// Only events this recent: a duration ("10m", "2h") or a time ("2026-01-01T10:00:00Z").
+        #[arg(long)]
+        since: Option<String>,
+        /// Keep printing new events as they are recorded (Ctrl-C stops).
+        #[arg(long, short)]
+        follow: bool,
         /// Only events at least this severe: info, warning, error.
         #[arg(long)]
         severity: Option<String>,
@@ -82,6 +89,53 @@ pub enum Command {
     },
     /// Stop every app process and nginx (works when the agent is down, too).
     StopApps,
+    /// Logs: tail, bundle, rotate, severe errors, publication status.
+    Logs {
+        #[command(subcommand)]
+        command: LogsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// The last lines of every log of the tail set (Elastic Beanstalk's "Last 100 lines"),
+    /// also kept locally and uploaded when publication is configured.
+    Tail {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A zip of every current and rotated log (Elastic Beanstalk's "Full logs").
+    Bundle {
+        /// Also upload it under resources/environments/logs/bundle/.
+        #[arg(long)]
+        upload: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rotate every non-empty log now.
+    Rotate,
+    /// Severe errors by fingerprint, with counts and first exemplars.
+    Errors {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Watched files, spool, publication.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compress and publish every file of DIR like rotated logs (no agent needed; benchmarks).
+    #[command(hide = true)]
+    PublishDir {
+        dir: PathBuf,
+        /// "s3://bucket" or a directory.
+        #[arg(long)]
+        destination: String,
+        #[arg(long, default_value = "e-bench")]
+        env_id: String,
+        #[arg(long, default_value = "i-bench")]
+        instance_id: String,
+    },
 }
 
 impl Cli {

@@ -13,7 +13,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use probe::{ProbeResult, probe};
-pub use rules::{Cause, CheckHistory, HealthInputs, HealthStatus, evaluate};
+pub use rules::{
+    Cause, CheckHistory, HealthInputs, HealthStatus, evaluate, severe_errors_cause, with_causes,
+};
 
 use crate::config::Config;
 use crate::deploy::DeployState;
@@ -58,6 +60,9 @@ pub struct HealthMonitor {
     publish: watch::Sender<HealthReport>,
     direct: CheckHistory,
     proxied: CheckHistory,
+    /// Severe errors the log watcher saw recently (count, top title).
+    severe_errors: Option<watch::Receiver<crate::logs::WindowSummary>>,
+    severe_window_minutes: u64,
 }
 
 impl HealthMonitor {
@@ -78,8 +83,20 @@ impl HealthMonitor {
             publish,
             direct: CheckHistory::default(),
             proxied: CheckHistory::default(),
+            severe_errors: None,
+            severe_window_minutes: 5,
         };
         (monitor, reports)
+    }
+
+    /// Adds the log watcher's severe-error count as a Warning cause.
+    pub fn with_severe_errors(
+        mut self,
+        errors: watch::Receiver<crate::logs::WindowSummary>,
+    ) -> Self {
+        self.severe_window_minutes = (self.config.logs.watch.health_window.as_secs() / 60).max(1);
+        self.severe_errors = Some(errors);
+        self
     }
 
     pub async fn run(mut self, cancel: CancellationToken) {
@@ -152,7 +169,15 @@ impl HealthMonitor {
             proxied: self.proxy.enabled().then_some(&self.proxied),
             failures_before_unhealthy: self.config.health.failures_before_unhealthy,
         };
-        let (status, causes) = evaluate(&inputs);
+        let severe = self.severe_errors.as_ref().and_then(|errors| {
+            let summary = errors.borrow();
+            severe_errors_cause(
+                summary.count,
+                self.severe_window_minutes,
+                summary.top.as_deref(),
+            )
+        });
+        let (status, causes) = with_causes(evaluate(&inputs), severe);
         let previous = self.publish.borrow().clone();
         let report = HealthReport {
             status,
