@@ -5,7 +5,7 @@
 //! Failures back off (capped, jittered) per file. The spool keeps a disk budget: published
 //! files go first, then the oldest, lowest-priority unpublished ones, with an event.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -126,44 +126,93 @@ pub struct Publisher {
     pub wake: Arc<Notify>,
 }
 
+type Uploads = JoinSet<(String, Result<PutOutcome, PublishError>)>;
+
+/// What the publisher keeps between passes.
+#[derive(Debug, Default)]
+struct Progress {
+    state: PublishedState,
+    retries: HashMap<String, Retry>,
+    /// Names being uploaded right now.
+    busy: HashSet<String>,
+}
+
 impl Publisher {
+    /// Uploads run in the background: a slow or hanging upload never delays the budget, the
+    /// status, or the other files.
     pub async fn run(self, cancel: CancellationToken) {
-        let mut state: PublishedState = read_json(&self.state_path)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let mut retries: HashMap<String, Retry> = HashMap::new();
+        let mut progress = Progress {
+            state: read_json(&self.state_path)
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let mut uploads: Uploads = JoinSet::new();
         loop {
-            let next_retry = self.round(&mut state, &mut retries, &cancel).await;
+            let next_retry = self.pass(&mut progress, &mut uploads);
             let deadline = next_retry
                 .unwrap_or_else(|| Instant::now() + self.config.interval)
                 .min(Instant::now() + self.config.interval);
             tokio::select! {
+                // Dropping `uploads` aborts them; the files stay in the spool for next time.
                 () = cancel.cancelled() => return,
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep_until(deadline) => {}
+                Some(joined) = uploads.join_next(), if !uploads.is_empty() => {
+                    if let Ok((name, outcome)) = joined {
+                        self.finished(&mut progress, name, outcome);
+                    }
+                }
             }
         }
     }
 
-    /// One pass: enforce the budget, upload what is due. Returns the earliest retry time.
-    async fn round(
+    fn finished(
         &self,
-        state: &mut PublishedState,
-        retries: &mut HashMap<String, Retry>,
-        cancel: &CancellationToken,
-    ) -> Option<Instant> {
-        let files = self.scan(state);
-        let before = state.names.len();
-        state
+        progress: &mut Progress,
+        name: String,
+        outcome: Result<PutOutcome, PublishError>,
+    ) {
+        progress.busy.remove(&name);
+        match outcome {
+            Ok(_) => {
+                progress.retries.remove(&name);
+                progress.state.names.insert(name);
+                self.shared.update(|status| status.published_total += 1);
+                self.save(&progress.state);
+            }
+            Err(error) => self.failed(&name, &error, &mut progress.retries),
+        }
+    }
+
+    fn save(&self, state: &PublishedState) {
+        if let Err(error) = write_json_atomic(&self.state_path, state, 0o600) {
+            tracing::warn!(%error, "cannot save {}", self.state_path.display());
+        }
+    }
+
+    /// Enforces the budget, updates the status and starts the uploads that are due. Returns
+    /// the earliest retry time.
+    fn pass(&self, progress: &mut Progress, uploads: &mut Uploads) -> Option<Instant> {
+        let files = self.scan(&progress.state);
+        let before = progress.state.names.len();
+        progress
+            .state
             .names
             .retain(|name| files.iter().any(|f| &f.name == name));
+        if progress.state.names.len() != before {
+            self.save(&progress.state);
+        }
         let shed = self.enforce_budget(&files);
         let mut pending: Vec<&SpoolFile> = files
             .iter()
             .filter(|f| !f.published && !shed.contains(&f.name))
             .collect();
         pending.sort_by(|a, b| a.epoch.cmp(&b.epoch).then(a.name.cmp(&b.name)));
+        progress
+            .retries
+            .retain(|name, _| pending.iter().any(|f| &f.name == name));
         self.shared.update(|status| {
             status.spool_files = (files.len() - shed.len()) as u64;
             status.spool_bytes = files
@@ -173,47 +222,28 @@ impl Publisher {
                 .sum();
             status.pending_files = pending.len() as u64;
         });
-        let Some(store) = &self.store else {
-            return None;
-        };
+        let store = self.store.as_ref()?;
         let now = Instant::now();
-        let mut in_flight: JoinSet<(String, Result<PutOutcome, PublishError>)> = JoinSet::new();
-        let due: Vec<&SpoolFile> = pending
-            .into_iter()
-            .filter(|f| retries.get(&f.name).is_none_or(|r| r.next <= now))
-            .collect();
-        let mut queue = due.into_iter();
-        let mut changed = state.names.len() != before;
-        loop {
-            while in_flight.len() < self.config.concurrency && !cancel.is_cancelled() {
-                let Some(file) = queue.next() else { break };
-                let (store, name) = (store.clone(), file.name.clone());
-                let (key, path) = (format!("{}{name}", self.prefix), self.dir.join(&name));
-                in_flight.spawn(async move {
-                    let outcome = upload_verified(&store, &key, &path).await;
-                    (name, outcome)
-                });
-            }
-            let Some(joined) = in_flight.join_next().await else {
+        for file in pending {
+            if uploads.len() >= self.config.concurrency {
                 break;
-            };
-            let Ok((name, outcome)) = joined else {
-                continue;
-            };
-            match outcome {
-                Ok(_) => {
-                    retries.remove(&name);
-                    state.names.insert(name);
-                    changed = true;
-                    self.shared.update(|status| status.published_total += 1);
-                }
-                Err(error) => self.failed(&name, &error, retries),
             }
+            let due = progress
+                .retries
+                .get(&file.name)
+                .is_none_or(|r| r.next <= now);
+            if !due || progress.busy.contains(&file.name) {
+                continue;
+            }
+            progress.busy.insert(file.name.clone());
+            let (store, name) = (store.clone(), file.name.clone());
+            let (key, path) = (format!("{}{name}", self.prefix), self.dir.join(&name));
+            uploads.spawn(async move {
+                let outcome = upload_verified(&store, &key, &path).await;
+                (name, outcome)
+            });
         }
-        if changed && let Err(error) = write_json_atomic(&self.state_path, state, 0o600) {
-            tracing::warn!(%error, "cannot save {}", self.state_path.display());
-        }
-        retries.values().map(|r| r.next).min()
+        progress.retries.values().map(|r| r.next).min()
     }
 
     fn failed(&self, name: &str, error: &PublishError, retries: &mut HashMap<String, Retry>) {

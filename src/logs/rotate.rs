@@ -1,9 +1,11 @@
 //! Rotation that loses nothing. A log is first staged as an uncompressed `.raw` file in
 //! `var/log/rotated/`, then compressed to its final `<path_key>-<epoch>.gz` name (fsync, rename).
 //!
-//! - copytruncate (writers that keep an O_APPEND descriptor): copy whole blocks from the head,
-//!   then FALLOC_FL_COLLAPSE_RANGE them out of the file in one syscall, so bytes appended
-//!   meanwhile stay. An intent record makes a kill -9 between the copy and the collapse safe.
+//! - copytruncate (writers that keep an O_APPEND descriptor): copy whole blocks from the head
+//!   to a `.head` file, then FALLOC_FL_COLLAPSE_RANGE them out of the log in one syscall, so
+//!   bytes appended meanwhile stay, then rename `.head` to `.raw`. An intent record written
+//!   before the collapse tells a restarted agent whether it happened; a `.head` without an
+//!   intent is an interrupted copy and is dropped.
 //! - rename (writers that reopen by path): rename to the `.raw`, create the new file, signal the
 //!   writer (nginx: USR1) and compress once no process holds the old file any more.
 
@@ -101,9 +103,14 @@ impl Rotator {
     /// files, and returns the staged files still to compress.
     pub fn recover(&mut self, reopen_timeout: Duration) -> io::Result<Vec<Staged>> {
         if let Some(intent) = read_json::<Intent>(&self.intent_path)? {
-            if !collapsed(&intent) {
+            let head = head_path(&intent.raw);
+            if collapsed(&intent) {
+                if head.exists() {
+                    fs::rename(&head, &intent.raw)?;
+                }
+            } else {
                 // The head is still in the live file: the copy would duplicate it.
-                let _ = fs::remove_file(&intent.raw);
+                let _ = fs::remove_file(&head);
             }
             fs::remove_file(&self.intent_path)?;
         }
@@ -111,7 +118,8 @@ impl Rotator {
         for entry in fs::read_dir(&self.dir)? {
             let name = entry?.file_name().to_string_lossy().into_owned();
             let path = self.dir.join(&name);
-            if name.starts_with('.') && name.ends_with(".part") {
+            if name.starts_with('.') && (name.ends_with(".part") || name.ends_with(".head")) {
+                // A compression or a copy that was cut short; redone from the source.
                 fs::remove_file(&path)?;
             } else if let Some(final_name) =
                 name.strip_prefix('.').and_then(|n| n.strip_suffix(".raw"))
@@ -207,7 +215,8 @@ impl Rotator {
         if cut == 0 {
             return Ok(None);
         }
-        copy_head(&file, cut, raw)?;
+        let head = head_path(raw);
+        copy_head(&file, cut, &head)?;
         let intent = Intent {
             raw: raw.to_path_buf(),
             source: source.path.clone(),
@@ -233,12 +242,12 @@ impl Rotator {
                 // Classic copytruncate: whatever is written between the copy and the truncate
                 // is lost. Only on filesystems without collapse (tmpfs, nfs); reported once.
                 self.collapse_unsupported = true;
-                append_rest(&file, cut, raw)?;
+                append_rest(&file, cut, &head)?;
                 file.set_len(0)?;
                 u64::MAX
             }
             Err(errno) => {
-                let _ = fs::remove_file(raw);
+                let _ = fs::remove_file(&head);
                 let _ = fs::remove_file(&self.intent_path);
                 return Err(errno.into());
             }
@@ -246,6 +255,7 @@ impl Rotator {
         if let Some(tailer) = tailer {
             tailer.collapsed(removed);
         }
+        fs::rename(&head, raw)?;
         fs::remove_file(&self.intent_path)?;
         Ok(Some(Staged {
             raw: raw.to_path_buf(),
@@ -310,6 +320,10 @@ fn collapsed(intent: &Intent) -> bool {
     let before_len = intent.size_before.min(4096);
     let now = hash_range(&file, 0, before_len).unwrap_or_default();
     now != intent.head_before || now == intent.head_after
+}
+
+fn head_path(raw: &Path) -> PathBuf {
+    raw.with_extension("head")
 }
 
 fn hash_range(file: &File, offset: u64, len: u64) -> io::Result<String> {

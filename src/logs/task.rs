@@ -123,6 +123,9 @@ impl LogTask {
                 }
                 Some(command) = self.commands.recv() => match command {
                     Command::Rotate(reply) => {
+                        // Logs created since the last discovery are rotated too.
+                        self.refresh(&mut state, watcher.as_mut());
+                        self.poll_all(&mut state);
                         let rotated = self.rotate(&mut state, true);
                         self.finish_pending(&mut state);
                         let _ = reply.send(rotated);
