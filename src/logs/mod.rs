@@ -8,17 +8,19 @@
 
 pub mod classify;
 mod collect;
+mod compress;
+mod destination;
 pub mod fingerprint;
 pub mod plan;
 mod publish;
+mod requests;
 mod rotate;
 mod sources;
 mod tailer;
 mod task;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -27,15 +29,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use collect::{BundleJob, JobState, TailReport};
+pub use compress::gzip_file;
 pub use fingerprint::{ErrorEntry, WindowSummary};
 pub use publish::{PublishError, upload_verified};
-pub use rotate::gzip_file;
 
-use crate::config::{Config, PublishDestination};
+use crate::config::Config;
 use crate::events::EventSink;
 use crate::paths::Paths;
 use crate::proxy::NginxRunner;
-use crate::store::{LocalStore, Multipart, ObjectStore, S3Store};
+use crate::store::ObjectStore;
 use fingerprint::{ErrorTable, Limits, Report};
 
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +167,7 @@ impl LogService {
         tasks: &TaskTracker,
         cancel: &CancellationToken,
     ) -> Result<Self, LogsError> {
-        let (store, instance_id) = destination(&config, &paths).await?;
+        let (store, instance_id) = destination::destination(&config, &paths).await?;
         let watch = &config.logs.watch;
         let limits = Limits {
             event_interval_ms: millis(watch.event_interval),
@@ -287,167 +289,8 @@ impl LogService {
             text,
         })
     }
-
-    /// Starts a bundle in the background; follow it with `bundle_job`.
-    pub fn start_bundle(&self, upload: bool) -> BundleJob {
-        let inner = &self.inner;
-        let id = inner.next_job.fetch_add(1, Ordering::Relaxed);
-        let sources = sources::discover(&inner.paths, &inner.config.logs);
-        let files = collect::bundle_files(inner.paths.root(), &inner.paths.log_dir(), &sources);
-        let total = files
-            .iter()
-            .map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-            .sum();
-        let name = format!("BundleLogs-{}.zip", jiff::Timestamp::now().as_millisecond());
-        let path = inner.paths.logs_requests_dir().join(&name);
-        let job = BundleJob {
-            id,
-            state: JobState::Zipping,
-            files: files.len(),
-            total_bytes: total,
-            done_bytes: 0,
-            name,
-            path: path.display().to_string(),
-            key: None,
-            error: None,
-        };
-        self.set_job(job.clone());
-        let service = self.clone();
-        tokio::spawn(async move { service.make_bundle(id, files, path, upload).await });
-        job
-    }
-
-    pub fn bundle_job(&self, id: u64) -> Option<BundleJob> {
-        self.inner
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned()
-    }
-
-    fn set_job(&self, job: BundleJob) {
-        let mut jobs = self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        jobs.insert(job.id, job);
-        while jobs.len() > 20 {
-            jobs.pop_first();
-        }
-    }
-
-    fn change_job(&self, id: u64, change: impl FnOnce(&mut BundleJob)) {
-        if let Some(job) = self
-            .inner
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&id)
-        {
-            change(job);
-        }
-    }
-
-    async fn make_bundle(
-        &self,
-        id: u64,
-        files: Vec<(PathBuf, String)>,
-        path: PathBuf,
-        upload: bool,
-    ) {
-        let done = Arc::new(AtomicU64::new(0));
-        let dir = self.inner.paths.logs_requests_dir();
-        let _ = std::fs::create_dir_all(&dir);
-        let (counter, out) = (done.clone(), path.clone());
-        let mut zipping =
-            tokio::task::spawn_blocking(move || collect::write_bundle(&files, &out, &counter));
-        let zipped = loop {
-            tokio::select! {
-                joined = &mut zipping => break joined,
-                () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
-                    let bytes = done.load(Ordering::Relaxed);
-                    self.change_job(id, |job| job.done_bytes = bytes);
-                }
-            }
-        };
-        let bytes = done.load(Ordering::Relaxed);
-        match zipped {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => return self.fail_job(id, error.to_string()),
-            Err(join) => return self.fail_job(id, join.to_string()),
-        }
-        collect::prune(&dir, "BundleLogs-", 3);
-        self.change_job(id, |job| job.done_bytes = bytes);
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if upload {
-            let Some(store) = self.inner.store.clone() else {
-                return self.fail_job(
-                    id,
-                    "no upload destination: set [logs.publish] destination".into(),
-                );
-            };
-            self.change_job(id, |job| job.state = JobState::Uploading);
-            let key = plan::bundle_key(&self.inner.env_id, &self.inner.instance_id, &name);
-            if let Err(error) = upload_verified(&store, &key, &path).await {
-                return self.fail_job(id, error.to_string());
-            }
-            self.change_job(id, |job| job.key = Some(key));
-        }
-        self.change_job(id, |job| job.state = JobState::Done);
-    }
-
-    fn fail_job(&self, id: u64, message: String) {
-        self.change_job(id, |job| {
-            job.state = JobState::Failed;
-            job.error = Some(message);
-        });
-    }
 }
 
 fn millis(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// The store rotated logs, tails and bundles go to (None: publishing is off) and the instance
-/// id their keys carry.
-pub async fn destination(
-    config: &Config,
-    paths: &Paths,
-) -> Result<(Option<Arc<dyn ObjectStore>>, String), LogsError> {
-    let publish = &config.logs.publish;
-    let destination = publish.destination.as_ref().filter(|_| publish.enabled);
-    let Some(destination) = destination else {
-        return Ok((None, configured_instance_id(config)));
-    };
-    match destination {
-        PublishDestination::Local(dir) => {
-            let dir = paths.root().join(dir.strip_prefix("/").unwrap_or(dir));
-            let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir));
-            Ok((Some(store), configured_instance_id(config)))
-        }
-        PublishDestination::S3 { bucket } => {
-            let identity = crate::aws::resolve_identity(&config.environment, &config.aws).await;
-            let sdk = crate::aws::sdk_config(&config.aws, identity.region.clone())
-                .await
-                .map_err(|e| LogsError::Destination(e.to_string()))?;
-            let client = crate::aws::s3_client(&sdk, &config.aws);
-            let store = S3Store::new(client, bucket.clone()).with_multipart(Multipart {
-                threshold: publish.multipart_threshold_bytes,
-                part_size: publish.part_size_bytes,
-                concurrency: publish.concurrency,
-            });
-            let store: Arc<dyn ObjectStore> = Arc::new(store);
-            Ok((Some(store), identity.instance_id))
-        }
-    }
-}
-
-fn configured_instance_id(config: &Config) -> String {
-    config.environment.instance_id.clone().unwrap_or_else(|| {
-        nix::unistd::gethostname()
-            .ok()
-            .and_then(|name| name.into_string().ok())
-            .unwrap_or_else(|| "localhost".to_string())
-    })
 }

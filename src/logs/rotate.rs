@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -363,74 +363,76 @@ fn append_rest(file: &File, from: u64, raw: &Path) -> io::Result<()> {
     out.sync_all()
 }
 
-/// Compresses a staged file to its final name (blocking): `.part`, fsync, rename, fsync the
-/// directory, then remove the `.raw`. Returns the compressed size.
-pub fn compress(staged: &Staged) -> io::Result<u64> {
-    let dir = staged.final_path.parent().unwrap_or(Path::new("."));
-    let name = staged
-        .final_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let part = dir.join(format!(".{name}.part"));
-    gzip_file(&staged.raw, &part)?;
-    fs::rename(&part, &staged.final_path)?;
-    File::open(dir)?.sync_all()?;
-    fs::remove_file(&staged.raw)?;
-    Ok(fs::metadata(&staged.final_path)?.len())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// gzip (level 6, like `gzip`) of `input` into `output`, fsynced.
-pub fn gzip_file(input: &Path, output: &Path) -> io::Result<()> {
-    let mut reader = File::open(input)?;
-    let out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .open(output)?;
-    let mut encoder = flate2::write::GzEncoder::new(
-        BufWriter::with_capacity(1 << 20, out),
-        flate2::Compression::new(6),
-    );
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = reader.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        encoder.write_all(&buffer[..read])?;
-    }
-    let file = encoder
-        .finish()?
-        .into_inner()
-        .map_err(|error| error.into_error())?;
-    file.sync_all()
-}
-
-/// Whether any other process still has `(dev, ino)` open (scans /proc/*/fd).
-pub fn held_by_others(dev: u64, ino: u64) -> bool {
-    let own = std::process::id().to_string();
-    let Ok(processes) = fs::read_dir("/proc") else {
-        return false;
-    };
-    for process in processes.flatten() {
-        let pid = process.file_name();
-        let pid = pid.to_string_lossy();
-        if pid == own || !pid.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(fds) = fs::read_dir(process.path().join("fd")) else {
-            continue;
+    /// A rotator over `dir`, and a 3-block log whose first two blocks are being rotated.
+    fn interrupted(dir: &Path) -> (Rotator, PathBuf, Intent) {
+        let rotated = dir.join("rotated");
+        let nginx = NginxRunner::new("/usr/sbin/nginx".into(), dir.join("nginx"));
+        let rotator = Rotator::open(rotated.clone(), &dir.join("state"), nginx).expect("open");
+        let log = dir.join("app.log");
+        let text: String = (0..1000).map(|n| format!("line {n:05}\n")).collect();
+        fs::write(&log, &text).expect("write log");
+        let file = File::open(&log).expect("open log");
+        let meta = file.metadata().expect("meta");
+        let cut = collapse_length(meta.len(), meta.blksize());
+        let raw = rotated.join("._app.log-1.gz.raw");
+        fs::write(head_path(&raw), &text.as_bytes()[..cut as usize]).expect("head");
+        let intent = Intent {
+            raw,
+            source: log,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            cut,
+            size_before: meta.len(),
+            head_before: hash_range(&file, 0, meta.len().min(4096)).expect("hash"),
+            head_after: hash_range(&file, cut, (meta.len() - cut).min(4096)).expect("hash"),
         };
-        for fd in fds.flatten() {
-            if let Ok(meta) = fs::metadata(fd.path())
-                && meta.dev() == dev
-                && meta.ino() == ino
-            {
-                return true;
-            }
-        }
+        write_json_atomic(&rotator.intent_path, &intent, 0o600).expect("intent");
+        (rotator, dir.join("rotated/_app.log-1.gz"), intent)
     }
-    false
+
+    #[test]
+    fn a_kill_before_the_collapse_drops_the_copy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut rotator, _, intent) = interrupted(dir.path());
+        let staged = rotator.recover(Duration::ZERO).expect("recover");
+        assert!(
+            staged.is_empty(),
+            "the head is still in the log: nothing to publish"
+        );
+        assert!(!head_path(&intent.raw).exists());
+        assert!(!rotator.intent_path.exists());
+    }
+
+    #[test]
+    fn a_kill_after_the_collapse_keeps_the_copy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut rotator, final_path, intent) = interrupted(dir.path());
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&intent.source)
+            .expect("open");
+        rustix::fs::fallocate(
+            &file,
+            rustix::fs::FallocateFlags::COLLAPSE_RANGE,
+            0,
+            intent.cut,
+        )
+        .expect("collapse (ext4/xfs)");
+        let staged = rotator.recover(Duration::ZERO).expect("recover");
+        assert_eq!(staged.len(), 1);
+        assert_eq!(staged[0].raw, intent.raw);
+        assert_eq!(staged[0].final_path, final_path);
+        crate::logs::compress::compress(&staged[0]).expect("compress");
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(File::open(&final_path).expect("gz"))
+            .read_to_string(&mut text)
+            .expect("gunzip");
+        text.push_str(&fs::read_to_string(&intent.source).expect("log"));
+        let expected: String = (0..1000).map(|n| format!("line {n:05}\n")).collect();
+        assert_eq!(text, expected, "rotated + live = the whole log, once");
+    }
 }

@@ -15,9 +15,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::classify::{Grouper, Patterns, SevereBlock};
+use super::compress::{compress, held_by_others};
 use super::fingerprint::Report;
 use super::plan::rotation_due;
-use super::rotate::{Rotator, Staged, compress, held_by_others};
+use super::rotate::{Rotator, Staged};
 use super::sources::{Source, discover, watch_dirs};
 use super::tailer::{Checkpoint, Tailer};
 use super::{Command, Shared};
