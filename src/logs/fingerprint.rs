@@ -179,7 +179,8 @@ impl ErrorTable {
             file: entry.file.clone(),
             occurrences,
             total: entry.count,
-            text: first.then_some(text),
+            // The event carries the trace, bounded like an exemplar.
+            text: first.then(|| text.chars().take(self.limits.exemplar_chars).collect()),
         };
         self.trim_window(now_ms);
         self.send(now_ms, &id, report, occurrences)

@@ -89,14 +89,19 @@ impl Rotator {
 
     /// When `relative` was last rotated; a log seen for the first time starts its clock now.
     pub fn last_rotated_ms(&mut self, relative: &str, now_ms: i64) -> i64 {
-        self.state
-            .logs
-            .entry(relative.to_string())
-            .or_insert(LogRotation {
-                last_ms: now_ms,
-                last_epoch: None,
-            })
-            .last_ms
+        if let Some(known) = self.state.logs.get(relative) {
+            return known.last_ms;
+        }
+        let first = LogRotation {
+            last_ms: now_ms,
+            last_epoch: None,
+        };
+        self.state.logs.insert(relative.to_string(), first);
+        // Persisted, so an agent restarted more often than the interval still rotates by age.
+        if let Err(error) = write_json_atomic(&self.state_path, &self.state, 0o600) {
+            tracing::warn!(%error, "cannot save {}", self.state_path.display());
+        }
+        now_ms
     }
 
     /// Finishes what a killed agent left: resolves a collapse intent, drops partial `.gz`

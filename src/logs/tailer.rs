@@ -34,6 +34,8 @@ struct Handle {
     offset: u64,
     /// Start of a line whose bytes were cut from the file's head: the rest follows at 0.
     carry: Vec<u8>,
+    /// When this file last grew (renamed-away files are let go once they stay quiet).
+    grew: std::time::Instant,
 }
 
 #[derive(Debug)]
@@ -76,6 +78,7 @@ impl Tailer {
                 ino,
                 offset,
                 carry: Vec::new(),
+                grew: std::time::Instant::now(),
             });
             tailer.refresh_head();
         }
@@ -137,6 +140,7 @@ impl Tailer {
                     ino: meta.ino(),
                     offset: 0,
                     carry: Vec::new(),
+                    grew: std::time::Instant::now(),
                 });
                 self.head = (0, String::new());
                 if let Some(current) = self.current.as_mut() {
@@ -183,12 +187,13 @@ impl Tailer {
         Ok(())
     }
 
-    /// Drops renamed-away files that were deleted (nobody can write to them any more).
-    pub fn forget_deleted(&mut self, lines: &mut Vec<String>) {
+    /// Lets go of renamed-away files that were deleted or stayed quiet for `quiet` (someone
+    /// else's rotation: its writer has moved on), after a last read.
+    pub fn forget_old(&mut self, quiet: std::time::Duration, lines: &mut Vec<String>) {
         let mut kept = Vec::new();
         for mut handle in self.old.drain(..) {
             let deleted = handle.file.metadata().is_ok_and(|m| m.nlink() == 0);
-            if deleted {
+            if deleted || handle.grew.elapsed() >= quiet {
                 let _ = read_lines(&mut handle, lines, true);
             } else {
                 kept.push(handle);
@@ -243,6 +248,7 @@ fn read_lines(handle: &mut Handle, lines: &mut Vec<String>, last: bool) -> io::R
             None if pending.len() > MAX_PARTIAL => pending.len(),
             None => 0,
         };
+        handle.grew = std::time::Instant::now();
         if complete > 0 {
             split_into(&pending[..complete], lines);
             handle.offset += complete.saturating_sub(carried) as u64;

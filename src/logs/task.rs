@@ -225,7 +225,9 @@ impl LogTask {
         if let Err(error) = followed.tailer.poll(&mut lines) {
             tracing::debug!(%error, path = %path.display(), "reading a log failed");
         }
-        followed.tailer.forget_deleted(&mut lines);
+        followed
+            .tailer
+            .forget_old(Duration::from_secs(60), &mut lines);
         if !lines.is_empty() {
             state.dirty = true;
             let file = super::sources::relative(self.paths.root(), path);
@@ -348,6 +350,8 @@ impl LogTask {
                     self.shared.update(|status| status.rotations += 1);
                 }
                 Ok(None) => {}
+                // Deleted since it was discovered: nothing to rotate.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => self
                     .events
                     .error("logs", format!("rotating {}: {error}", source.relative)),
