@@ -164,3 +164,33 @@ fn large_files_go_up_in_parts_create_only_with_a_verifiable_etag() {
         assert_eq!(std::fs::read(&out).expect("read"), payload);
     });
 }
+
+#[test]
+fn unfinished_multipart_uploads_under_a_prefix_are_aborted() {
+    let moto = Moto::start();
+    moto.create_bucket("hm-orphans");
+    let store = s3_store(&moto, "hm-orphans", ChecksumPolicy::WhenRequired);
+    let client = moto.s3();
+    block_on(async {
+        for key in ["mine/a.gz", "mine/b.gz", "theirs/c.gz"] {
+            client
+                .create_multipart_upload()
+                .bucket("hm-orphans")
+                .key(key)
+                .send()
+                .await
+                .expect("create upload");
+        }
+        assert_eq!(store.abort_unfinished("mine/").await.expect("abort"), 2);
+        let left = client
+            .list_multipart_uploads()
+            .bucket("hm-orphans")
+            .send()
+            .await
+            .expect("list");
+        let keys: Vec<&str> = left.uploads().iter().filter_map(|u| u.key()).collect();
+        assert_eq!(keys, ["theirs/c.gz"]);
+        let local = LocalStore::new(std::env::temp_dir().join("hm-none"));
+        assert_eq!(local.abort_unfinished("mine/").await.expect("local"), 0);
+    });
+}

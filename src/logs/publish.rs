@@ -149,6 +149,18 @@ impl Publisher {
             ..Default::default()
         };
         let mut uploads: Uploads = JoinSet::new();
+        // Only this agent uploads under its instance's prefix: an unfinished upload there was
+        // left by a predecessor killed mid-upload. Its file is uploaded again from the spool.
+        if let Some(store) = &self.store {
+            match store.abort_unfinished(&self.prefix).await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(
+                    "aborted {count} unfinished multipart upload(s) under {}",
+                    self.prefix
+                ),
+                Err(error) => tracing::warn!(%error, "cannot list unfinished multipart uploads"),
+            }
+        }
         loop {
             let next_retry = self.pass(&mut progress, &mut uploads);
             let deadline = next_retry

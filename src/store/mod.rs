@@ -106,6 +106,13 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Every object whose key starts with `prefix`, sorted by key.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectMeta>, StoreError>>;
 
+    /// Aborts every unfinished multipart upload under `prefix` (left by a process that was
+    /// killed mid-upload, so its parts are not kept and billed forever); how many.
+    fn abort_unfinished<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<usize, StoreError>> {
+        let _ = prefix;
+        Box::pin(async { Ok(0) })
+    }
+
     /// The part size `put_file` uses for a file of `size` bytes, `None` for a single PUT; tells
     /// how the ETag of the uploaded object is computed (`file_etag`).
     fn part_size_for(&self, size: u64) -> Option<u64> {

@@ -163,3 +163,43 @@ impl Part {
         Ok(((self.number - 1) as usize, part))
     }
 }
+
+pub(super) async fn abort_unfinished(store: &S3Store, prefix: &str) -> Result<usize, StoreError> {
+    let mut aborted = 0;
+    let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+    loop {
+        let page = store
+            .client()
+            .list_multipart_uploads()
+            .bucket(store.bucket())
+            .prefix(prefix)
+            .set_key_marker(key_marker.clone())
+            .set_upload_id_marker(id_marker.clone())
+            .send()
+            .await
+            .map_err(|error| store.remote("ListMultipartUploads", prefix, &error))?;
+        for upload in page.uploads() {
+            let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                continue;
+            };
+            store
+                .client()
+                .abort_multipart_upload()
+                .bucket(store.bucket())
+                .key(key)
+                .upload_id(id)
+                .send()
+                .await
+                .map_err(|error| store.remote("AbortMultipartUpload", key, &error))?;
+            aborted += 1;
+        }
+        if page.is_truncated() != Some(true) {
+            return Ok(aborted);
+        }
+        key_marker = page.next_key_marker().map(str::to_string);
+        id_marker = page.next_upload_id_marker().map(str::to_string);
+        if key_marker.is_none() && id_marker.is_none() {
+            return Ok(aborted);
+        }
+    }
+}

@@ -256,6 +256,10 @@ impl ObjectStore for S3Store {
         })
     }
 
+    fn abort_unfinished<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(super::multipart::abort_unfinished(self, prefix))
+    }
+
     fn part_size_for(&self, size: u64) -> Option<u64> {
         (size >= self.multipart.threshold).then_some(self.multipart.part_size)
     }
