@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use super::fingerprint::Report;
+use crate::events::{NewEvent, Severity};
+
 /// `var/log/nginx/access.log` → `_var_log_nginx_access.log` (Elastic Beanstalk's key naming).
 pub fn path_key(relative: &str) -> String {
     format!("/{}", relative.trim_start_matches('/')).replace('/', "_")
@@ -131,6 +134,27 @@ pub fn backoff(attempt: u32, initial: Duration, max: Duration, jitter: f64) -> D
     base.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0)).min(max)
 }
 
+/// The event for a first sighting (with the whole trace) or a summary of repeats.
+pub fn severe_event(report: &Report) -> NewEvent {
+    let message = match &report.text {
+        Some(_) => format!("Severe error in {}: {}", report.file, report.title),
+        None => format!(
+            "{} more severe error(s) in {}: {} ({} in total)",
+            report.occurrences, report.file, report.title, report.total
+        ),
+    };
+    let mut details = serde_json::json!({
+        "fingerprint": report.fingerprint,
+        "file": report.file,
+        "occurrences": report.occurrences,
+        "total": report.total,
+    });
+    if let Some(text) = &report.text {
+        details["text"] = serde_json::Value::String(text.clone());
+    }
+    NewEvent::new(Severity::Error, "logs", message).details(details)
+}
+
 const RULE: &str = "----------------------------------------";
 
 /// One file of a tail report, in Elastic Beanstalk's format (dashes, path, dashes, lines).
@@ -231,6 +255,36 @@ mod tests {
         assert_eq!(backoff(3, one, cap, 0.5), Duration::from_secs(8));
         assert_eq!(backoff(30, one, cap, 0.99), cap);
         assert!(backoff(2, one, cap, 0.0) >= Duration::from_millis(3200));
+    }
+
+    #[test]
+    fn severe_events_name_the_file_and_the_error() {
+        let mut report = Report {
+            fingerprint: "0123456789abcdef".into(),
+            title: "ValueError: bad".into(),
+            file: "var/log/web.stderr.log".into(),
+            occurrences: 1,
+            total: 1,
+            text: Some("Traceback (most recent call last):\nValueError: bad".into()),
+        };
+        let first = severe_event(&report);
+        assert_eq!(
+            first.message,
+            "Severe error in var/log/web.stderr.log: ValueError: bad"
+        );
+        assert_eq!(
+            first.details["text"],
+            "Traceback (most recent call last):\nValueError: bad"
+        );
+        report.text = None;
+        report.occurrences = 41;
+        report.total = 42;
+        let summary = severe_event(&report);
+        assert_eq!(
+            summary.message,
+            "41 more severe error(s) in var/log/web.stderr.log: ValueError: bad (42 in total)"
+        );
+        assert!(summary.details.get("text").is_none());
     }
 
     #[test]

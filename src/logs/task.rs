@@ -23,7 +23,7 @@ use super::sources::{Source, discover, watch_dirs};
 use super::tailer::{Checkpoint, Tailer};
 use super::{Command, Shared};
 use crate::config::Config;
-use crate::events::{EventSink, NewEvent, Severity};
+use crate::events::EventSink;
 use crate::fsutil::{read_json, write_json_atomic};
 use crate::paths::Paths;
 
@@ -293,24 +293,7 @@ impl LogTask {
     }
 
     fn emit(&self, report: &Report) {
-        let message = match &report.text {
-            Some(_) => format!("Severe error in {}: {}", report.file, report.title),
-            None => format!(
-                "{} more severe error(s) in {}: {} ({} in total)",
-                report.occurrences, report.file, report.title, report.total
-            ),
-        };
-        let mut details = serde_json::json!({
-            "fingerprint": report.fingerprint,
-            "file": report.file,
-            "occurrences": report.occurrences,
-            "total": report.total,
-        });
-        if let Some(text) = &report.text {
-            details["text"] = serde_json::Value::String(text.clone());
-        }
-        self.events
-            .emit(NewEvent::new(Severity::Error, "logs", message).details(details));
+        self.events.emit(super::plan::severe_event(report));
     }
 
     /// Rotates every log that is due (`forced`: every non-empty log). Returns the new names.
