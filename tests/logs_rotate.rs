@@ -155,3 +155,36 @@ fn rotation_while_writing_keeps_every_line_exactly_once() {
         "the watcher saw every severe line exactly once across rotations"
     );
 }
+
+#[test]
+fn a_writer_that_keeps_a_renamed_log_open_loses_nothing() {
+    // Like a long hook writing to hooks.log through an inherited descriptor.
+    let mut host = TestHost::new()
+        .set("logs", "rotate_size_kib", 8)
+        .set("logs", "check_interval", "20ms")
+        .set("logs", "reopen_timeout", "200ms");
+    host.start();
+    let held = host.path("var/log/hostmanager/held.log");
+    std::fs::write(&held, "").expect("create");
+    let mut child = writer(KEEP_OPEN, &held, LINES);
+    let warning = wait_for("the held-file warning", Duration::from_secs(30), || {
+        host.events().into_iter().find(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("still writes to the old file"))
+        })
+    });
+    assert_eq!(warning["severity"], "warning");
+    assert!(child.wait().expect("writer").success());
+    host.cli_ok(&["logs", "rotate"]);
+    wait_for("compression to finish", Duration::from_secs(20), || {
+        let staging = std::fs::read_dir(host.path("var/log/rotated"))
+            .ok()?
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with('.'));
+        (!staging).then_some(())
+    });
+    let (text, rotations) = history(&host, "_var_log_hostmanager_held.log", &held);
+    assert!(rotations >= 1);
+    assert_every_line_once(&text, "keep");
+}

@@ -32,8 +32,10 @@ pub struct Staged {
     pub raw: PathBuf,
     pub final_path: PathBuf,
     pub source: PathBuf,
-    /// Renamed file still possibly held by writers: (device, inode) and when to stop waiting.
+    /// Renamed file still possibly held by writers: (device, inode) and when a writer that
+    /// still holds it is reported (it is compressed only once nobody holds it).
     pub wait_for: Option<(u64, u64, Instant)>,
+    pub reported: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -140,6 +142,7 @@ impl Rotator {
                     final_path,
                     source: PathBuf::new(),
                     wait_for: Some((meta.dev(), meta.ino(), Instant::now() + reopen_timeout)),
+                    reported: false,
                 });
             }
         }
@@ -267,6 +270,7 @@ impl Rotator {
             final_path: final_path.to_path_buf(),
             source: source.path.clone(),
             wait_for: None,
+            reported: false,
         }))
     }
 
@@ -306,6 +310,7 @@ impl Rotator {
             final_path: final_path.to_path_buf(),
             source: source.path.clone(),
             wait_for: Some((meta.dev(), meta.ino(), Instant::now() + reopen_timeout)),
+            reported: false,
         }))
     }
 }

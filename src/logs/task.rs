@@ -111,8 +111,9 @@ impl LogTask {
                 () = tokio::time::sleep_until(idle_deadline) => self.flush_idle(&mut state),
                 _ = housekeeping.tick() => {
                     ticks += 1;
-                    self.finish_pending(&mut state);
-                    if ticks.is_multiple_of(10) {
+                    let every_second = ticks.is_multiple_of(10);
+                    self.finish_pending(&mut state, every_second);
+                    if every_second {
                         self.refresh(&mut state, watcher.as_mut());
                         self.poll_all(&mut state);
                         self.summaries();
@@ -128,7 +129,7 @@ impl LogTask {
                         self.refresh(&mut state, watcher.as_mut());
                         self.poll_all(&mut state);
                         let rotated = self.rotate(&mut state, true);
-                        self.finish_pending(&mut state);
+                        self.finish_pending(&mut state, true);
                         let _ = reply.send(rotated);
                     }
                 },
@@ -360,19 +361,36 @@ impl LogTask {
     }
 
     /// Compresses staged files whose writers let go (or whose wait ran out).
-    fn finish_pending(&mut self, state: &mut State) {
+    /// Compresses staged files nobody holds open any more. A writer that keeps a renamed log
+    /// past `reopen_timeout` is reported once and waited for (checked every second by then):
+    /// compressing earlier would lose what it still writes.
+    fn finish_pending(&mut self, state: &mut State, every_second: bool) {
         if state.pending.is_empty() {
             return;
         }
         let now = Instant::now();
         let mut waiting = Vec::new();
-        for staged in std::mem::take(&mut state.pending) {
-            if let Some((dev, ino, deadline)) = staged.wait_for
-                && now < deadline
-                && held_by_others(dev, ino)
-            {
-                waiting.push(staged);
-                continue;
+        for mut staged in std::mem::take(&mut state.pending) {
+            if let Some((dev, ino, deadline)) = staged.wait_for {
+                let overdue = now >= deadline;
+                if overdue && !every_second {
+                    waiting.push(staged);
+                    continue;
+                }
+                if held_by_others(dev, ino) {
+                    if overdue && !staged.reported {
+                        staged.reported = true;
+                        self.events.warn(
+                            "logs",
+                            format!(
+                                "{} was rotated but a process still writes to the old file; it is compressed once that process lets go",
+                                super::sources::relative(self.paths.root(), &staged.source)
+                            ),
+                        );
+                    }
+                    waiting.push(staged);
+                    continue;
+                }
             }
             if let Some((dev, ino, _)) = staged.wait_for
                 && let Some(followed) = state.followed.get_mut(&staged.source)
