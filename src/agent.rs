@@ -19,6 +19,7 @@ use crate::controller::{ControllerLink, LinkStatus};
 use crate::deploy::Engine;
 use crate::events::{self, EventStore, Retention};
 use crate::health::HealthMonitor;
+use crate::logs::LogService;
 use crate::metrics::{CloudWatchSink, MetricsTask};
 use crate::paths::Paths;
 use crate::proxy::Proxy;
@@ -71,7 +72,12 @@ pub async fn run(
     let app_user = supervise::resolve_app_user(&config.app)?;
     prepare_layout(&paths)?;
 
-    let store = EventStore::open(&paths.events_dir(), Retention::default())
+    let retention = Retention {
+        segment_bytes: config.events.segment_bytes,
+        total_bytes: config.events.retention_bytes,
+        max_age: config.events.max_age,
+    };
+    let store = EventStore::open(&paths.events_dir(), retention)
         .map_err(io("opening the event journal"))?;
     let (sink, event_rx) = events::channel();
     let root = CancellationToken::new();
@@ -127,6 +133,11 @@ pub async fn run(
     });
 
     tasks.spawn(supervisor.clone().run(root.child_token()));
+    let logs = LogService::start(config.clone(), paths.clone(), sink.clone(), &tasks, &root)
+        .await
+        .map_err(|e| AgentError::Startup(e.to_string()))?;
+    let health = health.with_severe_errors(logs.severe_errors());
+
     tasks.spawn(proxy.clone().run(root.child_token()));
     tasks.spawn(deployer.clone().run(queue, root.child_token()));
     tasks.spawn(metrics.run(root.child_token()));
@@ -151,6 +162,7 @@ pub async fn run(
         events: store,
         sink: sink.clone(),
         controller: link_status.clone(),
+        logs,
     });
     if let (Some(url), Some(status)) = (config.controller.url.clone(), link_status) {
         let identity = crate::aws::resolve_identity(&config.environment, &config.aws).await;

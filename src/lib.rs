@@ -12,6 +12,7 @@ pub mod errors;
 pub mod events;
 pub mod fsutil;
 pub mod health;
+pub mod logs;
 pub mod metrics;
 pub mod paths;
 pub mod proxy;

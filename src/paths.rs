@@ -61,6 +61,16 @@ impl Paths {
             .join("healthd-position.json")
     }
 
+    /// Log checkpoints, rotation state, the publication record.
+    pub fn logs_state_dir(&self) -> PathBuf {
+        self.state_dir().join("logs")
+    }
+
+    /// Tail reports and bundles made on request.
+    pub fn logs_requests_dir(&self) -> PathBuf {
+        self.logs_state_dir().join("requests")
+    }
+
     pub fn downloads_dir(&self) -> PathBuf {
         self.state_dir().join("downloads")
     }
@@ -102,6 +112,11 @@ impl Paths {
 
     pub fn process_stderr_log(&self, process: &str) -> PathBuf {
         self.log_dir().join(format!("{process}.stderr.log"))
+    }
+
+    /// Rotated logs (`<path_key>-<epoch>.gz`), the spool of publication.
+    pub fn rotated_log_dir(&self) -> PathBuf {
+        self.log_dir().join("rotated")
     }
 
     pub fn agent_log_dir(&self) -> PathBuf {

@@ -108,3 +108,89 @@ fn local_store_behaves_the_same() {
         scratch.path(),
     );
 }
+
+#[test]
+fn large_files_go_up_in_parts_create_only_with_a_verifiable_etag() {
+    let moto = Moto::start();
+    moto.create_bucket("hm-multipart");
+    let store = s3_store(&moto, "hm-multipart", ChecksumPolicy::WhenRequired).with_multipart(
+        hostmanager::store::Multipart {
+            threshold: 6 << 20,
+            part_size: 5 << 20,
+            concurrency: 2,
+        },
+    );
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let file = scratch.path().join("big");
+    // 12 MiB: three parts (5 + 5 + 2).
+    let payload: Vec<u8> = (0..(3 << 20) as u32)
+        .flat_map(|n| n.to_le_bytes())
+        .collect();
+    std::fs::write(&file, &payload).expect("write");
+    assert_eq!(store.part_size_for(payload.len() as u64), Some(5 << 20));
+    let create_only = PutOptions {
+        if_none_match: true,
+        content_type: None,
+    };
+    block_on(async {
+        assert_eq!(
+            store
+                .put_file("logs/big.gz", &file, create_only.clone())
+                .await
+                .expect("multipart put"),
+            PutOutcome::Created
+        );
+        let stored = store
+            .head("logs/big.gz")
+            .await
+            .expect("head")
+            .expect("exists");
+        assert_eq!(stored.size, payload.len() as u64);
+        let expected = hostmanager::store::file_etag(&file, Some(5 << 20)).expect("etag");
+        assert!(expected.ends_with("-3"), "{expected}");
+        assert_eq!(stored.etag.as_deref(), Some(expected.as_str()));
+        assert_eq!(
+            store
+                .put_file("logs/big.gz", &file, create_only)
+                .await
+                .expect("second put"),
+            PutOutcome::AlreadyExists
+        );
+        let out = scratch.path().join("out");
+        store
+            .get_to_file("logs/big.gz", None, &out, 64 << 20)
+            .await
+            .expect("get");
+        assert_eq!(std::fs::read(&out).expect("read"), payload);
+    });
+}
+
+#[test]
+fn unfinished_multipart_uploads_under_a_prefix_are_aborted() {
+    let moto = Moto::start();
+    moto.create_bucket("hm-orphans");
+    let store = s3_store(&moto, "hm-orphans", ChecksumPolicy::WhenRequired);
+    let client = moto.s3();
+    block_on(async {
+        for key in ["mine/a.gz", "mine/b.gz", "theirs/c.gz"] {
+            client
+                .create_multipart_upload()
+                .bucket("hm-orphans")
+                .key(key)
+                .send()
+                .await
+                .expect("create upload");
+        }
+        assert_eq!(store.abort_unfinished("mine/").await.expect("abort"), 2);
+        let left = client
+            .list_multipart_uploads()
+            .bucket("hm-orphans")
+            .send()
+            .await
+            .expect("list");
+        let keys: Vec<&str> = left.uploads().iter().filter_map(|u| u.key()).collect();
+        assert_eq!(keys, ["theirs/c.gz"]);
+        let local = LocalStore::new(std::env::temp_dir().join("hm-none"));
+        assert_eq!(local.abort_unfinished("mine/").await.expect("local"), 0);
+    });
+}

@@ -97,13 +97,31 @@ pub async fn execute(cli: &Cli) -> i32 {
         Command::Deployments { limit, json } => deployments(&client, *limit, *json).await,
         Command::Events {
             after,
+            since,
+            follow,
             severity,
             limit,
             json,
-        } => events(&client, *after, severity.as_deref(), *limit, *json).await,
+        } => {
+            let since_ms = match since.as_deref().map(super::logs::parse_since).transpose() {
+                Ok(since) => since,
+                Err(message) => {
+                    eprintln!("hostmanager events: {message}");
+                    return EXIT_USAGE;
+                }
+            };
+            let filter = EventFilter {
+                after: *after,
+                since_ms,
+                severity: severity.clone(),
+                limit: *limit,
+            };
+            events(&client, &filter, *follow, *json).await
+        }
         Command::StopApps => stop_apps(&client, &paths, cli).await,
         Command::Health { watch, json } => super::health::health(&client, *watch, *json).await,
         Command::Metrics(command) => return super::health::metrics(command),
+        Command::Logs { command } => super::logs::run(&client, command, cli).await,
     };
     match outcome {
         Ok(code) => code,
@@ -254,32 +272,65 @@ async fn deployments(client: &ControlClient, limit: usize, json: bool) -> Result
     Ok(EXIT_OK)
 }
 
+#[derive(Debug)]
+struct EventFilter {
+    after: Option<u64>,
+    since_ms: Option<i64>,
+    severity: Option<String>,
+    limit: usize,
+}
+
+impl EventFilter {
+    fn path(&self, after: Option<u64>, wait_ms: Option<u64>) -> String {
+        let mut path = format!("/v1/events?limit={}", self.limit);
+        if let Some(after) = after {
+            path.push_str(&format!("&after={after}"));
+        }
+        if let Some(since) = self.since_ms {
+            path.push_str(&format!("&since_ms={since}"));
+        }
+        if let Some(severity) = &self.severity {
+            path.push_str(&format!("&severity={severity}"));
+        }
+        if let Some(wait) = wait_ms {
+            path.push_str(&format!("&wait_ms={wait}"));
+        }
+        path
+    }
+}
+
 async fn events(
     client: &ControlClient,
-    after: Option<u64>,
-    severity: Option<&str>,
-    limit: usize,
+    filter: &EventFilter,
+    follow: bool,
     json: bool,
 ) -> Result<i32, ClientError> {
-    let mut path = format!("/v1/events?limit={limit}");
-    if let Some(after) = after {
-        path.push_str(&format!("&after={after}"));
-    }
-    if let Some(severity) = severity {
-        path.push_str(&format!("&severity={severity}"));
-    }
-    let events: Vec<Event> = client.get(&path).await?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&events).unwrap_or_default()
-        );
-    } else {
-        for event in &events {
-            println!("{}", render::event(event));
+    let mut after = filter.after;
+    let mut wait = None;
+    loop {
+        let events: Vec<Event> = client.get(&filter.path(after, wait)).await?;
+        if json && !follow {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&events).unwrap_or_default()
+            );
+        } else {
+            for event in &events {
+                if json {
+                    // One JSON document per line while following.
+                    println!("{}", serde_json::to_string(event).unwrap_or_default());
+                } else {
+                    println!("{}", render::event(event));
+                }
+            }
         }
+        if !follow {
+            return Ok(EXIT_OK);
+        }
+        after = events.last().map(|e| e.id).or(after).or(Some(0));
+        // Long poll: the agent answers as soon as a matching event is recorded.
+        wait = Some(25_000);
     }
-    Ok(EXIT_OK)
 }
 
 async fn stop_apps(client: &ControlClient, paths: &Paths, cli: &Cli) -> Result<i32, ClientError> {

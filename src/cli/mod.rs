@@ -3,6 +3,7 @@
 
 mod commands;
 mod health;
+mod logs;
 mod offline;
 mod render;
 mod render_health;
@@ -109,6 +110,12 @@ pub enum Command {
         /// Only events after this id.
         #[arg(long)]
         after: Option<u64>,
+        /// Only events this recent: a duration ("10m", "2h") or a time ("2026-01-01T10:00:00Z").
+        #[arg(long)]
+        since: Option<String>,
+        /// Keep printing new events as they are recorded (Ctrl-C stops).
+        #[arg(long, short)]
+        follow: bool,
         /// Only events at least this severe: info, warning, error.
         #[arg(long)]
         severity: Option<String>,
@@ -130,6 +137,11 @@ pub enum Command {
     /// Metrics tools that need no agent.
     #[command(subcommand)]
     Metrics(MetricsCommand),
+    /// Logs: tail, bundle, rotate, severe errors, publication status.
+    Logs {
+        #[command(subcommand)]
+        command: LogsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +159,48 @@ pub enum MetricsCommand {
         /// Only the summary line.
         #[arg(long)]
         quiet: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// The last lines of every log of the tail set (Elastic Beanstalk's "Last 100 lines"),
+    /// also kept locally and uploaded when publication is configured.
+    Tail {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A zip of every current and rotated log (Elastic Beanstalk's "Full logs").
+    Bundle {
+        /// Also upload it under resources/environments/logs/bundle/.
+        #[arg(long)]
+        upload: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rotate every non-empty log now.
+    Rotate,
+    /// Severe errors by fingerprint, with counts and first exemplars.
+    Errors {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Watched files, spool, publication.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compress and publish every file of DIR like rotated logs (no agent needed; benchmarks).
+    #[command(hide = true)]
+    PublishDir {
+        dir: PathBuf,
+        /// "s3://bucket" or a directory.
+        #[arg(long)]
+        destination: String,
+        #[arg(long, default_value = "e-bench")]
+        env_id: String,
+        #[arg(long, default_value = "i-bench")]
+        instance_id: String,
     },
 }
 

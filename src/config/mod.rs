@@ -1,6 +1,7 @@
 //! Agent configuration: `etc/hostmanager/agent.toml` under the root prefix. Unknown keys are
 //! rejected and every problem is reported at once (see `reader.rs`).
 
+mod logs;
 mod model;
 mod parse;
 mod parse_metrics;
@@ -9,6 +10,7 @@ mod supervise;
 
 use std::path::{Path, PathBuf};
 
+pub use logs::parse_destination;
 pub use model::*;
 pub use parse::{default_config, parse_config};
 pub use reader::Problem;

@@ -20,6 +20,8 @@ pub struct Config {
     pub controller: ControllerConfig,
     pub metrics: MetricsConfig,
     pub cloudwatch: CloudWatchConfig,
+    pub events: EventsConfig,
+    pub logs: LogsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,4 +363,74 @@ pub struct ControllerConfig {
     pub interval: Duration,
     /// Budget of one round trip.
     pub timeout: Duration,
+}
+
+/// Retention of the durable event journal (`var/lib/hostmanager/events/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventsConfig {
+    pub segment_bytes: u64,
+    pub retention_bytes: u64,
+    /// Segments whose newest event is older than this are deleted.
+    pub max_age: Duration,
+}
+
+/// Log files: rotation, the severe-error watcher, publication, tail and bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsConfig {
+    /// A log at least this large is rotated at the next check.
+    pub rotate_size_bytes: u64,
+    /// A non-empty log is rotated when this much time passed since its last rotation.
+    pub rotate_interval: Duration,
+    /// How often sizes and ages are checked.
+    pub check_interval: Duration,
+    /// After a rename rotation, how long writers get to reopen before the old file is compressed.
+    pub reopen_timeout: Duration,
+    /// Globs (under the root) of more files to rotate, watch, tail, bundle and publish.
+    pub extra_files: Vec<String>,
+    /// Disk budget of `var/log/rotated/` (published and waiting files together).
+    pub spool_budget_bytes: u64,
+    pub tail_lines: usize,
+    pub watch: WatchConfig,
+    pub publish: PublishConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchConfig {
+    pub enabled: bool,
+    /// Use the built-in patterns (tracebacks, panics, Java exceptions, FATAL/CRITICAL, segfaults).
+    pub default_patterns: bool,
+    /// More regular expressions; a matching line is a severe error (validated at load).
+    pub patterns: Vec<String>,
+    /// Globs (under the root) of files that are watched only (not rotated or published).
+    pub files: Vec<String>,
+    /// A stack trace is closed after this much silence.
+    pub group_idle: Duration,
+    /// At most one event per fingerprint per interval; the others are counted.
+    pub event_interval: Duration,
+    pub max_events_per_minute: u32,
+    /// Window of the "N severe errors in the last ..." health cause.
+    pub health_window: Duration,
+}
+
+/// Where rotated logs are published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishDestination {
+    S3 {
+        bucket: String,
+    },
+    /// A directory, relative to the root prefix like every path of the agent.
+    Local(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishConfig {
+    pub enabled: bool,
+    pub destination: Option<PublishDestination>,
+    /// How often the spool is scanned (rotation also wakes the publisher).
+    pub interval: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub concurrency: usize,
+    pub multipart_threshold_bytes: u64,
+    pub part_size_bytes: u64,
 }

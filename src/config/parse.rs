@@ -31,6 +31,8 @@ pub fn parse_config(text: &str) -> Result<Config, Vec<Problem>> {
         controller: controller(root.section("controller")),
         metrics: metrics(root.section("metrics")),
         cloudwatch: cloudwatch(root.section("cloudwatch")),
+        events: events(root.section("events")),
+        logs: super::logs::logs(root.section("logs")),
     };
     root.finish();
     cross_checks(&config, &mut problems);
@@ -379,6 +381,21 @@ fn controller(mut s: Section) -> ControllerConfig {
     }
 }
 
+fn events(mut s: Section) -> EventsConfig {
+    let segment_bytes = at_least_one(&mut s, "segment_mib", 4).saturating_mul(1 << 20);
+    let retention_bytes = at_least_one(&mut s, "retention_mib", 64).saturating_mul(1 << 20);
+    if retention_bytes < segment_bytes {
+        s.problem("retention_mib", "must be at least events.segment_mib");
+    }
+    let max_age = positive(&mut s, "max_age", Duration::from_secs(30 * 24 * 3600));
+    s.finish();
+    EventsConfig {
+        segment_bytes,
+        retention_bytes,
+        max_age,
+    }
+}
+
 fn is_http_url(text: &str) -> bool {
     text.strip_prefix("http://")
         .or_else(|| text.strip_prefix("https://"))
@@ -422,7 +439,7 @@ pub(super) fn positive(s: &mut Section, key: &str, default: Duration) -> Duratio
     value
 }
 
-fn at_least_one(s: &mut Section, key: &str, default: u64) -> u64 {
+pub(super) fn at_least_one(s: &mut Section, key: &str, default: u64) -> u64 {
     let value = s.get(key, i64::try_from(default).unwrap_or(i64::MAX));
     match u64::try_from(value) {
         Ok(n) if n >= 1 => n,
@@ -433,7 +450,7 @@ fn at_least_one(s: &mut Section, key: &str, default: u64) -> u64 {
     }
 }
 
-fn is_key_safe(text: &str) -> bool {
+pub(super) fn is_key_safe(text: &str) -> bool {
     !text.is_empty()
         && text
             .chars()

@@ -21,6 +21,7 @@ use super::api::*;
 use crate::deploy::{ConfigureRequest, Deployer, DeploymentRecord, DeploymentRequest, SubmitError};
 use crate::events::{EventQuery, EventSink, EventStore, Severity};
 use crate::health::HealthReport;
+use crate::logs::LogService;
 use crate::metrics::{MetricsSnapshot, SinkStatus};
 use crate::proxy::Proxy;
 use crate::supervise::Supervisor;
@@ -42,6 +43,7 @@ pub struct ApiState {
     pub sink: EventSink,
     /// The controller link's state, when a controller is configured.
     pub controller: Option<Arc<std::sync::Mutex<crate::controller::LinkStatus>>>,
+    pub logs: LogService,
 }
 
 /// Binds the socket (replacing a stale one) with mode 0600.
@@ -122,7 +124,29 @@ async fn handle(api: Arc<ApiState>, request: Request<Incoming>) -> Result<Reply,
     let reply = match (&method, segments.as_slice()) {
         (&Method::GET, ["v1", "status"]) => json(StatusCode::OK, &super::status_report(&api)),
         (&Method::GET, ["v1", "health"]) => json(StatusCode::OK, &super::health_view(&api)),
-        (&Method::GET, ["v1", "events"]) => events(&api, &pairs),
+        (&Method::GET, ["v1", "events"]) => events(&api, &pairs).await,
+        (&Method::GET, ["v1", "logs", "status"]) => json(StatusCode::OK, &api.logs.status()),
+        (&Method::GET, ["v1", "logs", "errors"]) => json(StatusCode::OK, &api.logs.errors()),
+        (&Method::POST, ["v1", "logs", "rotate"]) => match api.logs.rotate_now().await {
+            Ok(rotated) => json(StatusCode::OK, &serde_json::json!({ "rotated": rotated })),
+            Err(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),
+        },
+        (&Method::POST, ["v1", "logs", "tail"]) => match api.logs.tail().await {
+            Ok(report) => json(StatusCode::OK, &report),
+            Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
+        },
+        (&Method::POST, ["v1", "logs", "bundle"]) => {
+            let upload = pairs.iter().any(|(k, v)| *k == "upload" && *v != "false");
+            json(StatusCode::ACCEPTED, &api.logs.start_bundle(upload))
+        }
+        (&Method::GET, ["v1", "logs", "bundle", id]) => match id
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| api.logs.bundle_job(id))
+        {
+            Some(job) => json(StatusCode::OK, &job),
+            None => error(StatusCode::NOT_FOUND, format!("no bundle job {id}")),
+        },
         (&Method::GET, ["v1", "deployments"]) => match query_number::<usize>(&pairs, "limit") {
             Ok(limit) => json(StatusCode::OK, &api.deployer.records(limit.unwrap_or(20))),
             Err(message) => error(StatusCode::BAD_REQUEST, message),
@@ -170,7 +194,10 @@ async fn handle(api: Arc<ApiState>, request: Request<Incoming>) -> Result<Reply,
     Ok(reply)
 }
 
-fn events(api: &ApiState, pairs: &[(&str, &str)]) -> Reply {
+/// Longest wait of one `GET /v1/events?wait_ms=` long poll.
+const MAX_WAIT_MS: u64 = 60_000;
+
+async fn events(api: &ApiState, pairs: &[(&str, &str)]) -> Reply {
     let severity = match pairs.iter().find(|(k, _)| *k == "severity") {
         None => None,
         Some((_, value)) => match Severity::parse(value) {
@@ -192,7 +219,15 @@ fn events(api: &ApiState, pairs: &[(&str, &str)]) -> Reply {
             limit: query_number(pairs, "limit")?,
         })
     })();
+    let wait_ms = match query_number::<u64>(pairs, "wait_ms") {
+        Ok(wait) => wait.unwrap_or(0).min(MAX_WAIT_MS),
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
     match query {
+        Ok(query) if wait_ms > 0 => {
+            let wait = std::time::Duration::from_millis(wait_ms);
+            json(StatusCode::OK, &api.events.wait(&query, wait).await)
+        }
         Ok(query) => json(StatusCode::OK, &api.events.query(&query)),
         Err(message) => error(StatusCode::BAD_REQUEST, message),
     }

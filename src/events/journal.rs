@@ -1,7 +1,8 @@
 //! The durable event journal: JSON lines in numbered segment files under
 //! `var/lib/hostmanager/events/`. Each event is one `write` to an O_APPEND file, so a `kill -9`
 //! can at worst leave a partial last line, which is cut off when the journal is reopened.
-//! Retention drops whole segments, oldest first, once the total size passes the budget.
+//! Retention drops whole segments, oldest first, once the total size passes the budget, and
+//! segments whose newest event (the file's mtime) is older than the maximum age.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -14,6 +15,7 @@ use super::model::{Event, EventQuery};
 pub struct Retention {
     pub segment_bytes: u64,
     pub total_bytes: u64,
+    pub max_age: std::time::Duration,
 }
 
 impl Default for Retention {
@@ -21,6 +23,7 @@ impl Default for Retention {
         Self {
             segment_bytes: 4 << 20,
             total_bytes: 64 << 20,
+            max_age: std::time::Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -113,17 +116,22 @@ impl Journal {
         Ok(found.into())
     }
 
-    fn enforce_retention(&self) -> io::Result<()> {
+    /// Drops the oldest segments while over the size budget or older than the maximum age.
+    pub fn enforce_retention(&self) -> io::Result<()> {
         let segments = segments(&self.dir)?;
-        let mut sizes: Vec<(PathBuf, u64)> = Vec::with_capacity(segments.len());
+        let mut sizes: Vec<(PathBuf, u64, std::time::SystemTime)> =
+            Vec::with_capacity(segments.len());
         for (_, path) in segments {
-            let len = fs::metadata(&path)?.len();
-            sizes.push((path, len));
+            let meta = fs::metadata(&path)?;
+            sizes.push((path, meta.len(), meta.modified()?));
         }
-        let mut total: u64 = sizes.iter().map(|(_, len)| len).sum();
+        let mut total: u64 = sizes.iter().map(|(_, len, _)| len).sum();
+        let oldest_kept = std::time::SystemTime::now()
+            .checked_sub(self.retention.max_age)
+            .unwrap_or(std::time::UNIX_EPOCH);
         // Never delete the segment being written (the last one).
-        for (path, len) in sizes.iter().take(sizes.len().saturating_sub(1)) {
-            if total <= self.retention.total_bytes {
+        for (path, len, modified) in sizes.iter().take(sizes.len().saturating_sub(1)) {
+            if total <= self.retention.total_bytes && *modified >= oldest_kept {
                 break;
             }
             fs::remove_file(path)?;
@@ -224,11 +232,48 @@ mod tests {
     }
 
     #[test]
+    fn retention_drops_segments_past_the_maximum_age() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let retention = Retention {
+            segment_bytes: 100,
+            max_age: std::time::Duration::from_secs(3600),
+            ..Retention::default()
+        };
+        let mut journal = Journal::open(dir.path(), retention).expect("open");
+        for id in 1..=10 {
+            journal.append(&event(id)).expect("append");
+        }
+        let before = segments(dir.path()).expect("ls");
+        assert!(before.len() > 2);
+        // Age every segment but the newest by two hours.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for (_, path) in &before[..before.len() - 1] {
+            File::options()
+                .append(true)
+                .open(path)
+                .and_then(|f| f.set_modified(old))
+                .expect("age");
+        }
+        journal.enforce_retention().expect("retention");
+        let after = segments(dir.path()).expect("ls");
+        assert_eq!(after.len(), 1, "only the segment being written is left");
+        assert_eq!(
+            journal
+                .read(&EventQuery::default(), 100)
+                .expect("read")
+                .last()
+                .map(|e| e.id),
+            Some(10)
+        );
+    }
+
+    #[test]
     fn retention_drops_the_oldest_segments() {
         let dir = tempfile::tempdir().expect("tempdir");
         let retention = Retention {
             segment_bytes: 300,
             total_bytes: 900,
+            ..Retention::default()
         };
         let mut journal = Journal::open(dir.path(), retention).expect("open");
         for id in 1..=100 {

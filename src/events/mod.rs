@@ -142,6 +142,37 @@ impl EventStore {
         self.feed.subscribe()
     }
 
+    /// Like `query`, but when nothing matches yet, waits up to `timeout` for a matching event
+    /// (the long poll behind `hostmanager events --follow`).
+    pub async fn wait(&self, query: &EventQuery, timeout: std::time::Duration) -> Vec<Event> {
+        // Subscribe before looking, so an event recorded in between is not missed.
+        let mut feed = self.subscribe();
+        let found = self.query(query);
+        if !found.is_empty() {
+            return found;
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                received = feed.recv() => match received {
+                    Ok(event) if query.matches(&event) => return self.query(query),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => return self.query(query),
+                    Err(broadcast::error::RecvError::Closed) => return Vec::new(),
+                },
+                () = &mut deadline => return Vec::new(),
+            }
+        }
+    }
+
+    /// Applies the journal's size and age retention (also done whenever a segment fills).
+    pub fn expire(&self) {
+        if let Err(error) = self.lock().journal.enforce_retention() {
+            tracing::warn!(%error, "event journal retention failed");
+        }
+    }
+
     pub fn last_id(&self) -> u64 {
         self.lock().journal.last_id()
     }
@@ -202,8 +233,11 @@ pub async fn run(
     mut rx: mpsc::Receiver<NewEvent>,
     cancel: CancellationToken,
 ) {
+    // An idle journal still ages out: check retention now and then, not only on writes.
+    let mut retention = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
         tokio::select! {
+            _ = retention.tick() => store.expire(),
             received = rx.recv() => match received {
                 Some(new) => { let event = store.record(new); let _ = store.feed.send(event); }
                 None => break,

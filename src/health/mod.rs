@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use hysteresis::{Hysteresis, PendingStatus, Step};
 pub use probe::{ProbeResult, probe};
-pub use rules::{Cause, CheckHistory, HealthInputs, HealthStatus, MetricInputs, evaluate};
+pub use rules::{
+    Cause, CheckHistory, HealthInputs, HealthStatus, MetricInputs, evaluate, severe_errors_cause,
+    with_causes,
+};
 
 use crate::config::Config;
 use crate::deploy::DeployState;
@@ -77,6 +80,9 @@ pub struct HealthMonitor {
     proxied: CheckHistory,
     metrics: Option<watch::Receiver<Option<Arc<MetricsSnapshot>>>>,
     hysteresis: Hysteresis,
+    /// Severe errors the log watcher saw recently (count, top title).
+    severe_errors: Option<watch::Receiver<crate::logs::WindowSummary>>,
+    severe_window_minutes: u64,
 }
 
 impl HealthMonitor {
@@ -100,6 +106,8 @@ impl HealthMonitor {
             proxied: CheckHistory::default(),
             metrics: None,
             hysteresis,
+            severe_errors: None,
+            severe_window_minutes: 5,
         };
         (monitor, reports)
     }
@@ -107,6 +115,16 @@ impl HealthMonitor {
     /// Judges request statistics and host metrics too, from the metrics task's windows.
     pub fn with_metrics(mut self, metrics: watch::Receiver<Option<Arc<MetricsSnapshot>>>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Adds the log watcher's severe-error count as a Warning cause.
+    pub fn with_severe_errors(
+        mut self,
+        errors: watch::Receiver<crate::logs::WindowSummary>,
+    ) -> Self {
+        self.severe_window_minutes = (self.config.logs.watch.health_window.as_secs() / 60).max(1);
+        self.severe_errors = Some(errors);
         self
     }
 
@@ -186,7 +204,15 @@ impl HealthMonitor {
                 thresholds: &self.config.health.thresholds,
             },
         };
-        let (status, causes) = evaluate(&inputs);
+        let severe = self.severe_errors.as_ref().and_then(|errors| {
+            let summary = errors.borrow();
+            severe_errors_cause(
+                summary.count,
+                self.severe_window_minutes,
+                summary.top.as_deref(),
+            )
+        });
+        let (status, causes) = with_causes(evaluate(&inputs), severe);
         let previous = self.publish.borrow().clone();
         let mut report = HealthReport {
             status,

@@ -189,6 +189,26 @@ fn crash_loop_causes(processes: &[ProcessStatus]) -> impl Iterator<Item = Cause>
     })
 }
 
+/// The log watcher's input: severe errors in its recent window make a Warning cause.
+pub fn severe_errors_cause(count: u64, window_minutes: u64, top: Option<&str>) -> Option<Cause> {
+    (count > 0).then(|| Cause {
+        status: HealthStatus::Warning,
+        message: format!(
+            "{count} severe errors in the last {window_minutes} minutes: {}",
+            top.unwrap_or("unknown")
+        ),
+    })
+}
+
+/// Adds `extra` causes to a verdict, keeping the worst first.
+pub fn with_causes(
+    (_, mut causes): (HealthStatus, Vec<Cause>),
+    extra: impl IntoIterator<Item = Cause>,
+) -> (HealthStatus, Vec<Cause>) {
+    causes.extend(extra);
+    verdict(causes)
+}
+
 fn verdict(mut causes: Vec<Cause>) -> (HealthStatus, Vec<Cause>) {
     causes.sort_by_key(|cause| std::cmp::Reverse(cause.status));
     let status = causes.first().map_or(HealthStatus::Ok, |c| c.status);
@@ -352,6 +372,19 @@ mod tests {
             causes[0].message,
             "Process worker is crash-looping: 5 exits within 60s, the last with exit status 3"
         );
+    }
+
+    #[test]
+    fn severe_log_errors_are_a_warning() {
+        assert_eq!(severe_errors_cause(0, 5, None), None);
+        let cause = severe_errors_cause(3, 5, Some("ValueError: bad")).expect("cause");
+        assert_eq!(
+            cause.message,
+            "3 severe errors in the last 5 minutes: ValueError: bad"
+        );
+        let (status, causes) = with_causes((HealthStatus::Ok, vec![]), [cause]);
+        assert_eq!(status, HealthStatus::Warning);
+        assert_eq!(causes.len(), 1);
     }
 
     #[test]

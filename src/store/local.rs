@@ -134,10 +134,18 @@ impl ObjectStore for LocalStore {
         Box::pin(async move {
             let path = self.path(key)?;
             match tokio::fs::metadata(&path).await {
-                Ok(meta) => Ok(Some(ObjectMeta {
-                    key: key.to_string(),
-                    size: meta.len(),
-                })),
+                Ok(meta) => {
+                    let hashed = path.clone();
+                    let etag = tokio::task::spawn_blocking(move || super::file_etag(&hashed, None))
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
+                    Ok(Some(ObjectMeta {
+                        key: key.to_string(),
+                        size: meta.len(),
+                        etag,
+                    }))
+                }
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(error) => Err(StoreError::Io {
                     path,
@@ -198,6 +206,7 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<ObjectMeta>) {
             found.push(ObjectMeta {
                 key,
                 size: meta.len(),
+                etag: None,
             });
         }
     }
@@ -244,7 +253,8 @@ mod tests {
             listed,
             vec![ObjectMeta {
                 key: "a/b.gz".into(),
-                size: 3
+                size: 3,
+                etag: None,
             }]
         );
         assert!(store.path("../escape").is_err());

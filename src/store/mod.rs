@@ -2,15 +2,18 @@
 //! local directory (the embedded default, and what tests compare against). Bundles are fetched
 //! and logs are published through it.
 
+mod etag;
 mod local;
+mod multipart;
 mod s3;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
+pub use etag::file_etag;
 pub use local::LocalStore;
-pub use s3::S3Store;
+pub use s3::{Multipart, S3Store};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -64,6 +67,9 @@ pub enum PutOutcome {
 pub struct ObjectMeta {
     pub key: String,
     pub size: u64,
+    /// S3's ETag without quotes (MD5 of the bytes, or of the part MD5s with `-N` for a
+    /// multipart upload); what an upload is verified against. Not filled in by `list`.
+    pub etag: Option<String>,
 }
 
 /// A download: its size and the sha256 of its bytes, computed while streaming.
@@ -99,6 +105,20 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
 
     /// Every object whose key starts with `prefix`, sorted by key.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectMeta>, StoreError>>;
+
+    /// Aborts every unfinished multipart upload under `prefix` (left by a process that was
+    /// killed mid-upload, so its parts are not kept and billed forever); how many.
+    fn abort_unfinished<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<usize, StoreError>> {
+        let _ = prefix;
+        Box::pin(async { Ok(0) })
+    }
+
+    /// The part size `put_file` uses for a file of `size` bytes, `None` for a single PUT; tells
+    /// how the ETag of the uploaded object is computed (`file_etag`).
+    fn part_size_for(&self, size: u64) -> Option<u64> {
+        let _ = size;
+        None
+    }
 }
 
 /// Hashes what passes through while writing it to a file (shared by both stores).

@@ -13,6 +13,25 @@ use super::{
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     bucket: String,
+    multipart: Multipart,
+}
+
+/// Files of at least `threshold` bytes go up in parts of `part_size`, `concurrency` at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Multipart {
+    pub threshold: u64,
+    pub part_size: u64,
+    pub concurrency: usize,
+}
+
+impl Default for Multipart {
+    fn default() -> Self {
+        Self {
+            threshold: 64 << 20,
+            part_size: 16 << 20,
+            concurrency: 4,
+        }
+    }
 }
 
 impl S3Store {
@@ -20,14 +39,32 @@ impl S3Store {
         Self {
             client,
             bucket: bucket.into(),
+            multipart: Multipart::default(),
         }
+    }
+
+    pub fn with_multipart(mut self, multipart: Multipart) -> Self {
+        self.multipart = Multipart {
+            part_size: multipart.part_size.max(5 << 20),
+            concurrency: multipart.concurrency.max(1),
+            ..multipart
+        };
+        self
+    }
+
+    pub(super) fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    pub(super) fn multipart(&self) -> Multipart {
+        self.multipart
     }
 
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
 
-    fn remote<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    pub(super) fn remote<E: std::error::Error + 'static, R: std::fmt::Debug>(
         &self,
         operation: &'static str,
         key: &str,
@@ -42,11 +79,11 @@ impl S3Store {
     }
 }
 
-fn status<E, R: HasStatus>(error: &SdkError<E, R>) -> Option<u16> {
+pub(super) fn status<E, R: HasStatus>(error: &SdkError<E, R>) -> Option<u16> {
     error.raw_response().map(HasStatus::status_code)
 }
 
-trait HasStatus {
+pub(super) trait HasStatus {
     fn status_code(&self) -> u16;
 }
 
@@ -68,6 +105,16 @@ impl ObjectStore for S3Store {
         options: PutOptions,
     ) -> BoxFuture<'a, Result<PutOutcome, StoreError>> {
         Box::pin(async move {
+            let size = tokio::fs::metadata(path)
+                .await
+                .map_err(|source| StoreError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+                .len();
+            if self.part_size_for(size).is_some() {
+                return super::multipart::put(self, key, path, size, &options).await;
+            }
             let body = ByteStream::from_path(path)
                 .await
                 .map_err(|error| StoreError::Io {
@@ -162,6 +209,7 @@ impl ObjectStore for S3Store {
                 Ok(output) => Ok(Some(ObjectMeta {
                     key: key.to_string(),
                     size: output.content_length().unwrap_or(0).max(0) as u64,
+                    etag: output.e_tag().map(|tag| tag.trim_matches('"').to_string()),
                 })),
                 Err(error) if status(&error) == Some(404) => Ok(None),
                 Err(error) => Err(self.remote("HeadObject", key, &error)),
@@ -199,11 +247,20 @@ impl ObjectStore for S3Store {
                     objects.push(ObjectMeta {
                         key,
                         size: object.size().unwrap_or(0).max(0) as u64,
+                        etag: None,
                     });
                 }
             }
             objects.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(objects)
         })
+    }
+
+    fn abort_unfinished<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(super::multipart::abort_unfinished(self, prefix))
+    }
+
+    fn part_size_for(&self, size: u64) -> Option<u64> {
+        (size >= self.multipart.threshold).then_some(self.multipart.part_size)
     }
 }

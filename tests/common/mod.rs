@@ -155,16 +155,18 @@ impl TestHost {
         }
     }
 
-    /// Overrides one config key, e.g. `set("supervise", "restart_backoff_initial", "2s")`.
+    /// Overrides one config key, e.g. `set("supervise", "restart_backoff_initial", "2s")`;
+    /// a dotted section names a sub-table (`set("logs.publish", "enabled", true)`).
     pub fn set(mut self, section: &str, key: &str, value: impl Into<toml::Value>) -> Self {
-        let table = self
-            .config
-            .entry(section)
-            .or_insert_with(|| toml::Value::Table(Default::default()));
-        table
-            .as_table_mut()
-            .expect("section")
-            .insert(key.to_string(), value.into());
+        let mut table = &mut self.config;
+        for part in section.split('.') {
+            table = table
+                .entry(part)
+                .or_insert_with(|| toml::Value::Table(Default::default()))
+                .as_table_mut()
+                .expect("section");
+        }
+        table.insert(key.to_string(), value.into());
         self
     }
 

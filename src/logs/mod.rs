@@ -1,0 +1,296 @@
+//! Logs: the severe-error watcher, rotation, publication of rotated files (S3 or a directory,
+//! Elastic Beanstalk's key layout), and tail/bundle on request.
+//!
+//! Pure cores: `classify` (severe lines, stack-trace grouping), `fingerprint` (normalising,
+//! counting, rate limiting), `plan` (rotation decisions, names and keys, spool shedding,
+//! backoff, tail format). I/O shells: `tailer`, `rotate`, `task` (follow + rotate), `publish`
+//! (the spool's uploader), `collect` (tail and bundle).
+
+pub mod classify;
+mod collect;
+mod compress;
+mod destination;
+pub mod fingerprint;
+pub mod plan;
+mod publish;
+mod requests;
+mod rotate;
+mod sources;
+mod tailer;
+mod task;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use collect::{BundleJob, JobState, TailReport};
+pub use compress::gzip_file;
+pub use fingerprint::{ErrorEntry, WindowSummary};
+pub use publish::{PublishError, upload_verified};
+
+use crate::config::Config;
+use crate::events::EventSink;
+use crate::paths::Paths;
+use crate::proxy::NginxRunner;
+use crate::store::ObjectStore;
+use fingerprint::{ErrorTable, Limits, Report};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogsError {
+    #[error("logs: {context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("logs.publish.destination: {0}")]
+    Destination(String),
+}
+
+/// `GET /v1/logs/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogStatus {
+    pub watched_files: Vec<String>,
+    pub rotations: u64,
+    pub destination: Option<String>,
+    pub spool_files: u64,
+    pub spool_bytes: u64,
+    pub spool_budget_bytes: u64,
+    /// Rotated files not yet confirmed by the destination.
+    pub pending_files: u64,
+    pub published_total: u64,
+    pub publish_failures: u64,
+    pub last_error: Option<String>,
+    /// Unpublished files deleted to keep the spool within its budget.
+    pub shed_files: u64,
+    pub shed_bytes: u64,
+    pub severe_errors: WindowSummary,
+    pub events_suppressed: u64,
+}
+
+/// State shared by the tasks, the control API and health.
+#[derive(Debug)]
+pub struct Shared {
+    status: Mutex<LogStatus>,
+    errors: Mutex<ErrorTable>,
+    severe: watch::Sender<WindowSummary>,
+}
+
+impl Shared {
+    fn update(&self, change: impl FnOnce(&mut LogStatus)) {
+        change(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, ErrorTable> {
+        self.errors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record_error(
+        &self,
+        now_ms: i64,
+        block: &classify::SevereBlock,
+        file: &str,
+    ) -> Option<Report> {
+        let mut table = self.table();
+        let report = table.record(now_ms, block, file);
+        let window = table.window(now_ms);
+        let suppressed = table.suppressed;
+        drop(table);
+        self.publish_window(window, suppressed);
+        report
+    }
+
+    fn due_summaries(&self, now_ms: i64) -> Vec<Report> {
+        let mut table = self.table();
+        let reports = table.due_summaries(now_ms);
+        let window = table.window(now_ms);
+        let suppressed = table.suppressed;
+        drop(table);
+        self.publish_window(window, suppressed);
+        reports
+    }
+
+    fn publish_window(&self, window: WindowSummary, suppressed: u64) {
+        self.severe.send_if_modified(|current| {
+            let changed = *current != window;
+            *current = window.clone();
+            changed
+        });
+        self.update(|status| {
+            status.severe_errors = window;
+            status.events_suppressed = suppressed;
+        });
+    }
+}
+
+enum Command {
+    Rotate(oneshot::Sender<Vec<String>>),
+}
+
+/// The handle the control API and health use. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LogService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    paths: Paths,
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    store: Option<Arc<dyn ObjectStore>>,
+    env_id: String,
+    instance_id: String,
+    jobs: Mutex<BTreeMap<u64, BundleJob>>,
+    next_job: AtomicU64,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogService")
+            .field("env_id", &self.env_id)
+            .field("instance_id", &self.instance_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogService {
+    /// Builds the destination store, then starts the logs task and the publisher.
+    pub async fn start(
+        config: Arc<Config>,
+        paths: Paths,
+        events: EventSink,
+        tasks: &TaskTracker,
+        cancel: &CancellationToken,
+    ) -> Result<Self, LogsError> {
+        let (store, instance_id) = destination::destination(&config, &paths).await?;
+        let watch = &config.logs.watch;
+        let limits = Limits {
+            event_interval_ms: millis(watch.event_interval),
+            max_events_per_minute: watch.max_events_per_minute,
+            window_ms: millis(watch.health_window),
+            max_fingerprints: 500,
+            exemplars: 3,
+            exemplar_chars: 16 * 1024,
+        };
+        let (severe, _) = watch::channel(WindowSummary::default());
+        let shared = Arc::new(Shared {
+            status: Mutex::new(LogStatus {
+                destination: store.as_ref().map(|s| s.describe()),
+                spool_budget_bytes: config.logs.spool_budget_bytes,
+                ..Default::default()
+            }),
+            errors: Mutex::new(ErrorTable::new(limits)),
+            severe,
+        });
+        let state_dir = paths.logs_state_dir();
+        let io = |context: &str| {
+            let context = context.to_string();
+            move |source| LogsError::Io { context, source }
+        };
+        let nginx = NginxRunner::new(config.proxy.nginx_binary.clone(), paths.nginx_dir());
+        let rotator = rotate::Rotator::open(paths.rotated_log_dir(), &state_dir, nginx)
+            .map_err(io("opening var/log/rotated"))?;
+        let (commands, receiver) = mpsc::channel(8);
+        let wake = Arc::new(Notify::new());
+        let logs_task = task::LogTask {
+            paths: paths.clone(),
+            config: config.clone(),
+            shared: shared.clone(),
+            events: events.clone(),
+            rotator,
+            commands: receiver,
+            published_wake: wake.clone(),
+            checkpoints_path: state_dir.join("checkpoints.json"),
+            started: std::time::SystemTime::now(),
+        };
+        tasks.spawn(logs_task.run(cancel.child_token()));
+        let publisher = publish::Publisher {
+            store: store.clone(),
+            dir: paths.rotated_log_dir(),
+            prefix: plan::publish_prefix(&config.environment.id, &instance_id),
+            state_path: state_dir.join("published.json"),
+            config: config.logs.publish.clone(),
+            budget: config.logs.spool_budget_bytes,
+            events,
+            shared: shared.clone(),
+            wake,
+        };
+        tasks.spawn(publisher.run(cancel.child_token()));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                env_id: config.environment.id.clone(),
+                paths,
+                config,
+                shared,
+                commands,
+                store,
+                instance_id,
+                jobs: Mutex::new(BTreeMap::new()),
+                next_job: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    pub fn status(&self) -> LogStatus {
+        self.inner
+            .shared
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every fingerprint seen since the agent started, most frequent first.
+    pub fn errors(&self) -> Vec<ErrorEntry> {
+        self.inner.shared.table().entries()
+    }
+
+    /// Severe errors in the health window, for the health cause.
+    pub fn severe_errors(&self) -> watch::Receiver<WindowSummary> {
+        self.inner.shared.severe.subscribe()
+    }
+
+    /// Rotates every non-empty log now; the names of the new rotated files.
+    pub async fn rotate_now(&self) -> Result<Vec<String>, String> {
+        task::request_rotation(&self.inner.commands)
+            .await
+            .ok_or_else(|| "the logs task is not running".to_string())
+    }
+
+    /// Writes a tail report locally and uploads it when a destination is configured.
+    pub async fn tail(&self) -> Result<TailReport, String> {
+        let inner = &self.inner;
+        let sources = sources::discover(&inner.paths, &inner.config.logs);
+        let text = collect::tail_text(inner.paths.root(), &sources, inner.config.logs.tail_lines);
+        let name = format!("TailLogs-{}.out", jiff::Timestamp::now().as_millisecond());
+        let dir = inner.paths.logs_requests_dir();
+        let path = dir.join(&name);
+        crate::fsutil::write_atomic(&path, text.as_bytes(), 0o600)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        collect::prune(&dir, "TailLogs-", 5);
+        let (mut key, mut upload_error) = (None, None);
+        if let Some(store) = &inner.store {
+            let object = plan::tail_key(&inner.env_id, &inner.instance_id, &name);
+            match upload_verified(store, &object, &path).await {
+                Ok(_) => key = Some(object),
+                Err(error) => upload_error = Some(error.to_string()),
+            }
+        }
+        Ok(TailReport {
+            name,
+            path: path.display().to_string(),
+            key,
+            upload_error,
+            text,
+        })
+    }
+}
+
+fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,197 @@
+//! Which files are logs, and how each one is rotated, watched, tailed and prioritised.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::LogsConfig;
+use crate::paths::Paths;
+
+/// How a log is cut without losing what its writer keeps writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotateMode {
+    /// The writer keeps its O_APPEND descriptor (app stdout/stderr, unknown writers): copy the
+    /// head, then collapse it out of the file in place.
+    CopyTruncate,
+    /// The writer reopens by path: rename, create a new file, ask the writer to reopen.
+    Rename(Reopen),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reopen {
+    /// The writer opens the file for every write (the agent's own logs).
+    Nothing,
+    /// nginx reopens its logs on SIGUSR1 to the master.
+    NginxUsr1,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub path: PathBuf,
+    /// Relative to the root, e.g. `var/log/web.stdout.log` (names, keys, bundle entries).
+    pub relative: String,
+    /// None: watched only.
+    pub rotate: Option<RotateMode>,
+    pub watch: bool,
+    pub tail: bool,
+    /// Shedding order under disk pressure: lower goes first.
+    pub priority: u8,
+}
+
+/// Every log that exists now, in a stable order.
+pub fn discover(paths: &Paths, config: &LogsConfig) -> Vec<Source> {
+    let mut found: Vec<Source> = Vec::new();
+    let log_dir = paths.log_dir();
+    let mut add = |path: PathBuf, rotate, watch, tail, priority| {
+        if !path.is_file() || found.iter().any(|s| s.path == path) {
+            return;
+        }
+        let relative = relative(paths.root(), &path);
+        if relative.starts_with("var/log/rotated/") {
+            return;
+        }
+        found.push(Source {
+            path,
+            relative,
+            rotate,
+            watch,
+            tail,
+            priority,
+        });
+    };
+    for (suffix, priority, tail) in [(".stderr.log", 3, true), (".stdout.log", 1, true)] {
+        for path in glob_under(&log_dir, &format!("*{suffix}")) {
+            add(path, Some(RotateMode::CopyTruncate), true, tail, priority);
+        }
+    }
+    let nginx = paths.nginx_log_dir();
+    let usr1 = Some(RotateMode::Rename(Reopen::NginxUsr1));
+    add(nginx.join("error.log"), usr1, true, true, 2);
+    add(nginx.join("access.log"), usr1, false, true, 0);
+    for path in glob_under(&paths.agent_log_dir(), "*.log") {
+        let tail = path.file_name().is_some_and(|n| n == "deploy.log");
+        add(
+            path,
+            Some(RotateMode::Rename(Reopen::Nothing)),
+            false,
+            tail,
+            2,
+        );
+    }
+    for pattern in &config.extra_files {
+        for path in glob_under(paths.root(), pattern) {
+            add(path, Some(RotateMode::CopyTruncate), true, true, 2);
+        }
+    }
+    if config.watch.enabled {
+        for pattern in &config.watch.files {
+            for path in glob_under(paths.root(), pattern) {
+                add(path, None, true, false, 2);
+            }
+        }
+    }
+    found
+}
+
+/// Directories whose changes may concern a log (watched with inotify).
+pub fn watch_dirs(paths: &Paths, config: &LogsConfig) -> Vec<PathBuf> {
+    let mut dirs = vec![paths.log_dir(), paths.nginx_log_dir()];
+    for pattern in config.extra_files.iter().chain(&config.watch.files) {
+        let fixed: PathBuf = Path::new(pattern.trim_start_matches('/'))
+            .components()
+            .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+            .collect();
+        let dir = paths.root().join(fixed);
+        let dir = if dir.is_dir() {
+            dir
+        } else {
+            dir.parent().map(Path::to_path_buf).unwrap_or(dir)
+        };
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    dirs
+}
+
+/// `pattern` is relative to `base` (a leading `/` means the root, as everywhere in the config).
+fn glob_under(base: &Path, pattern: &str) -> Vec<PathBuf> {
+    let full = base.join(pattern.trim_start_matches('/'));
+    let Some(text) = full.to_str() else {
+        return Vec::new();
+    };
+    let Ok(entries) = glob::glob(text) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries.flatten().collect();
+    paths.sort();
+    paths
+}
+
+pub fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_are_found_with_their_modes() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let paths = Paths::new(root.path());
+        for file in [
+            "var/log/web.stdout.log",
+            "var/log/web.stderr.log",
+            "var/log/nginx/access.log",
+            "var/log/hostmanager/deploy.log",
+            "var/log/rotated/_var_log_web.stdout.log-1.gz",
+            "srv/app/logs/a.log",
+            "srv/app/debug/b.log",
+        ] {
+            let path = root.path().join(file);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, "x").expect("write");
+        }
+        let mut config = crate::config::default_config().logs;
+        config.extra_files = vec!["/srv/app/logs/*.log".into()];
+        config.watch.files = vec!["srv/app/debug/*.log".into()];
+        let sources = discover(&paths, &config);
+        let summary: Vec<(&str, Option<RotateMode>, bool)> = sources
+            .iter()
+            .map(|s| (s.relative.as_str(), s.rotate, s.watch))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "var/log/web.stderr.log",
+                    Some(RotateMode::CopyTruncate),
+                    true
+                ),
+                (
+                    "var/log/web.stdout.log",
+                    Some(RotateMode::CopyTruncate),
+                    true
+                ),
+                (
+                    "var/log/nginx/access.log",
+                    Some(RotateMode::Rename(Reopen::NginxUsr1)),
+                    false
+                ),
+                (
+                    "var/log/hostmanager/deploy.log",
+                    Some(RotateMode::Rename(Reopen::Nothing)),
+                    false
+                ),
+                ("srv/app/logs/a.log", Some(RotateMode::CopyTruncate), true),
+                ("srv/app/debug/b.log", None, true),
+            ]
+        );
+        let dirs = watch_dirs(&paths, &config);
+        assert!(dirs.contains(&root.path().join("srv/app/logs")));
+        assert!(dirs.contains(&root.path().join("srv/app/debug")));
+    }
+}
