@@ -7,7 +7,7 @@
 //! through its interpreter with a warning, instead of failing as on Elastic Beanstalk.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -18,7 +18,6 @@ use nix::unistd::Pid;
 use serde_json::json;
 
 use super::steps::StepFailure;
-use crate::fsutil;
 
 const OUTPUT_TAIL_LINES: usize = 50;
 
@@ -147,8 +146,8 @@ async fn run(
     command: &mut tokio::process::Command,
 ) -> Result<(), StepFailure> {
     let failure = |message: String| StepFailure::new(message).with_details(json!({ "hook": name }));
-    let mut log = fsutil::open_append(&context.log)
-        .map_err(|e| failure(format!("{}: {e}", context.log.display())))?;
+    let mut log =
+        open_log(&context.log).map_err(|e| failure(format!("{}: {e}", context.log.display())))?;
     let _ = writeln!(
         log,
         "=== {} deployment {} {name}",
@@ -157,6 +156,9 @@ async fn run(
     );
     let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
     let stderr = log.try_clone().map_err(|e| failure(e.to_string()))?;
+    // The output tail is read through this descriptor, not the path: if the log rotation renames
+    // hooks.log meanwhile, the descriptor still reaches what the hook wrote.
+    let written = log.try_clone().map_err(|e| failure(e.to_string()))?;
     command
         .current_dir(&context.cwd)
         .env_clear()
@@ -193,7 +195,7 @@ async fn run(
     guard.finished = true;
     drop(guard);
     result.map_err(|message| {
-        let output = output_since(&context.log, offset);
+        let output = output_since(&written, offset);
         StepFailure::new(message).with_details(json!({ "hook": name, "output_tail": output }))
     })
 }
@@ -260,13 +262,29 @@ fn first_line(path: &Path) -> String {
     text.split('\n').next().unwrap_or("").to_string()
 }
 
-/// The last lines a hook wrote: from its header's offset to the end of hooks.log.
-fn output_since(log: &Path, offset: u64) -> String {
-    let mut text = String::new();
-    if let Ok(mut file) = std::fs::File::open(log) {
-        let _ = file.seek(SeekFrom::Start(offset));
-        let _ = file.take(4 << 20).read_to_string(&mut text);
+/// hooks.log, appended to and readable: the failure tail is read back through this descriptor.
+fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
     }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// The last lines a hook wrote: from its header's offset to the end of the file behind `log`.
+fn output_since(log: &std::fs::File, offset: u64) -> String {
+    use std::os::unix::fs::FileExt;
+    const WINDOW: u64 = 64 * 1024;
+    let end = log.metadata().map(|m| m.len()).unwrap_or(offset);
+    let start = offset.max(end.saturating_sub(WINDOW));
+    let mut bytes = vec![0u8; usize::try_from(end.saturating_sub(start)).unwrap_or(0)];
+    let read = log.read_at(&mut bytes, start).unwrap_or(0);
+    let text = String::from_utf8_lossy(&bytes[..read]);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(OUTPUT_TAIL_LINES)..].join("\n")
 }
@@ -274,6 +292,21 @@ fn output_since(log: &Path, offset: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_output_tail_survives_a_rotation_of_hooks_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hooks.log");
+        let mut log = open_log(&path).expect("open");
+        writeln!(log, "an earlier hook's line").expect("write");
+        let offset = log.metadata().expect("meta").len();
+        let reader = log.try_clone().expect("dup");
+        writeln!(log, "first").expect("write");
+        std::fs::rename(&path, dir.path().join("hooks.log.1")).expect("rotate by rename");
+        std::fs::write(&path, "a new file\n").expect("recreate");
+        writeln!(log, "second").expect("write");
+        assert_eq!(output_since(&reader, offset), "first\nsecond");
+    }
 
     #[test]
     fn executable_hooks_run_directly() {
