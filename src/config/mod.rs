@@ -4,7 +4,9 @@
 mod logs;
 mod model;
 mod parse;
+mod parse_deploy;
 mod parse_metrics;
+mod parse_remote;
 mod reader;
 mod supervise;
 

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::model::*;
+use super::parse_deploy::{bundle, deploy};
 use super::parse_metrics::{cloudwatch, levels, metrics};
+use super::parse_remote::{aws, controller, events};
 use super::reader::{Problem, Problems, Section};
 
 /// Parses and validates the whole document; `Err` carries every problem found.
@@ -207,199 +209,10 @@ fn health(mut s: Section) -> HealthConfig {
     }
 }
 
-fn deploy(mut s: Section) -> DeployConfig {
-    let strategy_name = s.get("strategy", "zero-downtime".to_string());
-    let strategy = match strategy_name.as_str() {
-        "zero-downtime" => DeployStrategy::ZeroDowntime,
-        "all-at-once" => DeployStrategy::AllAtOnce,
-        other => {
-            s.problem(
-                "strategy",
-                format!("{other:?} is not \"zero-downtime\" or \"all-at-once\""),
-            );
-            DeployStrategy::ZeroDowntime
-        }
-    };
-    let timeout = positive(&mut s, "timeout", Duration::from_secs(600));
-    let hook_timeout = positive(&mut s, "hook_timeout", Duration::from_secs(300));
-    let hook_user: Option<String> = s.optional("hook_user");
-    let health_gate_successes = s.get("health_gate_successes", 3u32);
-    if health_gate_successes == 0 {
-        s.problem("health_gate_successes", "must be at least 1");
-    }
-    let health_gate_interval = positive(&mut s, "health_gate_interval", Duration::from_millis(500));
-    let health_gate_timeout = positive(&mut s, "health_gate_timeout", Duration::from_secs(60));
-    let drain_timeout = s.duration("drain_timeout", Duration::from_secs(10));
-    let releases_to_keep = s.get("releases_to_keep", 3usize);
-    if releases_to_keep == 0 {
-        s.problem(
-            "releases_to_keep",
-            "must be at least 1 (the serving release)",
-        );
-    }
-    s.finish();
-    DeployConfig {
-        strategy,
-        timeout,
-        hook_timeout,
-        hook_user,
-        health_gate_successes,
-        health_gate_interval,
-        health_gate_timeout,
-        drain_timeout,
-        releases_to_keep,
-    }
-}
-
-fn bundle(mut s: Section) -> BundleConfig {
-    let max_entries = at_least_one(&mut s, "max_entries", 20_000);
-    let max_unpacked_bytes = at_least_one(&mut s, "max_unpacked_mib", 2048).saturating_mul(1 << 20);
-    let max_compression_ratio = at_least_one(&mut s, "max_compression_ratio", 200);
-    let max_download_bytes = at_least_one(&mut s, "max_download_mib", 1024).saturating_mul(1 << 20);
-    let ca_file = s.optional::<String>("ca_file").map(PathBuf::from);
-    if let Some(path) = &ca_file
-        && !path.is_absolute()
-    {
-        s.problem(
-            "ca_file",
-            format!("{} must be an absolute path", path.display()),
-        );
-    }
-    let download_attempts =
-        u32::try_from(at_least_one(&mut s, "download_attempts", 3)).unwrap_or(3);
-    s.finish();
-    BundleConfig {
-        max_entries,
-        max_unpacked_bytes,
-        max_compression_ratio,
-        max_download_bytes,
-        ca_file,
-        download_attempts,
-    }
-}
-
 fn agent(mut s: Section) -> AgentConfig {
     let shutdown_timeout = positive(&mut s, "shutdown_timeout", Duration::from_secs(10));
     s.finish();
     AgentConfig { shutdown_timeout }
-}
-
-fn aws(mut s: Section) -> AwsConfig {
-    let region: Option<String> = s.optional("region");
-    if let Some(region) = &region
-        && (region.is_empty()
-            || !region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
-    {
-        s.problem(
-            "region",
-            format!("{region:?} is not a region name like \"us-east-1\""),
-        );
-    }
-    let endpoint_url: Option<String> = s.optional("endpoint_url");
-    if let Some(url) = &endpoint_url
-        && !is_http_url(url)
-    {
-        s.problem(
-            "endpoint_url",
-            format!("{url:?} must start with http:// or https://"),
-        );
-    }
-    // S3-compatible servers mostly need path-style addressing and only required checksums.
-    let custom = endpoint_url.is_some();
-    let force_path_style = s.get("force_path_style", custom);
-    let checksums_name = s.get(
-        "checksums",
-        if custom {
-            "when-required"
-        } else {
-            "when-supported"
-        }
-        .to_string(),
-    );
-    let checksums = match checksums_name.as_str() {
-        "when-supported" => ChecksumPolicy::WhenSupported,
-        "when-required" => ChecksumPolicy::WhenRequired,
-        other => {
-            s.problem(
-                "checksums",
-                format!("{other:?} is not \"when-supported\" or \"when-required\""),
-            );
-            ChecksumPolicy::WhenSupported
-        }
-    };
-    let imds_endpoint = s.get("imds_endpoint", "http://169.254.169.254".to_string());
-    if !is_http_url(&imds_endpoint) {
-        s.problem(
-            "imds_endpoint",
-            format!("{imds_endpoint:?} must start with http:// or https://"),
-        );
-    }
-    let imds_timeout = positive(&mut s, "imds_timeout", Duration::from_secs(1));
-    s.finish();
-    AwsConfig {
-        region,
-        endpoint_url,
-        force_path_style,
-        checksums,
-        imds_endpoint,
-        imds_timeout,
-    }
-}
-
-fn controller(mut s: Section) -> ControllerConfig {
-    let url: Option<String> = s.optional("url");
-    if let Some(text) = &url
-        && !is_http_url(text)
-    {
-        s.problem(
-            "url",
-            format!("{text:?} must start with https:// (or http:// on a trusted network)"),
-        );
-    }
-    let absolute = |s: &mut Section, key: &str| {
-        let path = s.optional::<String>(key).map(PathBuf::from);
-        if let Some(path) = &path
-            && !path.is_absolute()
-        {
-            s.problem(key, format!("{} must be an absolute path", path.display()));
-        }
-        path
-    };
-    let token_file = absolute(&mut s, "token_file");
-    let ca_file = absolute(&mut s, "ca_file");
-    let interval = positive(&mut s, "interval", Duration::from_secs(10));
-    let timeout = positive(&mut s, "timeout", Duration::from_secs(10));
-    s.finish();
-    ControllerConfig {
-        url,
-        token_file,
-        ca_file,
-        interval,
-        timeout,
-    }
-}
-
-fn events(mut s: Section) -> EventsConfig {
-    let segment_bytes = at_least_one(&mut s, "segment_mib", 4).saturating_mul(1 << 20);
-    let retention_bytes = at_least_one(&mut s, "retention_mib", 64).saturating_mul(1 << 20);
-    if retention_bytes < segment_bytes {
-        s.problem("retention_mib", "must be at least events.segment_mib");
-    }
-    let max_age = positive(&mut s, "max_age", Duration::from_secs(30 * 24 * 3600));
-    s.finish();
-    EventsConfig {
-        segment_bytes,
-        retention_bytes,
-        max_age,
-    }
-}
-
-fn is_http_url(text: &str) -> bool {
-    text.strip_prefix("http://")
-        .or_else(|| text.strip_prefix("https://"))
-        .is_some_and(|rest| !rest.is_empty())
 }
 
 fn cross_checks(config: &Config, problems: &mut Problems) {
