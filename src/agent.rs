@@ -162,7 +162,7 @@ pub async fn run(
         events: store,
         sink: sink.clone(),
         controller: link_status.clone(),
-        logs,
+        logs: logs.clone(),
     });
     if let (Some(url), Some(status)) = (config.controller.url.clone(), link_status) {
         let identity = crate::aws::resolve_identity(&config.environment, &config.aws).await;
@@ -189,6 +189,17 @@ pub async fn run(
 
     wait_for_stop(&config_path).await?;
     tracing::info!("stopping; app processes and nginx keep running");
+    if config.logs.publish.enabled && config.logs.publish.flush_on_stop {
+        // The host may be going away for good: publish what the logs hold now, within most of
+        // the shutdown budget (the rest is for the tasks).
+        let pending = logs.flush(config.agent.shutdown_timeout.mul_f64(0.7)).await;
+        if pending > 0 {
+            tracing::warn!(
+                pending,
+                "stopping with rotated logs not yet published; they are published after the next start"
+            );
+        }
+    }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     root.cancel();
     tasks.close();

@@ -332,3 +332,31 @@ fn kill_9_while_rotating_and_uploading_loses_and_duplicates_nothing() {
     text.push_str(&std::fs::read_to_string(&log).expect("live log"));
     assert_lines(&text, total);
 }
+
+#[test]
+fn stopping_the_agent_publishes_what_the_logs_hold() {
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let mut host = host(&moto, BUCKET).set("logs", "rotate_size_kib", 10240);
+    host.start();
+    let log = host.path("srv/app/app.log");
+    follow(&host, &log);
+    assert!(writer(&log, 0, 400, 1000).wait().expect("writer").success());
+    assert!(
+        objects(&moto, BUCKET, "_srv_app_app.log").is_empty(),
+        "nothing rotated before the stop"
+    );
+    let status = host.stop_agent(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0));
+    let published = objects(&moto, BUCKET, "_srv_app_app.log");
+    assert!(!published.is_empty(), "the stop published the log");
+    let mut text: String = published.values().cloned().collect();
+    let live = std::fs::read_to_string(&log).expect("live log");
+    assert!(
+        live.len() < 4096,
+        "at most the last partial block stays behind: {} bytes",
+        live.len()
+    );
+    text.push_str(&live);
+    assert_lines(&text, 400);
+}

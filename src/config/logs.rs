@@ -116,9 +116,11 @@ fn publish(mut s: Section) -> PublishConfig {
             format!("{part_size_mib} must be between 5 and 5120 (S3's part size limits)"),
         );
     }
+    let flush_on_stop = s.get("flush_on_stop", true);
     s.finish();
     PublishConfig {
         enabled,
+        flush_on_stop,
         destination,
         interval,
         retry_initial,

@@ -425,6 +425,9 @@ pub enum PublishDestination {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishConfig {
     pub enabled: bool,
+    /// When the agent stops: rotate every log and upload what is pending, within the
+    /// shutdown budget (an instance being terminated loses nothing written before).
+    pub flush_on_stop: bool,
     pub destination: Option<PublishDestination>,
     /// How often the spool is scanned (rotation also wakes the publisher).
     pub interval: Duration,

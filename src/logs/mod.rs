@@ -262,6 +262,41 @@ impl LogService {
             .ok_or_else(|| "the logs task is not running".to_string())
     }
 
+    /// Rotates every log and waits, up to `budget`, until the destination confirmed every
+    /// rotated file. Returns how many files are still waiting (0: all published).
+    pub async fn flush(&self, budget: std::time::Duration) -> u64 {
+        if self.inner.store.is_none() {
+            return 0;
+        }
+        let until = tokio::time::Instant::now() + budget;
+        if tokio::time::timeout(budget, self.rotate_now())
+            .await
+            .is_err()
+        {
+            return self.status().pending_files;
+        }
+        loop {
+            // Rotated files are compressed in the background (`.name.part` until done): the
+            // spool is flushed when none is in the works and none waits for its upload.
+            let pending = self.status().pending_files + self.files_in_the_works();
+            if pending == 0 || tokio::time::Instant::now() >= until {
+                return pending;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    fn files_in_the_works(&self) -> u64 {
+        std::fs::read_dir(self.inner.paths.rotated_log_dir())
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+                    .count() as u64
+            })
+            .unwrap_or(0)
+    }
+
     /// Writes a tail report locally and uploads it when a destination is configured.
     pub async fn tail(&self) -> Result<TailReport, String> {
         let inner = &self.inner;
