@@ -216,12 +216,13 @@ fn verdict(mut causes: Vec<Cause>) -> (HealthStatus, Vec<Cause>) {
     (status, causes)
 }
 
+/// Inputs for the tests of the health rules (here and in `signals.rs`).
 #[cfg(test)]
-mod tests {
+pub(super) mod fixtures {
     use super::*;
     use crate::supervise::ExitStatus;
 
-    fn process(name: &str, state: ProcessState) -> ProcessStatus {
+    pub fn process(name: &str, state: ProcessState) -> ProcessStatus {
         ProcessStatus {
             name: name.into(),
             release: 1,
@@ -237,7 +238,7 @@ mod tests {
         }
     }
 
-    fn healthy() -> CheckHistory {
+    pub fn healthy() -> CheckHistory {
         CheckHistory {
             consecutive_failures: 0,
             last_error: None,
@@ -245,7 +246,7 @@ mod tests {
         }
     }
 
-    fn inputs<'a>(
+    pub fn inputs<'a>(
         processes: &'a [ProcessStatus],
         expected: &'a [String],
         direct: &'a CheckHistory,
@@ -263,6 +264,13 @@ mod tests {
             metrics: MetricInputs::default(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{healthy, inputs, process};
+    use super::*;
+    use crate::supervise::ExitStatus;
 
     #[test]
     fn all_good_is_ok_without_causes() {

@@ -109,50 +109,12 @@ fn percent_text(percent: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::rules::{CheckHistory, HealthInputs, evaluate};
+    use crate::health::rules::evaluate;
+    use crate::health::rules::fixtures::{healthy, inputs, process};
     use crate::supervise::{ProcessState, ProcessStatus};
 
     fn web() -> [ProcessStatus; 1] {
-        [ProcessStatus {
-            name: "web".into(),
-            release: 1,
-            pid: Some(10),
-            port: None,
-            state: ProcessState::Running,
-            restarts: 0,
-            uptime_secs: Some(5),
-            last_exit: None,
-            restart_delay_ms: None,
-            crash_loop: None,
-            stats: None,
-        }]
-    }
-
-    fn healthy() -> CheckHistory {
-        CheckHistory {
-            consecutive_failures: 0,
-            last_error: None,
-            checked: true,
-        }
-    }
-
-    fn inputs<'a>(
-        processes: &'a [ProcessStatus],
-        expected: &'a [String],
-        direct: &'a CheckHistory,
-    ) -> HealthInputs<'a> {
-        HealthInputs {
-            now_ms: 100_000,
-            has_release: true,
-            deployment: None,
-            processes,
-            expected,
-            path: "/health",
-            direct,
-            proxied: Some(direct),
-            failures_before_unhealthy: 2,
-            metrics: MetricInputs::default(),
-        }
+        [process("web", ProcessState::Running)]
     }
 
     fn window(total: u64, client_error: u64, server_error: u64) -> RequestStats {
