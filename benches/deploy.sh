@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Deploy time of a 10 MB / 2 000-file bundle: `hostmanager deploy --wait` until the new version
+# Deploy time of a 10 MB / 2 000-file bundle: from `hostmanager deploy` until the new version
 # serves through nginx, next to the floor of `unzip` of the same bundle + the app's own cold
 # start on this machine. Prints the numbers and the ratio; asserts nothing. Loopback only.
 set -euo pipefail
@@ -9,6 +9,10 @@ work="$(mktemp -d /tmp/hm-bench-deploy.XXXXXX)"
 chmod 755 "$work"
 trap '"$bin" --root "$work/root" stop-apps >/dev/null 2>&1 || true; kill "${agent:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# Polls "$@" until it succeeds; gives up after 60 s so a broken setup cannot spin forever.
+await() { local deadline=$(( $(date +%s) + 60 )); until "$@"; do [ "$(date +%s)" -lt "$deadline" ] || { echo "bench: gave up waiting for: $*" >&2; exit 1; }; done; }
+serves() { [ "$(curl -fs "$1")" = "$2" ]; }
+idle() { "$bin" --root "$work/root" status --json | python3 -c 'import json, sys; sys.exit(json.load(sys.stdin)["deployment"] is not None)'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ports=($(python3 -c 'import socket
 s=[socket.socket() for _ in range(3)]
@@ -37,7 +41,7 @@ for i in 1 2 3; do
     rm -rf "$work/unzipped"; start=$(ms)
     unzip -q "$work/bundle-v1.zip" -d "$work/unzipped"
     (cd "$work/unzipped" && PORT=${ports[2]} exec python3 application.py >/dev/null 2>&1) & app=$!
-    until curl -fs "http://127.0.0.1:${ports[2]}/health" >/dev/null 2>&1; do :; done
+    await curl -fso /dev/null "http://127.0.0.1:${ports[2]}/health"
     floor+=($(( $(ms) - start ))); kill $app; wait $app 2>/dev/null || true
 done
 floor_ms=$(printf '%s\n' "${floor[@]}" | median)
@@ -61,15 +65,17 @@ health_gate_interval = "20ms"
 TOML
 if [ "$(id -u)" -eq 0 ] && ! id webapp >/dev/null 2>&1; then useradd --system --no-create-home --shell /usr/sbin/nologin webapp; fi
 "$bin" --root "$work/root" run 2>"$work/agent.log" & agent=$!
-until "$bin" --root "$work/root" status >/dev/null 2>&1; do :; done
+await "$bin" --root "$work/root" status >/dev/null 2>&1
 
 deploy_ms=()
 for i in 1 2 3 4; do
     version=$([ $((i % 2)) -eq 1 ] && echo v1 || echo v2)
     start=$(ms)
-    "$bin" --root "$work/root" deploy "$work/bundle-$version.zip" --label "bench-$i" --wait >/dev/null
-    until [ "$(curl -fs "http://127.0.0.1:${ports[1]}/")" = "Hello from $version" ]; do :; done
+    "$bin" --root "$work/root" deploy "$work/bundle-$version.zip" --label "bench-$i" >/dev/null
+    await serves "http://127.0.0.1:${ports[1]}/" "Hello from $version"
     deploy_ms+=($(( $(ms) - start )))
+    # The old release stops after the switch; the next round starts once this one is done.
+    await idle
 done
 first=${deploy_ms[0]}
 cutover=$(printf '%s\n' "${deploy_ms[@]:1}" | median)
