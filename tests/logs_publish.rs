@@ -190,6 +190,7 @@ fn an_outage_loses_nothing_duplicates_nothing_and_keeps_the_spool_in_budget() {
             status["spool_bytes"].as_u64() <= Some(1 << 20),
             "the spool stays within its budget: {status:#}"
         );
+        // Paces the rotations while the writer runs (a load pattern, not a synchronisation).
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(during.wait().expect("writer").success());
