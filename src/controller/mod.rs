@@ -17,6 +17,7 @@ pub use protocol::*;
 
 use crate::config::ControllerConfig;
 use crate::control::ApiState;
+use crate::deploy::SubmitError;
 use crate::events::{NewEvent, Severity};
 use crate::paths::Paths;
 
@@ -182,11 +183,13 @@ impl ControllerLink {
         let bytes = response.bytes().await.map_err(|error| describe(&error))?;
         let reply: ReportReply =
             serde_json::from_slice(&bytes).map_err(|e| format!("unreadable answer: {e}"))?;
-        self.state.acknowledge(&reply);
+        let sent_up_to = report
+            .events
+            .last()
+            .map_or(self.state.events_cursor, |e| e.id);
+        self.state.acknowledge(&reply, sent_up_to);
         self.apply(&reply);
-        if let Err(error) = crate::fsutil::write_json_atomic(&self.state_file, &self.state, 0o600) {
-            tracing::error!(%error, "cannot persist the controller link state");
-        }
+        self.save_state();
         let state = self.state.clone();
         self.set_status(|status| {
             status.connected = true;
@@ -201,30 +204,46 @@ impl ControllerLink {
     /// Queues the desired state if it is new and runs new commands; results go up next time.
     fn apply(&mut self, reply: &ReportReply) {
         if let Some(desired) = self.state.newer_desired(reply).cloned() {
-            // An invalid document is recorded as applied too: retrying it would fail forever.
-            self.state.applied_serial = desired.serial;
             match self.api.deployer.submit(desired.deployment) {
-                Ok(record) => self.api.sink.emit(
-                    NewEvent::new(
-                        Severity::Info,
+                Ok(record) => {
+                    self.state.applied_serial = desired.serial;
+                    self.api.sink.emit(
+                        NewEvent::new(
+                            Severity::Info,
+                            "controller",
+                            format!(
+                                "Desired state {} from the controller: deployment {} queued",
+                                desired.serial, record.id
+                            ),
+                        )
+                        .deployment(record.id),
+                    )
+                }
+                // An invalid document is recorded as applied: retrying it would fail forever.
+                Err(error @ SubmitError::Invalid(_)) => {
+                    self.state.applied_serial = desired.serial;
+                    self.api.sink.error(
                         "controller",
                         format!(
-                            "Desired state {} from the controller: deployment {} queued",
-                            desired.serial, record.id
+                            "Desired state {} from the controller refused: {error}",
+                            desired.serial
                         ),
                     )
-                    .deployment(record.id),
-                ),
-                Err(error) => self.api.sink.error(
-                    "controller",
-                    format!(
-                        "Desired state {} from the controller refused: {error}",
-                        desired.serial
-                    ),
-                ),
+                }
+                // A full queue or a disk error passes: the next round trip tries again.
+                Err(error) => {
+                    tracing::warn!(serial = desired.serial, %error, "desired state not queued yet")
+                }
             }
         }
-        for command in self.state.take_new_commands(reply) {
+        let commands = self.state.take_new_commands(reply);
+        if commands.is_empty() {
+            return;
+        }
+        // Remembered as run BEFORE they run: a crash in between loses a command rather than
+        // running it twice (two rollbacks would go back two releases).
+        self.save_state();
+        for command in commands {
             let outcome = match command.kind {
                 CommandKind::Restart => self.api.deployer.submit_restart(),
                 CommandKind::Rollback => self.api.deployer.submit_rollback(),
@@ -244,6 +263,12 @@ impl ControllerLink {
                 },
             };
             self.state.pending_results.push(result);
+        }
+    }
+
+    fn save_state(&self) {
+        if let Err(error) = crate::fsutil::write_json_atomic(&self.state_file, &self.state, 0o600) {
+            tracing::error!(%error, "cannot persist the controller link state");
         }
     }
 

@@ -87,9 +87,11 @@ pub struct LinkState {
 
 impl LinkState {
     /// Applies the acknowledgements of a reply.
-    pub fn acknowledge(&mut self, reply: &ReportReply) {
+    /// `sent_up_to` is the newest event id the report carried: an acknowledgement beyond it
+    /// (a confused controller) must not skip events it never received.
+    pub fn acknowledge(&mut self, reply: &ReportReply, sent_up_to: u64) {
         if let Some(ack) = reply.events_ack {
-            self.events_cursor = self.events_cursor.max(ack);
+            self.events_cursor = self.events_cursor.max(ack.min(sent_up_to));
         }
         self.pending_results
             .retain(|result| !reply.commands_ack.contains(&result.id));
@@ -162,7 +164,7 @@ mod tests {
                 error: None,
             },
         ];
-        state.acknowledge(&reply(None, &[]));
+        state.acknowledge(&reply(None, &[]), 100);
         assert_eq!(
             state.events_cursor, 9,
             "an older ack does not rewind the cursor"

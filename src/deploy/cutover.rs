@@ -33,12 +33,17 @@ impl Engine {
         let port = self.next_web_port(current.as_ref());
         self.update_record(id, |r| r.web_port = Some(port));
         let overrides = prepared.dir.join(".platform/nginx");
-        let staged = self
-            .step(id, "proxy-config", async {
-                Ok(self.proxy.stage(port, Some(&overrides)).await?)
-            })
-            .await?;
-        started.staged = Some(staged.clone());
+        // Without nginx (`proxy.enabled = false`) the app serves by itself: no config to stage.
+        let staged = match self.proxy.enabled() {
+            true => Some(
+                self.step(id, "proxy-config", async {
+                    Ok(self.proxy.stage(port, Some(&overrides)).await?)
+                })
+                .await?,
+            ),
+            false => None,
+        };
+        started.staged = staged.clone();
         let all_at_once = self.config.deploy.strategy == DeployStrategy::AllAtOnce;
         if let (true, Some(current)) = (all_at_once, &current) {
             self.step(id, "stop-old", async {
@@ -52,6 +57,7 @@ impl Engine {
             specs(id, &prepared.procfile, &prepared.dir, &prepared.env, port)
                 .into_iter()
                 .partition(|s| s.name == "web");
+        let has_web = !web.is_empty();
         for spec in web {
             started.processes.push(spec.key());
             self.step(id, "start-web", async {
@@ -59,13 +65,18 @@ impl Engine {
             })
             .await?;
         }
-        self.step(id, "health-gate", self.health_gate(id, port))
+        if has_web {
+            self.step(id, "health-gate", self.health_gate(id, port))
+                .await?;
+        }
+        if let Some(staged) = &staged {
+            let drain = self.config.deploy.drain_timeout;
+            started.switched_from = Some(self.proxy.active());
+            self.step(id, "switch-traffic", async {
+                Ok(self.proxy.activate(staged, drain).await?)
+            })
             .await?;
-        let drain = self.config.deploy.drain_timeout;
-        self.step(id, "switch-traffic", async {
-            Ok(self.proxy.activate(&staged, drain).await?)
-        })
-        .await?;
+        }
         let release = ReleaseInfo {
             deployment_id: id,
             version_label: prepared.label.clone(),
@@ -80,7 +91,7 @@ impl Engine {
                 .map(|e| (e.name.clone(), e.command.clone()))
                 .collect(),
             deployed_ms: now_ms(),
-            proxy_generation: Some(staged.generation.clone()),
+            proxy_generation: staged.map(|s| s.generation),
         };
         // A restart is the same release: it is not its own rollback target.
         let keep_previous = prepared.hooks.is_some();
@@ -99,8 +110,7 @@ impl Engine {
                 .roll_back_after_commit(id, failure, previous, &release)
                 .await);
         }
-        self.step(id, "cleanup", async { self.retain_releases(id) })
-            .await?;
+        self.cleanup(id).await;
         Ok(DeploymentStatus::Succeeded)
     }
 
@@ -130,7 +140,7 @@ impl Engine {
         }
         if let Some(hooks) = prepared.hooks {
             let port = self.current().map_or(self.config.app.port, |c| c.web_port);
-            let context = self.hook_context(id, &prepared.dir, &prepared.env, port);
+            let context = self.hook_context(id, &prepared.dir, &prepared.env, port)?;
             let phase = format!("{hooks}/postdeploy");
             if !super::hooks::hook_files(&prepared.dir.join(&phase)).is_empty() {
                 let step = phase.trim_start_matches(".platform/").replace('/', "-");
@@ -149,7 +159,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn roll_back_after_commit(
+    pub(super) async fn roll_back_after_commit(
         &self,
         id: u64,
         mut failure: StepFailure,
@@ -180,8 +190,10 @@ impl Engine {
         failure
     }
 
-    /// Brings `target` (an earlier good release) back into service with zero downtime:
-    /// its processes under its own deployment id, its environment, its nginx overrides.
+    /// Brings `target` (an earlier good release) back into service: its processes under its own
+    /// deployment id, its environment, its nginx overrides. Zero downtime when there is an
+    /// alternate port; under all-at-once the serving release makes room first. Whatever fails
+    /// is undone: the target's processes stop, nginx and the serving release come back.
     pub(super) async fn restore(
         &self,
         id: u64,
@@ -189,51 +201,103 @@ impl Engine {
         serving: Option<&ReleaseInfo>,
     ) -> Result<(), StepFailure> {
         let port = self.next_web_port(serving);
+        let make_room = serving.is_some_and(|s| s.web_port == port);
+        let previous_config = self.proxy.active();
+        let outcome = self
+            .restore_steps(id, &target, serving, port, make_room)
+            .await;
+        if outcome.is_err() {
+            let became_current = self
+                .current()
+                .is_some_and(|c| c.deployment_id == target.deployment_id);
+            if !became_current {
+                self.supervisor.stop_release(target.deployment_id).await;
+                if let Some(previous) =
+                    previous_config.filter(|p| self.proxy.active().as_ref() != Some(p))
+                {
+                    let _ = self
+                        .proxy
+                        .activate(&previous, self.config.deploy.drain_timeout)
+                        .await;
+                }
+                if make_room {
+                    self.restart_current().await;
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn restore_steps(
+        &self,
+        id: u64,
+        target: &ReleaseInfo,
+        serving: Option<&ReleaseInfo>,
+        port: u16,
+        make_room: bool,
+    ) -> Result<(), StepFailure> {
         let env = self.release_env(target.deployment_id);
         let overrides = target.dir.join(".platform/nginx");
         self.supervisor.stop_release(target.deployment_id).await;
-        let staged = self
-            .step(id, "rollback-proxy-config", async {
-                Ok(self.proxy.stage(port, Some(&overrides)).await?)
+        let staged = match self.proxy.enabled() {
+            true => Some(
+                self.step(id, "rollback-proxy-config", async {
+                    Ok(self.proxy.stage(port, Some(&overrides)).await?)
+                })
+                .await?,
+            ),
+            false => None,
+        };
+        if let (true, Some(serving)) = (make_room, serving) {
+            self.step(id, "rollback-stop-serving", async {
+                self.supervisor.stop_release(serving.deployment_id).await;
+                Ok(())
             })
             .await?;
+        }
         let (web, others): (Vec<_>, Vec<_>) = specs(
             target.deployment_id,
-            &entries(&target),
+            &entries(target),
             &target.dir,
             &env,
             port,
         )
         .into_iter()
         .partition(|s| s.name == "web");
+        let has_web = !web.is_empty();
         for spec in web {
             self.step(id, "rollback-start-web", async {
                 Ok(self.supervisor.start(spec).map(|_| ())?)
             })
             .await?;
         }
-        if let Err(failure) = self
-            .step(
-                id,
-                "rollback-health-gate",
-                self.gate_release(target.deployment_id, port),
-            )
-            .await
-        {
-            self.supervisor.stop_release(target.deployment_id).await;
-            let _ = std::fs::remove_dir_all(&staged.dir);
-            return Err(failure);
+        if has_web {
+            let gate = self
+                .step(
+                    id,
+                    "rollback-health-gate",
+                    self.gate_release(target.deployment_id, port),
+                )
+                .await;
+            if let Err(failure) = gate {
+                if let Some(staged) = &staged {
+                    let _ = std::fs::remove_dir_all(&staged.dir);
+                }
+                return Err(failure);
+            }
         }
-        let drain = self.config.deploy.drain_timeout;
-        self.step(id, "rollback-switch-traffic", async {
-            Ok(self.proxy.activate(&staged, drain).await?)
-        })
-        .await?;
+        if let Some(staged) = &staged {
+            let drain = self.config.deploy.drain_timeout;
+            self.step(id, "rollback-switch-traffic", async {
+                Ok(self.proxy.activate(staged, drain).await?)
+            })
+            .await?;
+        }
         let restored = ReleaseInfo {
             web_port: port,
-            proxy_generation: Some(staged.generation.clone()),
+            proxy_generation: staged.map(|s| s.generation),
             deployed_ms: now_ms(),
-            ..target
+            ..target.clone()
         };
         self.step(id, "rollback-flip", async {
             crate::fsutil::replace_symlink(&restored.dir, &self.paths.current_link())?;
@@ -242,11 +306,15 @@ impl Engine {
                     .previous
                     .retain(|r| r.deployment_id != restored.deployment_id);
                 state.current = Some(restored.clone());
+                state.in_progress = Some(InProgress {
+                    id,
+                    committed: true,
+                });
             })?;
             Ok(())
         })
         .await?;
-        if let Some(serving) = serving {
+        if let (false, Some(serving)) = (make_room, serving) {
             self.step(id, "rollback-stop", async {
                 self.supervisor.stop_release(serving.deployment_id).await;
                 Ok(())

@@ -37,6 +37,8 @@ pub(super) struct Started {
     pub staged: Option<StagedConfig>,
     pub processes: Vec<ProcessKey>,
     pub stopped_old: bool,
+    /// nginx switched to the new release (and from this config) but the commit did not happen.
+    pub switched_from: Option<Option<StagedConfig>>,
 }
 
 impl Engine {
@@ -73,7 +75,9 @@ impl Engine {
                     "{} timed out after {budget:?} (deploy.timeout) in step {step}",
                     describe(kind)
                 ));
-                Err(StepFailure { step, ..failure })
+                Err(self
+                    .after_timeout(id, kind, StepFailure { step, ..failure })
+                    .await)
             }
         };
         let status = match outcome {
@@ -103,8 +107,8 @@ impl Engine {
         let current = self.current();
         let prepared = match job {
             Job::Deploy(request) => self.prepare_deploy(id, &request, started).await?,
-            Job::Configure { env } => {
-                self.prepare_configure(id, env, current.as_ref(), started)
+            Job::Configure(change) => {
+                self.prepare_configure(id, &change, current.as_ref(), started)
                     .await?
             }
             Job::Restart => self.prepare_restart(id, current.as_ref())?,
@@ -114,8 +118,7 @@ impl Engine {
                     StepFailure::new("there is no previous release to roll back to")
                 })?;
                 self.restore(id, target, current.as_ref()).await?;
-                self.step(id, "cleanup", async { self.retain_releases(id) })
-                    .await?;
+                self.cleanup(id).await;
                 return Ok(DeploymentStatus::Succeeded);
             }
         };
@@ -125,12 +128,73 @@ impl Engine {
         self.cutover(prepared, current, started).await
     }
 
+    /// A timeout after the commit point is a failure after the commit like any other: the
+    /// previous release comes back (a restart has none; its missing processes are started).
+    async fn after_timeout(&self, id: u64, kind: JobKind, failure: StepFailure) -> StepFailure {
+        let committed = self
+            .lock_state()
+            .in_progress
+            .is_some_and(|p| p.id == id && p.committed);
+        let Some(current) = self.current().filter(|_| committed) else {
+            return failure;
+        };
+        let previous = match kind {
+            JobKind::Deploy | JobKind::Configure if current.deployment_id == id => {
+                self.lock_state().previous.first().cloned()
+            }
+            _ => None,
+        };
+        if previous.is_none() {
+            self.restart_current().await;
+            return failure;
+        }
+        self.roll_back_after_commit(id, failure, previous, &current)
+            .await
+    }
+
+    /// Retention after a success; a failure here is reported but does not undo the deployment.
+    pub(super) async fn cleanup(&self, id: u64) {
+        if let Err(failure) = self
+            .step(id, "cleanup", async { self.retain_releases(id) })
+            .await
+        {
+            self.events.warn(
+                "deploy",
+                format!("cleaning up old releases failed: {}", failure.message),
+            );
+        }
+    }
+
     /// Undoes a job that failed before it took traffic.
     pub(super) async fn abort(&self, started: &mut Started) {
+        // nginx already serves the new release: point it back before its processes stop.
+        let mut staged_in_use = false;
+        if let Some(previous) = started.switched_from.take() {
+            let restored = match previous {
+                Some(previous) => self
+                    .proxy
+                    .activate(&previous, self.config.deploy.drain_timeout)
+                    .await
+                    .is_ok(),
+                None => false,
+            };
+            staged_in_use = !restored;
+            if let Some(current) = self.current() {
+                let _ = crate::fsutil::replace_symlink(&current.dir, &self.paths.current_link());
+            }
+            if !restored {
+                self.events.error(
+                    "deploy",
+                    "nginx could not be pointed back at the serving release after a failed switch",
+                );
+            }
+        }
         for key in started.processes.drain(..) {
             self.supervisor.stop(&key).await;
         }
-        if let Some(staged) = started.staged.take() {
+        if let Some(staged) = started.staged.take()
+            && !staged_in_use
+        {
             let _ = std::fs::remove_dir_all(&staged.dir);
         }
         if started.stopped_old {
@@ -174,6 +238,17 @@ impl Engine {
         }
     }
 
+    /// Records the environment job `id` runs with (0600: values may be secrets).
+    pub(super) fn save_env(
+        &self,
+        id: u64,
+        env: &BTreeMap<String, String>,
+    ) -> Result<(), StepFailure> {
+        crate::fsutil::write_json_atomic(&self.env_file(id), env, 0o600)?;
+        self.update_record(id, |r| r.env_keys = env.keys().cloned().collect());
+        Ok(())
+    }
+
     pub(super) fn release_env(&self, id: u64) -> BTreeMap<String, String> {
         crate::fsutil::read_json(&self.env_file(id))
             .ok()
@@ -183,29 +258,49 @@ impl Engine {
 
     /// Deletes release directories that neither serve nor are kept for rollback.
     pub(super) fn retain_releases(&self, in_progress: u64) -> Result<(), StepFailure> {
-        let keep: Vec<PathBuf> = {
+        let (keep_dirs, mut keep_ids): (Vec<PathBuf>, Vec<u64>) = {
             let state = self.lock_state();
-            state
-                .current
-                .iter()
-                .chain(&state.previous)
-                .map(|r| r.dir.clone())
-                .collect()
+            let kept = state.current.iter().chain(&state.previous);
+            (
+                kept.clone().map(|r| r.dir.clone()).collect(),
+                kept.map(|r| r.deployment_id).collect(),
+            )
         };
-        let Ok(entries) = std::fs::read_dir(self.paths.releases_dir()) else {
-            return Ok(());
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            if id != in_progress && !keep.contains(&path) {
-                std::fs::remove_dir_all(&path)?;
+        keep_ids.push(in_progress);
+        keep_ids.extend(
+            self.lock_records()
+                .values()
+                .filter(|r| !r.status.is_finished())
+                .map(|r| r.id),
+        );
+        if let Ok(entries) = std::fs::read_dir(self.paths.releases_dir()) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Some(id) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                if id != in_progress && !keep_dirs.contains(&path) {
+                    std::fs::remove_dir_all(&path)?;
+                }
+            }
+        }
+        // Property values of deployments that can no longer run are secrets kept for nothing.
+        if let Ok(entries) = std::fs::read_dir(self.paths.deployments_dir()) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let id = name
+                    .strip_suffix(".env.json")
+                    .or_else(|| name.strip_suffix(".change.json"));
+                if id
+                    .and_then(|id| id.parse::<u64>().ok())
+                    .is_some_and(|id| !keep_ids.contains(&id))
+                {
+                    let _ = std::fs::remove_file(entry.path());
+                }
             }
         }
         Ok(())

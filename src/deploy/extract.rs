@@ -29,9 +29,10 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BundleError + '_ {
     }
 }
 
-/// File modes from a bundle lose setuid, setgid and sticky bits.
+/// File modes from a bundle lose setuid, setgid, sticky and world-write bits.
 fn sanitize_mode(mode: u32, fallback: u32) -> u32 {
-    match mode & 0o777 {
+    // Not writable by other users either, whatever the zip says.
+    match mode & 0o775 {
         0 => fallback,
         bits => bits | 0o400,
     }
@@ -126,15 +127,74 @@ fn create_links(target: &Path, links: &[(PathBuf, String)]) -> Result<(), Bundle
         symlink(link_target, &path).map_err(io_at(&path))?;
     }
     for (relative, link_target) in links {
-        // Dangling links are allowed (build steps may create their targets); resolvable ones
-        // must land inside the release.
-        if let Ok(resolved) = fs::canonicalize(target.join(relative))
-            && !resolved.starts_with(&root)
-        {
+        // Dangling links are allowed (build steps may create their targets), but even then the
+        // path they name must stay inside the release, through every link on the way.
+        if !resolves_inside(&root, relative) {
             return Err(escaped(relative, link_target));
         }
     }
     Ok(())
+}
+
+/// Resolves `relative` under `root` the way the kernel would — following every symlink on the
+/// way, the last component included — but carrying on lexically past components that do not
+/// exist yet. False as soon as the path would leave `root`.
+fn resolves_inside(root: &Path, relative: &Path) -> bool {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    use std::path::Component;
+    enum Step {
+        Name(OsString),
+        Up,
+    }
+    fn steps(path: &Path) -> Option<Vec<Step>> {
+        path.components()
+            .filter_map(|c| match c {
+                Component::Normal(name) => Some(Some(Step::Name(name.to_os_string()))),
+                Component::ParentDir => Some(Some(Step::Up)),
+                Component::CurDir => None,
+                Component::RootDir | Component::Prefix(_) => Some(None),
+            })
+            .collect()
+    }
+    let Some(initial) = steps(relative) else {
+        return false;
+    };
+    let mut pending: VecDeque<Step> = initial.into();
+    let mut resolved = root.to_path_buf();
+    let mut depth = 0usize;
+    let mut hops = 0;
+    while let Some(step) = pending.pop_front() {
+        match step {
+            Step::Up => {
+                if depth == 0 {
+                    return false;
+                }
+                resolved.pop();
+                depth -= 1;
+            }
+            Step::Name(name) => {
+                let candidate = resolved.join(&name);
+                match fs::read_link(&candidate) {
+                    Ok(target) => {
+                        hops += 1;
+                        // A loop, or a target outside any relative reach.
+                        let Some(target_steps) = steps(&target).filter(|_| hops <= 40) else {
+                            return false;
+                        };
+                        for step in target_steps.into_iter().rev() {
+                            pending.push_front(step);
+                        }
+                    }
+                    Err(_) => {
+                        resolved = candidate;
+                        depth += 1;
+                    }
+                }
+            }
+        }
+    }
+    true
 }
 
 fn escaped(relative: &Path, link_target: &str) -> BundleError {
@@ -181,6 +241,15 @@ pub fn copy_dir(source: &Path, target: &Path, limits: BundleLimits) -> Result<St
             links.push((relative, link_target));
         } else if meta.is_dir() {
             fs::create_dir_all(&to).map_err(io_at(&to))?;
+        } else if !meta.is_file() {
+            // FIFOs, sockets and devices have no place in a release (a FIFO would hang the copy).
+            return Err(BundleError::Io {
+                path: from,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a regular file, a directory or a symlink",
+                ),
+            });
         } else {
             let mode = sanitize_mode(meta.permissions().mode(), 0o644);
             hasher.update(mode.to_le_bytes());
@@ -225,4 +294,54 @@ impl<R: Read> Read for HashingReader<'_, R> {
 /// Lower-case hex of a digest.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release_with(links: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let release = dir.path().join("release");
+        fs::create_dir_all(release.join("a")).expect("mkdir");
+        for (link, target) in links {
+            symlink(target, release.join(link)).expect("symlink");
+        }
+        let root = fs::canonicalize(&release).expect("canonical");
+        (dir, root)
+    }
+
+    #[test]
+    fn chains_of_links_that_climb_out_are_caught_even_when_dangling() {
+        let (_dir, root) = release_with(&[("a/up", ".."), ("x", "a/up/a/up/../../../etc/none")]);
+        assert!(
+            resolves_inside(&root, Path::new("a/up")),
+            "a/up is the release itself"
+        );
+        assert!(
+            !resolves_inside(&root, Path::new("x")),
+            "x climbs out through a/up"
+        );
+        let (_dir, root) = release_with(&[("s", "."), ("l", "s/..")]);
+        assert!(!resolves_inside(&root, Path::new("l")));
+    }
+
+    #[test]
+    fn links_inside_and_loops() {
+        let (_dir, root) = release_with(&[
+            ("cur", "a"),
+            ("dangling", "a/later/file"),
+            ("loop1", "loop2"),
+            ("loop2", "loop1"),
+        ]);
+        assert!(resolves_inside(&root, Path::new("cur")));
+        assert!(
+            resolves_inside(&root, Path::new("dangling")),
+            "a target built later is fine"
+        );
+        assert!(
+            !resolves_inside(&root, Path::new("loop1")),
+            "a loop is rejected"
+        );
+    }
 }

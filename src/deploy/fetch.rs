@@ -117,6 +117,16 @@ pub fn fetch_local(
             path: path.to_path_buf(),
         });
     }
+    // A FIFO would hang the copy, a device never end: bundles are regular files.
+    if !meta.is_file() {
+        return Err(FetchError::Io {
+            bundle: source.to_string(),
+            error: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file or a directory",
+            ),
+        });
+    }
     if meta.len() > max_bytes {
         return Err(FetchError::TooLarge {
             bundle: source.to_string(),
@@ -128,7 +138,14 @@ pub fn fetch_local(
     }
     let mut input = File::open(path).map_err(io)?;
     let mut output = File::create(download_to).map_err(io)?;
-    let sha256 = copy_hashing(&mut input, &mut output).map_err(io)?;
+    // The file may grow after the size check: copy one byte more than allowed at most.
+    let sha256 = copy_hashing(&mut (&mut input).take(max_bytes + 1), &mut output).map_err(io)?;
+    if output.metadata().map_err(io)?.len() > max_bytes {
+        return Err(FetchError::TooLarge {
+            bundle: source.to_string(),
+            limit_mib: max_bytes >> 20,
+        });
+    }
     output.sync_all().map_err(io)?;
     Ok(LocalBundle::Zip {
         path: download_to.to_path_buf(),

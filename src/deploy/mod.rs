@@ -92,6 +92,8 @@ impl Engine {
             publish,
             queue,
         };
+        // Before the control API can accept new ones, so accepted deployments keep their order.
+        engine.requeue();
         Ok((Arc::new(engine), rx))
     }
 
@@ -137,11 +139,8 @@ impl Engine {
         let current = self.current().ok_or_else(|| {
             SubmitError::Refused("no release serves yet: deploy a bundle first".into())
         })?;
-        let mut env = self.release_env(current.deployment_id);
-        for key in &request.unset {
-            env.remove(key);
-        }
-        env.extend(request.set);
+        // Checked now against today's properties; applied to those serving when it runs.
+        let env = request.apply(self.release_env(current.deployment_id));
         let check = DeploymentRequest {
             source: current.source.clone(),
             env: env.clone(),
@@ -153,7 +152,7 @@ impl Engine {
         }
         let label = Some(current.version_label.clone());
         self.enqueue(
-            Job::Configure { env: env.clone() },
+            Job::Configure(request),
             label,
             current.source,
             Some(current.sha256),
@@ -221,6 +220,11 @@ impl Engine {
             web_port: None,
             message: None,
         };
+        // A change is applied when the job runs; kept on disk so a restarted agent can run it.
+        if let Job::Configure(change) = &job {
+            crate::fsutil::write_json_atomic(&self.change_file(id), change, 0o600)
+                .map_err(SubmitError::Persist)?;
+        }
         // Property values may be secrets: they live in their own 0600 file, never in records.
         crate::fsutil::write_json_atomic(&self.env_file(id), &env, 0o600)
             .map_err(SubmitError::Persist)?;
@@ -261,6 +265,13 @@ impl Engine {
         }
     }
 
+    /// The requested property change of a configuration deployment (values: 0600).
+    fn change_file(&self, id: u64) -> std::path::PathBuf {
+        self.paths
+            .deployments_dir()
+            .join(format!("{id}.change.json"))
+    }
+
     fn env_file(&self, id: u64) -> std::path::PathBuf {
         self.paths.deployments_dir().join(format!("{id}.env.json"))
     }
@@ -289,10 +300,14 @@ impl Engine {
         self.save_record(&updated);
     }
 
+    /// Changes the state on disk first and in memory only once the write succeeded, so memory
+    /// never claims a commit the disk does not hold.
     fn persist_state(&self, change: impl FnOnce(&mut AgentState)) -> std::io::Result<()> {
         let mut state = self.lock_state();
-        change(&mut state);
-        crate::fsutil::write_json_atomic(&self.paths.state_file(), &*state, 0o600)?;
+        let mut next = state.clone();
+        change(&mut next);
+        crate::fsutil::write_json_atomic(&self.paths.state_file(), &next, 0o600)?;
+        *state = next;
         let current = state.current.clone();
         drop(state);
         self.publish

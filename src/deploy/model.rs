@@ -96,11 +96,23 @@ pub struct ConfigureRequest {
     pub unset: Vec<String>,
 }
 
+impl ConfigureRequest {
+    /// `env` with this change applied.
+    pub fn apply(&self, mut env: BTreeMap<String, String>) -> BTreeMap<String, String> {
+        for key in &self.unset {
+            env.remove(key);
+        }
+        env.extend(self.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
+}
+
 /// A queued unit of work. The environment is the complete one the job will run with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
     Deploy(DeploymentRequest),
-    Configure { env: BTreeMap<String, String> },
+    /// Applied to the environment serving when the job runs, not when it was submitted.
+    Configure(ConfigureRequest),
     Restart,
     Rollback,
 }
@@ -109,7 +121,7 @@ impl Job {
     pub fn kind(&self) -> JobKind {
         match self {
             Self::Deploy(_) => JobKind::Deploy,
-            Self::Configure { .. } => JobKind::Configure,
+            Self::Configure(_) => JobKind::Configure,
             Self::Restart => JobKind::Restart,
             Self::Rollback => JobKind::Rollback,
         }

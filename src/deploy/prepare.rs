@@ -58,7 +58,7 @@ impl Engine {
             .step(id, "procfile", async { self.read_procfile(&dir) })
             .await?;
         let port = self.next_web_port(self.current().as_ref());
-        let hooks = self.hook_context(id, &dir, &request.env, port);
+        let hooks = self.hook_context(id, &dir, &request.env, port)?;
         self.run_hooks(id, &hooks, ".platform/hooks/prebuild")
             .await?;
         self.run_buildfile(id, &hooks, &dir).await?;
@@ -81,12 +81,14 @@ impl Engine {
     pub(super) async fn prepare_configure(
         &self,
         id: u64,
-        env: BTreeMap<String, String>,
+        change: &ConfigureRequest,
         current: Option<&ReleaseInfo>,
         started: &mut Started,
     ) -> Result<Option<Prepared>, StepFailure> {
         let current = current
             .ok_or_else(|| StepFailure::new("no release serves yet: deploy a bundle first"))?;
+        let env = change.apply(self.release_env(current.deployment_id));
+        self.save_env(id, &env)?;
         let fingerprint = fingerprint(&current.sha256, &env, &current.version_label);
         if fingerprint == current.fingerprint {
             return Ok(None);
@@ -95,7 +97,7 @@ impl Engine {
         started.release_dir = Some(dir.clone());
         self.step(id, "copy-release", copy_release(&current.dir, &dir))
             .await?;
-        let hooks = self.hook_context(id, &dir, &env, self.next_web_port(Some(current)));
+        let hooks = self.hook_context(id, &dir, &env, self.next_web_port(Some(current)))?;
         self.run_hooks(id, &hooks, ".platform/confighooks/prebuild")
             .await?;
         self.run_hooks(id, &hooks, ".platform/confighooks/predeploy")
@@ -121,6 +123,10 @@ impl Engine {
     ) -> Result<Option<Prepared>, StepFailure> {
         let current =
             current.ok_or_else(|| StepFailure::new("no release serves yet: nothing to restart"))?;
+        // The environment serving now, which a configuration deployment may have changed since
+        // the restart was queued.
+        let env = self.release_env(current.deployment_id);
+        self.save_env(id, &env)?;
         Ok(Some(Prepared {
             id,
             label: current.version_label.clone(),
@@ -129,7 +135,7 @@ impl Engine {
             fingerprint: current.fingerprint.clone(),
             dir: current.dir.clone(),
             procfile: entries(current),
-            env: self.release_env(current.deployment_id),
+            env,
             hooks: None,
         }))
     }
@@ -142,50 +148,58 @@ impl Engine {
         dir: &Path,
         properties: &BTreeMap<String, String>,
         port: u16,
-    ) -> HookContext {
-        let (user, home) = self.hook_user();
+    ) -> Result<HookContext, StepFailure> {
+        let (user, home) = self.hook_user()?;
         let mut env = BTreeMap::from([
             ("PATH".to_string(), APP_PATH.to_string()),
             ("HOME".to_string(), home),
             ("LANG".to_string(), "C.UTF-8".to_string()),
             // Hooks written for Elastic Beanstalk test this; a single host is always the leader.
             ("EB_IS_COMMAND_LEADER".to_string(), "true".to_string()),
-            ("HOSTMANAGER_DEPLOYMENT_ID".to_string(), id.to_string()),
-            (
-                "HOSTMANAGER_ROOT".to_string(),
-                self.paths.root().display().to_string(),
-            ),
         ]);
         env.extend(properties.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // Set last so no property can hide a hook from crash recovery (which finds orphaned
+        // hooks by these two) or change the port nginx will use.
+        env.insert("HOSTMANAGER_DEPLOYMENT_ID".to_string(), id.to_string());
+        env.insert(
+            "HOSTMANAGER_ROOT".to_string(),
+            self.paths.root().display().to_string(),
+        );
         env.insert("PORT".to_string(), port.to_string());
-        HookContext {
+        Ok(HookContext {
             deployment: id,
             cwd: dir.to_path_buf(),
             env,
             timeout: self.config.deploy.hook_timeout,
             user,
             log: self.paths.hooks_log(),
-        }
+        })
     }
 
-    fn hook_user(&self) -> (Option<(u32, u32)>, String) {
-        let name = self.config.deploy.hook_user.as_deref();
-        let user = match name {
-            Some(name) => nix::unistd::User::from_name(name).ok().flatten(),
-            None => nix::unistd::User::from_uid(nix::unistd::geteuid())
+    /// uid/gid to switch hooks to (when the agent is root and `deploy.hook_user` is set) and
+    /// their HOME. A `hook_user` that does not exist fails the step: hooks must never quietly
+    /// run as root instead of the user the config names.
+    fn hook_user(&self) -> Result<(Option<(u32, u32)>, String), StepFailure> {
+        let euid = nix::unistd::geteuid();
+        let Some(name) = self.config.deploy.hook_user.as_deref() else {
+            let home = nix::unistd::User::from_uid(euid)
                 .ok()
-                .flatten(),
+                .flatten()
+                .map(|u| u.dir.display().to_string());
+            return Ok((None, home.unwrap_or_else(|| "/".to_string())));
         };
-        let home = user
-            .as_ref()
-            .map(|u| u.dir.display().to_string())
-            .unwrap_or_else(|| "/".to_string());
-        let switch = name.is_some() && nix::unistd::geteuid().is_root();
-        (
-            user.filter(|_| switch)
-                .map(|u| (u.uid.as_raw(), u.gid.as_raw())),
-            home,
-        )
+        let user = nix::unistd::User::from_name(name)
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                StepFailure::new(format!(
+                    "deploy.hook_user {name:?} does not exist on this host"
+                ))
+            })?;
+        let switch = euid
+            .is_root()
+            .then(|| (user.uid.as_raw(), user.gid.as_raw()));
+        Ok((switch, user.dir.display().to_string()))
     }
 
     /// Runs the hooks of one phase directory as one step; skipped when there are none.
@@ -354,13 +368,34 @@ impl Engine {
     }
 
     /// The app user owns its release, as on Elastic Beanstalk (`webapp` owns /var/app/current).
+    ///
+    /// Except `.platform`: root runs its hooks again (config deployments, crash recovery) and
+    /// nginx's root master reads its overrides on every later reload, so the app user must not
+    /// be able to change it — a compromised app would otherwise become root.
     async fn hand_over(&self, release_dir: &Path) -> Result<(), StepFailure> {
         let user = self.supervisor.user().clone();
         if !user.switch {
             return Ok(());
         }
+        let platform = release_dir.join(".platform");
+        if std::fs::symlink_metadata(&platform).is_ok_and(|m| !m.is_dir()) {
+            return Err(StepFailure::new(
+                ".platform must be a directory in the bundle, not a file or a symlink",
+            ));
+        }
         let dir = release_dir.to_path_buf();
-        tokio::task::spawn_blocking(move || chown_tree(&dir, user.uid, user.gid)).await??;
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            chown_tree(&dir, user.uid, user.gid)?;
+            if platform.is_dir() {
+                let agent = (
+                    nix::unistd::geteuid().as_raw(),
+                    nix::unistd::getegid().as_raw(),
+                );
+                chown_tree(&platform, agent.0, agent.1)?;
+            }
+            Ok(())
+        })
+        .await??;
         Ok(())
     }
 }

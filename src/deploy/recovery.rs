@@ -2,7 +2,8 @@
 //! `state.current`. A deployment interrupted before its commit point is rolled back (its
 //! processes stopped, nginx pointed at the serving release's config again); one interrupted
 //! after it is finished (missing processes started, postdeploy hooks run). Never two versions
-//! behind nginx, never a half-flipped release. Accepted deployments are then re-queued.
+//! behind nginx, never a half-flipped release. (Accepted deployments were re-queued by
+//! `Engine::load`, ahead of anything submitted meanwhile.)
 
 use super::Engine;
 use super::engine::describe;
@@ -20,7 +21,6 @@ impl Engine {
         if let Some(interrupted) = in_progress {
             self.conclude(interrupted).await;
         }
-        self.requeue();
     }
 
     async fn conclude(&self, interrupted: InProgress) {
@@ -78,15 +78,22 @@ impl Engine {
             .steps
             .iter()
             .any(|s| s.name.ends_with("postdeploy") && s.status == StepStatus::Succeeded);
-        let status = match (hooks, self.current()) {
-            (Some(phase), Some(current)) if !ran && current.deployment_id == id => {
+        let current = self.current();
+        let serves = current.as_ref().is_some_and(|c| c.deployment_id == id);
+        let status = match (hooks, current) {
+            (Some(phase), Some(current)) if !ran && serves => {
                 let env = self.release_env(id);
-                let context = self.hook_context(id, &current.dir, &env, current.web_port);
-                match self.run_hooks(id, &context, phase).await {
+                let outcome = match self.hook_context(id, &current.dir, &env, current.web_port) {
+                    Ok(context) => self.run_hooks(id, &context, phase).await,
+                    Err(failure) => Err(failure),
+                };
+                match outcome {
                     Ok(()) => DeploymentStatus::Succeeded,
                     Err(failure) => self.undo_after_restart(id, &current, failure.message).await,
                 }
             }
+            // The crash came after a rollback had already put the previous release back.
+            _ if !serves && record.kind != JobKind::Rollback => DeploymentStatus::RolledBack,
             _ => DeploymentStatus::Succeeded,
         };
         let _ = self.retain_releases(id);
@@ -144,29 +151,42 @@ impl Engine {
     }
 
     async fn restore_serving_proxy(&self, current: &super::model::ReleaseInfo) {
-        let active_port = self.proxy.active().map(|a| a.upstream_port);
-        if !self.proxy.enabled() || active_port == Some(current.web_port) {
+        // The same generation, not only the same port: under all-at-once an interrupted
+        // deployment's config (with its overrides) would have the serving release's port too.
+        let serving_config = match (self.proxy.active(), &current.proxy_generation) {
+            (Some(active), Some(generation)) => active.generation == *generation,
+            (Some(active), None) => active.upstream_port == current.web_port,
+            (None, _) => false,
+        };
+        if !self.proxy.enabled() || serving_config {
             return;
         }
         let overrides = current.dir.join(".platform/nginx");
         let restored = match self.proxy.stage(current.web_port, Some(&overrides)).await {
-            Ok(staged) => {
-                self.proxy
-                    .activate(&staged, self.config.deploy.drain_timeout)
-                    .await
-            }
+            Ok(staged) => self
+                .proxy
+                .activate(&staged, self.config.deploy.drain_timeout)
+                .await
+                .map(|()| staged.generation),
             Err(error) => Err(error),
         };
-        if let Err(error) = restored {
-            self.events.error(
+        match restored {
+            Ok(generation) => {
+                let _ = self.persist_state(|state| {
+                    if let Some(serving) = state.current.as_mut() {
+                        serving.proxy_generation = Some(generation);
+                    }
+                });
+            }
+            Err(error) => self.events.error(
                 "deploy",
                 format!("cannot point nginx back at the serving release: {error}"),
-            );
+            ),
         }
     }
 
     /// Deployments accepted before a restart run now, in their original order.
-    fn requeue(&self) {
+    pub(super) fn requeue(&self) {
         let queued: Vec<_> = self
             .lock_records()
             .values()
@@ -182,7 +202,12 @@ impl Engine {
                     version_label: Some(record.version_label.clone()),
                     env,
                 }),
-                JobKind::Configure => Job::Configure { env },
+                JobKind::Configure => Job::Configure(
+                    crate::fsutil::read_json(&self.change_file(record.id))
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default(),
+                ),
                 JobKind::Restart => Job::Restart,
                 JobKind::Rollback => Job::Rollback,
             };
