@@ -125,14 +125,7 @@ fn rotation_while_writing_keeps_every_line_exactly_once() {
     for child in &mut writers {
         assert!(child.wait().expect("writer").success());
     }
-    host.cli_ok(&["logs", "rotate"]);
-    wait_for("compression to finish", Duration::from_secs(20), || {
-        let staging = std::fs::read_dir(host.path("var/log/rotated"))
-            .ok()?
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with('.'));
-        (!staging).then_some(())
-    });
+    host.rotate_logs_and_settle();
 
     let (text, rotations) = history(&host, "_srv_app_keep.log", &keep);
     assert!(rotations >= 3, "copytruncate rotated {rotations} times");
@@ -176,14 +169,7 @@ fn a_writer_that_keeps_a_renamed_log_open_loses_nothing() {
     });
     assert_eq!(warning["severity"], "warning");
     assert!(child.wait().expect("writer").success());
-    host.cli_ok(&["logs", "rotate"]);
-    wait_for("compression to finish", Duration::from_secs(20), || {
-        let staging = std::fs::read_dir(host.path("var/log/rotated"))
-            .ok()?
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with('.'));
-        (!staging).then_some(())
-    });
+    host.rotate_logs_and_settle();
     let (text, rotations) = history(&host, "_var_log_hostmanager_held.log", &held);
     assert!(rotations >= 1);
     assert_every_line_once(&text, "keep");

@@ -326,6 +326,19 @@ impl TestHost {
         record
     }
 
+    /// Rotates every log now and waits until no rotated file is still being staged
+    /// (`var/log/rotated/.name.part` and the like).
+    pub fn rotate_logs_and_settle(&self) {
+        self.cli_ok(&["logs", "rotate"]);
+        wait_for("compression to finish", Duration::from_secs(20), || {
+            let staging = std::fs::read_dir(self.path("var/log/rotated"))
+                .ok()?
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with('.'));
+            (!staging).then_some(())
+        });
+    }
+
     /// GET through nginx.
     pub fn get(&self, path: &str) -> std::io::Result<http::Response> {
         http::get(self.proxy_port, path)
