@@ -236,7 +236,7 @@ impl Engine {
         port: u16,
         make_room: bool,
     ) -> Result<(), StepFailure> {
-        let env = self.release_env(target.deployment_id);
+        let env = self.release_env(target.deployment_id)?;
         let overrides = target.dir.join(".platform/nginx");
         self.supervisor.stop_release(target.deployment_id).await;
         let staged = match self.proxy.enabled() {

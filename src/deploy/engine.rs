@@ -214,7 +214,25 @@ impl Engine {
         let Some(current) = self.current() else {
             return;
         };
-        let env = self.release_env(current.deployment_id);
+        // Without its properties the app would start misconfigured (no database URL, no
+        // secrets): nothing starts, and the event names the file.
+        let env = match self.release_env(current.deployment_id) {
+            Ok(env) => env,
+            Err(failure) => {
+                self.events.emit(
+                    NewEvent::new(
+                        Severity::Error,
+                        "deploy",
+                        format!(
+                            "the serving release's processes were not started: {}",
+                            failure.message
+                        ),
+                    )
+                    .deployment(current.deployment_id),
+                );
+                return;
+            }
+        };
         let running = self.supervisor.statuses();
         for spec in specs(
             current.deployment_id,
@@ -249,11 +267,17 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn release_env(&self, id: u64) -> BTreeMap<String, String> {
-        crate::fsutil::read_json(&self.env_file(id))
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+    /// The environment properties deployment `id` runs with. Missing or corrupt is an error
+    /// naming the file, never an empty environment.
+    pub(super) fn release_env(&self, id: u64) -> Result<BTreeMap<String, String>, StepFailure> {
+        let path = self.env_file(id);
+        read_required(&path).map_err(|cause| StepFailure {
+            step: "environment".to_string(),
+            ..StepFailure::new(format!(
+                "the environment properties of deployment {id} cannot be read from {}: {cause}",
+                path.display()
+            ))
+        })
     }
 
     /// Deletes release directories that neither serve nor are kept for rollback.
@@ -363,6 +387,17 @@ impl Engine {
         self.deploy_log(id, &message);
         self.events
             .emit(NewEvent::new(Severity::Info, "deploy", message).deployment(id));
+    }
+}
+
+/// A JSON file a job cannot run without: `Err` says whether it is missing or why it is corrupt.
+pub(super) fn read_required<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| error.to_string()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Err("the file is missing".to_string())
+        }
+        Err(error) => Err(error.to_string()),
     }
 }
 

@@ -87,7 +87,7 @@ impl Engine {
     ) -> Result<Option<Prepared>, StepFailure> {
         let current = current
             .ok_or_else(|| StepFailure::new("no release serves yet: deploy a bundle first"))?;
-        let env = change.apply(self.release_env(current.deployment_id));
+        let env = change.apply(self.release_env(current.deployment_id)?);
         self.save_env(id, &env)?;
         let fingerprint = fingerprint(&current.sha256, &env, &current.version_label);
         if fingerprint == current.fingerprint {
@@ -125,7 +125,7 @@ impl Engine {
             current.ok_or_else(|| StepFailure::new("no release serves yet: nothing to restart"))?;
         // The environment serving now, which a configuration deployment may have changed since
         // the restart was queued.
-        let env = self.release_env(current.deployment_id);
+        let env = self.release_env(current.deployment_id)?;
         self.save_env(id, &env)?;
         Ok(Some(Prepared {
             id,
