@@ -165,3 +165,62 @@ fn a_queued_configuration_whose_change_is_unreadable_fails_naming_the_file() {
     error_event_naming(&host, &queued["id"], &change);
     assert_eq!(host.body("/"), "Hello from v1\n");
 }
+
+/// The `<id>.json` records in the deployments directory, ascending.
+fn records_on_disk(host: &TestHost) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(host.path("var/lib/hostmanager/deployments"))
+        .expect("deployments dir")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn old_deployment_records_are_pruned_by_count_and_age_but_never_a_kept_releases() {
+    let mut host = TestHost::new().set("deploy", "records_keep", 3);
+    host.start();
+    let bundles = tempfile::tempdir().expect("tempdir");
+    host.deploy_ok(&sample(bundles.path(), "v1", &[]));
+    host.deploy_ok(&sample(bundles.path(), "v2", &[]));
+    for _ in 0..4 {
+        let restart = json(&host.cli(&["restart", "--wait", "--json"]));
+        assert_eq!(restart["status"], "succeeded", "{restart:#}");
+    }
+    // 1 is v1, kept for rollback; 2 and 3 are beyond the newest three.
+    wait_for(
+        "records beyond the count pruned",
+        Duration::from_secs(10),
+        || (records_on_disk(&host) == [1, 4, 5, 6]).then_some(()),
+    );
+    let listed = json(&host.cli(&["deployments", "--json"]));
+    let listed: Vec<u64> = listed
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["id"].as_u64())
+        .collect();
+    assert_eq!(listed, [6, 5, 4, 1]);
+
+    host.stop_agent(Signal::SIGTERM, Duration::from_secs(10));
+    for id in [1, 4] {
+        let path = host.path(&format!("var/lib/hostmanager/deployments/{id}.json"));
+        let mut record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("record")).expect("json");
+        record["created_ms"] = 0.into();
+        record["finished_ms"] = 0.into();
+        std::fs::write(&path, record.to_string()).expect("age the record");
+    }
+    host.start();
+    assert_eq!(
+        records_on_disk(&host),
+        [1, 5, 6],
+        "4 is older than deploy.records_max_age; 1 is v1's, kept for rollback"
+    );
+    assert!(
+        !env_file(&host, &4.into()).exists(),
+        "its properties go too"
+    );
+    assert!(env_file(&host, &1.into()).exists(), "v1's properties stay");
+}

@@ -180,7 +180,7 @@ impl Engine {
                     "; rolled back to {} (deployment {})",
                     previous.version_label, previous.deployment_id
                 ));
-                let _ = std::fs::remove_dir_all(&failed.dir);
+                let _ = super::retention::remove_tree(failed.dir.clone()).await;
             }
             Err(rollback) => failure.message.push_str(&format!(
                 "; the rollback failed too ({}: {})",

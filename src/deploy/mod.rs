@@ -13,6 +13,7 @@ mod model;
 mod prepare;
 mod procfile;
 mod recovery;
+mod retention;
 mod steps;
 
 use std::collections::{BTreeMap, HashMap};
@@ -94,6 +95,7 @@ impl Engine {
         };
         // Before the control API can accept new ones, so accepted deployments keep their order.
         engine.requeue();
+        engine.prune_records_at_start();
         Ok((Arc::new(engine), rx))
     }
 
@@ -356,13 +358,8 @@ impl Engine {
 
 fn load_records(paths: &Paths) -> std::io::Result<BTreeMap<u64, DeploymentRecord>> {
     let mut records = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(paths.deployments_dir()) else {
-        return Ok(records);
-    };
-    let mut ids: Vec<u64> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
-        .collect();
+    // Bounded: records beyond `deploy.records_keep` are pruned at every start.
+    let mut ids = retention::record_ids(&paths.deployments_dir());
     ids.sort_unstable();
     for id in ids.into_iter().rev().take(RECORDS_IN_MEMORY) {
         // Records are history: one the agent cannot read must not keep it from starting.

@@ -53,7 +53,7 @@ impl Engine {
                 .iter()
                 .any(|c| c.dir == self.paths.release_dir(id));
             if !referenced {
-                let _ = std::fs::remove_dir_all(self.paths.release_dir(id));
+                let _ = super::retention::remove_tree(self.paths.release_dir(id)).await;
             }
             self.update_record(id, |r| r.message = Some(message.clone()));
             self.events.emit(
@@ -98,7 +98,7 @@ impl Engine {
             _ if !serves && record.kind != JobKind::Rollback => DeploymentStatus::RolledBack,
             _ => DeploymentStatus::Succeeded,
         };
-        let _ = self.retain_releases(id);
+        let _ = self.retain_releases(id).await;
         self.finish(id, status);
     }
 
