@@ -49,6 +49,8 @@ pub struct Engine {
     requests: Mutex<HashMap<u64, Job>>,
     publish: watch::Sender<DeployState>,
     queue: mpsc::Sender<u64>,
+    /// Only ever set by the crash tests (`HOSTMANAGER_TEST_PAUSE_AT`).
+    test_pause: Option<steps::TestPause>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +94,18 @@ impl Engine {
             requests: Mutex::new(HashMap::new()),
             publish,
             queue,
+            test_pause: steps::TestPause::from_env(),
         };
+        if let Some(pause) = &engine.test_pause {
+            engine.events.warn(
+                "deploy",
+                format!(
+                    "{} is set: deployments stop for good in step {} (a test hook)",
+                    steps::TestPause::VAR,
+                    pause.step
+                ),
+            );
+        }
         // Before the control API can accept new ones, so accepted deployments keep their order.
         engine.requeue();
         engine.prune_records_at_start();
