@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::bundles::{Entry, sample};
+use common::procs::hook_processes;
 use common::{TestHost, wait_for};
 use nix::sys::signal::Signal;
 
@@ -136,6 +137,11 @@ fn a_queued_configuration_whose_change_is_unreadable_fails_naming_the_file() {
     wait_for("v2's prebuild hook", Duration::from_secs(30), || {
         mark.path().join("paused").exists().then_some(())
     });
+    assert_eq!(
+        hook_processes(host.root.path(), "01_pause.sh").len(),
+        1,
+        "the paused hook is seen, by this test's root"
+    );
     let queued = json(&host.cli(&["configure", "--set", "X=1", "--json"]));
     assert_eq!(queued["status"], "queued", "{queued:#}");
     host.stop_agent(Signal::SIGKILL, Duration::from_secs(5));
@@ -164,6 +170,15 @@ fn a_queued_configuration_whose_change_is_unreadable_fails_naming_the_file() {
     assert!(message.contains(&change.display().to_string()), "{message}");
     error_event_naming(&host, &queued["id"], &change);
     assert_eq!(host.body("/"), "Hello from v1\n");
+    wait_for(
+        "recovery to kill the orphaned hook",
+        Duration::from_secs(10),
+        || {
+            hook_processes(host.root.path(), "01_pause.sh")
+                .is_empty()
+                .then_some(())
+        },
+    );
 }
 
 /// The `<id>.json` records in the deployments directory, ascending.
