@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::bundles::{Entry, sample};
 use common::load::Load;
+use common::procs::hook_processes;
 use common::{TestHost, wait_for};
 
 /// A hook that appends one line naming itself, its cwd and its environment to $OUT.
@@ -320,11 +321,9 @@ fn failing_or_hanging_hooks_fail_the_deployment_and_v1_serves_throughout() {
         "the hung hook's process to be gone",
         Duration::from_secs(5),
         || {
-            let out = std::process::Command::new("pgrep")
-                .args(["-f", "01_wait.sh"])
-                .output()
-                .expect("pgrep");
-            (!out.status.success()).then_some(())
+            hook_processes(host.root.path(), "01_wait.sh")
+                .is_empty()
+                .then_some(())
         },
     );
     let outcomes = load.finish();

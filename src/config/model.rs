@@ -287,6 +287,10 @@ pub struct DeployConfig {
     /// How long in-flight requests may finish on the old web process after the switch.
     pub drain_timeout: Duration,
     pub releases_to_keep: usize,
+    /// Deployment records kept (newest first), besides those of kept releases and unfinished jobs.
+    pub records_keep: usize,
+    /// Records of deployments that finished longer ago are deleted (same exceptions).
+    pub records_max_age: Duration,
 }
 
 /// How bundles are fetched and how much of them is accepted.

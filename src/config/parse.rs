@@ -312,6 +312,15 @@ mod tests {
     }
 
     #[test]
+    fn a_duration_too_long_for_a_deadline_is_refused() {
+        // `Instant::now() + health_gate_timeout` would panic the deploy task.
+        let text = "[deploy]\nhealth_gate_timeout = \"1000000000years\"\n";
+        let problems = parse_config(text).expect_err("absurd duration");
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["deploy.health_gate_timeout"]);
+    }
+
+    #[test]
     fn syntax_errors_carry_the_line() {
         let problems = parse_config("[app\nport = 1").expect_err("syntax");
         assert_eq!(problems.len(), 1);

@@ -37,6 +37,11 @@ pub(super) fn deploy(mut s: Section) -> DeployConfig {
             "must be at least 1 (the serving release)",
         );
     }
+    let records_keep = s.get("records_keep", 100usize);
+    if records_keep == 0 {
+        s.problem("records_keep", "must be at least 1");
+    }
+    let records_max_age = positive(&mut s, "records_max_age", Duration::from_secs(30 * 86_400));
     s.finish();
     DeployConfig {
         strategy,
@@ -48,6 +53,8 @@ pub(super) fn deploy(mut s: Section) -> DeployConfig {
         health_gate_timeout,
         drain_timeout,
         releases_to_keep,
+        records_keep: records_keep.max(1),
+        records_max_age,
     }
 }
 

@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+/// The longest duration any key accepts. humantime reads "1000000000years", and
+/// `Instant + Duration` panics on overflow: no timeout or interval needs more than a year.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// One thing wrong with the config, naming the dotted key at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -93,12 +97,19 @@ impl<'p> Section<'p> {
         }
     }
 
-    /// A duration written the human way ("500ms", "10s", "2m").
+    /// A duration written the human way ("500ms", "10s", "2m"), at most [`MAX_DURATION`].
     pub fn duration(&mut self, key: &str, default: Duration) -> Duration {
         let Some(text) = self.optional::<String>(key) else {
             return default;
         };
         match humantime::parse_duration(&text) {
+            Ok(duration) if duration > MAX_DURATION => {
+                self.problem(
+                    key,
+                    format!("{text:?} is longer than the longest duration accepted, 365 days"),
+                );
+                default
+            }
             Ok(duration) => duration,
             Err(error) => {
                 self.problem(
@@ -201,5 +212,22 @@ mod tests {
         let problems = problems.into_vec();
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].key, "bad");
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_naming_their_key() {
+        let mut problems = Problems::default();
+        let mut root = Section::root(
+            parse("huge = \"1000000000years\"\nyear = \"365days\""),
+            &mut problems,
+        );
+        let default = Duration::from_secs(60);
+        assert_eq!(root.duration("huge", default), default);
+        assert_eq!(root.duration("year", default), MAX_DURATION);
+        root.finish();
+        let problems = problems.into_vec();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "huge");
+        assert!(problems[0].message.contains("365 days"), "{problems:?}");
     }
 }

@@ -180,7 +180,7 @@ impl Engine {
                     "; rolled back to {} (deployment {})",
                     previous.version_label, previous.deployment_id
                 ));
-                let _ = std::fs::remove_dir_all(&failed.dir);
+                let _ = super::retention::remove_tree(failed.dir.clone()).await;
             }
             Err(rollback) => failure.message.push_str(&format!(
                 "; the rollback failed too ({}: {})",
@@ -236,7 +236,7 @@ impl Engine {
         port: u16,
         make_room: bool,
     ) -> Result<(), StepFailure> {
-        let env = self.release_env(target.deployment_id);
+        let env = self.release_env(target.deployment_id)?;
         let overrides = target.dir.join(".platform/nginx");
         self.supervisor.stop_release(target.deployment_id).await;
         let staged = match self.proxy.enabled() {

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::Engine;
 use super::model::*;
 use super::procfile::ProcfileEntry;
+use super::retention::remove_tree;
 use super::steps::{StepFailure, now_ms};
 use crate::events::{NewEvent, Severity};
 use crate::proxy::StagedConfig;
@@ -96,6 +97,7 @@ impl Engine {
         };
         let _ = std::fs::remove_file(self.paths.downloads_dir().join(format!("{id}.zip")));
         self.finish(id, status);
+        self.prune_records().await;
     }
 
     async fn run_job(
@@ -152,19 +154,6 @@ impl Engine {
             .await
     }
 
-    /// Retention after a success; a failure here is reported but does not undo the deployment.
-    pub(super) async fn cleanup(&self, id: u64) {
-        if let Err(failure) = self
-            .step(id, "cleanup", async { self.retain_releases(id) })
-            .await
-        {
-            self.events.warn(
-                "deploy",
-                format!("cleaning up old releases failed: {}", failure.message),
-            );
-        }
-    }
-
     /// Undoes a job that failed before it took traffic.
     pub(super) async fn abort(&self, started: &mut Started) {
         // nginx already serves the new release: point it back before its processes stop.
@@ -195,7 +184,7 @@ impl Engine {
         if let Some(staged) = started.staged.take()
             && !staged_in_use
         {
-            let _ = std::fs::remove_dir_all(&staged.dir);
+            let _ = remove_tree(staged.dir).await;
         }
         if started.stopped_old {
             self.restart_current().await;
@@ -203,7 +192,7 @@ impl Engine {
         if let Some(dir) = started.release_dir.take() {
             let referenced = self.lock_state().current.iter().any(|c| c.dir == dir);
             if !referenced {
-                let _ = std::fs::remove_dir_all(dir);
+                let _ = remove_tree(dir).await;
             }
         }
     }
@@ -214,7 +203,25 @@ impl Engine {
         let Some(current) = self.current() else {
             return;
         };
-        let env = self.release_env(current.deployment_id);
+        // Without its properties the app would start misconfigured (no database URL, no
+        // secrets): nothing starts, and the event names the file.
+        let env = match self.release_env(current.deployment_id) {
+            Ok(env) => env,
+            Err(failure) => {
+                self.events.emit(
+                    NewEvent::new(
+                        Severity::Error,
+                        "deploy",
+                        format!(
+                            "the serving release's processes were not started: {}",
+                            failure.message
+                        ),
+                    )
+                    .deployment(current.deployment_id),
+                );
+                return;
+            }
+        };
         let running = self.supervisor.statuses();
         for spec in specs(
             current.deployment_id,
@@ -249,61 +256,17 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn release_env(&self, id: u64) -> BTreeMap<String, String> {
-        crate::fsutil::read_json(&self.env_file(id))
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-    }
-
-    /// Deletes release directories that neither serve nor are kept for rollback.
-    pub(super) fn retain_releases(&self, in_progress: u64) -> Result<(), StepFailure> {
-        let (keep_dirs, mut keep_ids): (Vec<PathBuf>, Vec<u64>) = {
-            let state = self.lock_state();
-            let kept = state.current.iter().chain(&state.previous);
-            (
-                kept.clone().map(|r| r.dir.clone()).collect(),
-                kept.map(|r| r.deployment_id).collect(),
-            )
-        };
-        keep_ids.push(in_progress);
-        keep_ids.extend(
-            self.lock_records()
-                .values()
-                .filter(|r| !r.status.is_finished())
-                .map(|r| r.id),
-        );
-        if let Ok(entries) = std::fs::read_dir(self.paths.releases_dir()) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Some(id) = entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| n.parse::<u64>().ok())
-                else {
-                    continue;
-                };
-                if id != in_progress && !keep_dirs.contains(&path) {
-                    std::fs::remove_dir_all(&path)?;
-                }
-            }
-        }
-        // Property values of deployments that can no longer run are secrets kept for nothing.
-        if let Ok(entries) = std::fs::read_dir(self.paths.deployments_dir()) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let id = name
-                    .strip_suffix(".env.json")
-                    .or_else(|| name.strip_suffix(".change.json"));
-                if id
-                    .and_then(|id| id.parse::<u64>().ok())
-                    .is_some_and(|id| !keep_ids.contains(&id))
-                {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
-        Ok(())
+    /// The environment properties deployment `id` runs with. Missing or corrupt is an error
+    /// naming the file, never an empty environment.
+    pub(super) fn release_env(&self, id: u64) -> Result<BTreeMap<String, String>, StepFailure> {
+        let path = self.env_file(id);
+        read_required(&path).map_err(|cause| StepFailure {
+            step: "environment".to_string(),
+            ..StepFailure::new(format!(
+                "the environment properties of deployment {id} cannot be read from {}: {cause}",
+                path.display()
+            ))
+        })
     }
 
     fn report_failure(&self, id: u64, kind: JobKind, label: &str, failure: &StepFailure) {
@@ -363,6 +326,17 @@ impl Engine {
         self.deploy_log(id, &message);
         self.events
             .emit(NewEvent::new(Severity::Info, "deploy", message).deployment(id));
+    }
+}
+
+/// A JSON file a job cannot run without: `Err` says whether it is missing or why it is corrupt.
+pub(super) fn read_required<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| error.to_string()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Err("the file is missing".to_string())
+        }
+        Err(error) => Err(error.to_string()),
     }
 }
 

@@ -13,6 +13,7 @@ mod model;
 mod prepare;
 mod procfile;
 mod recovery;
+mod retention;
 mod steps;
 
 use std::collections::{BTreeMap, HashMap};
@@ -48,6 +49,8 @@ pub struct Engine {
     requests: Mutex<HashMap<u64, Job>>,
     publish: watch::Sender<DeployState>,
     queue: mpsc::Sender<u64>,
+    /// Only ever set by the crash tests (`HOSTMANAGER_TEST_PAUSE_AT`).
+    test_pause: Option<steps::TestPause>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,9 +94,21 @@ impl Engine {
             requests: Mutex::new(HashMap::new()),
             publish,
             queue,
+            test_pause: steps::TestPause::from_env(),
         };
+        if let Some(pause) = &engine.test_pause {
+            engine.events.warn(
+                "deploy",
+                format!(
+                    "{} is set: deployments stop for good in step {} (a test hook)",
+                    steps::TestPause::VAR,
+                    pause.step
+                ),
+            );
+        }
         // Before the control API can accept new ones, so accepted deployments keep their order.
         engine.requeue();
+        engine.prune_records_at_start();
         Ok((Arc::new(engine), rx))
     }
 
@@ -128,7 +143,7 @@ impl Engine {
         let label = request.version_label.clone();
         let (source, sha256) = (request.source.clone(), request.sha256.clone());
         let env = request.env.clone();
-        self.enqueue(Job::Deploy(request), label, source, sha256, env)
+        self.enqueue(Job::Deploy(request), label, source, sha256, Some(env))
     }
 
     /// New environment properties for the serving release (a configuration deployment).
@@ -140,7 +155,11 @@ impl Engine {
             SubmitError::Refused("no release serves yet: deploy a bundle first".into())
         })?;
         // Checked now against today's properties; applied to those serving when it runs.
-        let env = request.apply(self.release_env(current.deployment_id));
+        let serving_env = self.release_env(current.deployment_id).map_err(|failure| {
+            self.events.error("deploy", failure.message.clone());
+            SubmitError::Refused(failure.message)
+        })?;
+        let env = request.apply(serving_env);
         let check = DeploymentRequest {
             source: current.source.clone(),
             env: env.clone(),
@@ -156,7 +175,7 @@ impl Engine {
             label,
             current.source,
             Some(current.sha256),
-            env,
+            Some(env),
         )
     }
 
@@ -165,7 +184,8 @@ impl Engine {
         let current = self.current().ok_or_else(|| {
             SubmitError::Refused("no release serves yet: nothing to restart".into())
         })?;
-        let env = self.release_env(current.deployment_id);
+        // Unreadable properties fail the job when it runs, recorded and with an event.
+        let env = self.release_env(current.deployment_id).ok();
         self.enqueue(
             Job::Restart,
             Some(current.version_label),
@@ -181,7 +201,7 @@ impl Engine {
         let target = target.ok_or_else(|| {
             SubmitError::Refused("there is no previous release to roll back to".into())
         })?;
-        let env = self.release_env(target.deployment_id);
+        let env = self.release_env(target.deployment_id).ok();
         self.enqueue(
             Job::Rollback,
             Some(target.version_label),
@@ -197,7 +217,7 @@ impl Engine {
         label: Option<String>,
         source: String,
         sha256: Option<String>,
-        env: BTreeMap<String, String>,
+        env: Option<BTreeMap<String, String>>,
     ) -> Result<DeploymentRecord, SubmitError> {
         let id = {
             let mut state = self.lock_state();
@@ -212,7 +232,7 @@ impl Engine {
             version_label: label.unwrap_or_else(|| default_label(&source, id)),
             source,
             sha256,
-            env_keys: env.keys().cloned().collect(),
+            env_keys: env.iter().flat_map(|env| env.keys().cloned()).collect(),
             status: DeploymentStatus::Queued,
             steps: Vec::new(),
             created_ms: steps::now_ms(),
@@ -226,8 +246,10 @@ impl Engine {
                 .map_err(SubmitError::Persist)?;
         }
         // Property values may be secrets: they live in their own 0600 file, never in records.
-        crate::fsutil::write_json_atomic(&self.env_file(id), &env, 0o600)
-            .map_err(SubmitError::Persist)?;
+        if let Some(env) = &env {
+            crate::fsutil::write_json_atomic(&self.env_file(id), env, 0o600)
+                .map_err(SubmitError::Persist)?;
+        }
         self.save_record(&record);
         self.lock_requests().insert(id, job);
         if self.queue.try_send(id).is_err() {
@@ -349,13 +371,8 @@ impl Engine {
 
 fn load_records(paths: &Paths) -> std::io::Result<BTreeMap<u64, DeploymentRecord>> {
     let mut records = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(paths.deployments_dir()) else {
-        return Ok(records);
-    };
-    let mut ids: Vec<u64> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
-        .collect();
+    // Bounded: records beyond `deploy.records_keep` are pruned at every start.
+    let mut ids = retention::record_ids(&paths.deployments_dir());
     ids.sort_unstable();
     for id in ids.into_iter().rev().take(RECORDS_IN_MEMORY) {
         // Records are history: one the agent cannot read must not keep it from starting.

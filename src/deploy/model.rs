@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 /// Total size of all environment properties (Elastic Beanstalk allows only 4096 bytes).
 pub const MAX_ENV_BYTES: usize = 64 * 1024;
 
+/// Property names the agent sets itself (`HOSTMANAGER_DEPLOYMENT_ID`, `HOSTMANAGER_ROOT`, …).
+pub const RESERVED_PREFIX: &str = "HOSTMANAGER_";
+
 /// The desired state a client asks for (`POST /v1/deployments`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +60,12 @@ impl DeploymentRequest {
                 ));
             } else if key == "PORT" {
                 problems.push("env.PORT: set by the agent (app.port / app.alternate_port); nginx proxies to it".to_string());
+            } else if key.starts_with(RESERVED_PREFIX) {
+                // Crash recovery finds a deployment's orphaned hooks by these names: an app
+                // carrying them could be taken for a hook and have its process group killed.
+                problems.push(format!(
+                    "env.{key}: names starting with {RESERVED_PREFIX} are reserved for the agent"
+                ));
             }
             if value.contains('\0') {
                 problems.push(format!("env.{key}: value contains a NUL byte"));
@@ -297,6 +306,28 @@ mod tests {
         assert!(problems.iter().any(|p| p.starts_with("env.1BAD:")));
         assert!(problems.iter().any(|p| p.starts_with("env.PORT:")));
         assert!(problems.iter().any(|p| p.starts_with("env.OK:")));
+    }
+
+    #[test]
+    fn the_agents_own_names_are_reserved() {
+        let request = DeploymentRequest {
+            source: "/b.zip".into(),
+            env: BTreeMap::from([
+                ("HOSTMANAGER_DEPLOYMENT_ID".into(), "7".into()),
+                ("HOSTMANAGER_ROOT".into(), "/".into()),
+                ("MY_HOSTMANAGER_URL".into(), "ok".into()),
+            ]),
+            ..Default::default()
+        };
+        let problems = request.problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .all(|p| p.contains("reserved for the agent")),
+            "{problems:?}"
+        );
+        assert!(problems[0].starts_with("env.HOSTMANAGER_DEPLOYMENT_ID:"));
     }
 
     #[test]

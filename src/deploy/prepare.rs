@@ -16,6 +16,7 @@ use super::fetch::{
 use super::hooks::{HookContext, hook_files, run_command, run_hook_dir};
 use super::model::*;
 use super::procfile::{ProcfileEntry, parse_buildfile, parse_procfile};
+use super::retention::remove_tree;
 use super::steps::StepFailure;
 use crate::supervise::APP_PATH;
 
@@ -87,7 +88,7 @@ impl Engine {
     ) -> Result<Option<Prepared>, StepFailure> {
         let current = current
             .ok_or_else(|| StepFailure::new("no release serves yet: deploy a bundle first"))?;
-        let env = change.apply(self.release_env(current.deployment_id));
+        let env = change.apply(self.release_env(current.deployment_id)?);
         self.save_env(id, &env)?;
         let fingerprint = fingerprint(&current.sha256, &env, &current.version_label);
         if fingerprint == current.fingerprint {
@@ -125,7 +126,7 @@ impl Engine {
             current.ok_or_else(|| StepFailure::new("no release serves yet: nothing to restart"))?;
         // The environment serving now, which a configuration deployment may have changed since
         // the restart was queued.
-        let env = self.release_env(current.deployment_id);
+        let env = self.release_env(current.deployment_id)?;
         self.save_env(id, &env)?;
         Ok(Some(Prepared {
             id,
@@ -333,9 +334,7 @@ impl Engine {
         bundle: &LocalBundle,
         release_dir: &Path,
     ) -> Result<String, StepFailure> {
-        if release_dir.exists() {
-            std::fs::remove_dir_all(release_dir)?;
-        }
+        remove_tree(release_dir.to_path_buf()).await?;
         std::fs::create_dir_all(self.paths.releases_dir())?;
         crate::fsutil::replace_symlink(release_dir, &self.paths.staging_link())?;
         let limits = self.config.bundle.limits();
@@ -403,9 +402,7 @@ impl Engine {
 /// A configuration deployment gets its own copy of the serving release, build artefacts
 /// included; copy-on-write where the filesystem supports it. No shell: fixed arguments.
 async fn copy_release(from: &Path, to: &Path) -> Result<(), StepFailure> {
-    if to.exists() {
-        std::fs::remove_dir_all(to)?;
-    }
+    remove_tree(to.to_path_buf()).await?;
     let output = tokio::process::Command::new("cp")
         .arg("-a")
         .arg("--reflink=auto")

@@ -6,7 +6,7 @@
 //! `Engine::load`, ahead of anything submitted meanwhile.)
 
 use super::Engine;
-use super::engine::describe;
+use super::engine::{describe, read_required};
 use super::hooks::kill_orphaned_hooks;
 use super::model::{DeploymentStatus, InProgress, Job, JobKind, StepStatus};
 use crate::events::{NewEvent, Severity};
@@ -53,7 +53,7 @@ impl Engine {
                 .iter()
                 .any(|c| c.dir == self.paths.release_dir(id));
             if !referenced {
-                let _ = std::fs::remove_dir_all(self.paths.release_dir(id));
+                let _ = super::retention::remove_tree(self.paths.release_dir(id)).await;
             }
             self.update_record(id, |r| r.message = Some(message.clone()));
             self.events.emit(
@@ -82,8 +82,10 @@ impl Engine {
         let serves = current.as_ref().is_some_and(|c| c.deployment_id == id);
         let status = match (hooks, current) {
             (Some(phase), Some(current)) if !ran && serves => {
-                let env = self.release_env(id);
-                let outcome = match self.hook_context(id, &current.dir, &env, current.web_port) {
+                let context = self
+                    .release_env(id)
+                    .and_then(|env| self.hook_context(id, &current.dir, &env, current.web_port));
+                let outcome = match context {
                     Ok(context) => self.run_hooks(id, &context, phase).await,
                     Err(failure) => Err(failure),
                 };
@@ -96,7 +98,7 @@ impl Engine {
             _ if !serves && record.kind != JobKind::Rollback => DeploymentStatus::RolledBack,
             _ => DeploymentStatus::Succeeded,
         };
-        let _ = self.retain_releases(id);
+        let _ = self.retain_releases(id).await;
         self.finish(id, status);
     }
 
@@ -194,22 +196,23 @@ impl Engine {
             .cloned()
             .collect();
         for record in queued {
-            let env = self.release_env(record.id);
-            let job = match record.kind {
-                JobKind::Deploy => Job::Deploy(super::model::DeploymentRequest {
-                    source: record.source.clone(),
-                    sha256: record.sha256.clone(),
-                    version_label: Some(record.version_label.clone()),
-                    env,
-                }),
-                JobKind::Configure => Job::Configure(
-                    crate::fsutil::read_json(&self.change_file(record.id))
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default(),
-                ),
-                JobKind::Restart => Job::Restart,
-                JobKind::Rollback => Job::Rollback,
+            let job = match self.queued_job(&record) {
+                Ok(job) => job,
+                Err(message) => {
+                    // Running it without its properties or its change would be a silent lie.
+                    let what = format!("{} {}", describe(record.kind), record.id);
+                    self.update_record(record.id, |r| {
+                        r.status = DeploymentStatus::Failed;
+                        r.finished_ms = Some(super::steps::now_ms());
+                        r.message = Some(message.clone());
+                    });
+                    self.deploy_log(record.id, &message);
+                    self.events.emit(
+                        NewEvent::new(Severity::Error, "deploy", format!("{what}: {message}"))
+                            .deployment(record.id),
+                    );
+                    continue;
+                }
             };
             self.lock_requests().insert(record.id, job);
             if self.queue.try_send(record.id).is_err() {
@@ -220,5 +223,28 @@ impl Engine {
                 });
             }
         }
+    }
+
+    /// The job of a deployment accepted before a restart, rebuilt from its files.
+    fn queued_job(&self, record: &super::model::DeploymentRecord) -> Result<Job, String> {
+        Ok(match record.kind {
+            JobKind::Deploy => Job::Deploy(super::model::DeploymentRequest {
+                source: record.source.clone(),
+                sha256: record.sha256.clone(),
+                version_label: Some(record.version_label.clone()),
+                env: self.release_env(record.id).map_err(|f| f.message)?,
+            }),
+            JobKind::Configure => {
+                let path = self.change_file(record.id);
+                Job::Configure(read_required(&path).map_err(|cause| {
+                    format!(
+                        "the requested change cannot be read from {}: {cause}",
+                        path.display()
+                    )
+                })?)
+            }
+            JobKind::Restart => Job::Restart,
+            JobKind::Rollback => Job::Rollback,
+        })
     }
 }

@@ -42,6 +42,39 @@ impl<E: std::fmt::Display> From<E> for StepFailure {
     }
 }
 
+/// A stop in one step for the crash tests, which `kill -9` the agent there: from the
+/// environment variable `HOSTMANAGER_TEST_PAUSE_AT`, `<step>` (after the step started, before
+/// its work) or `<step>:done` (after its work succeeded, before the step ends). Read once at
+/// start; unset (always, in production) it costs nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestPause {
+    pub step: String,
+    pub after_work: bool,
+}
+
+impl TestPause {
+    pub const VAR: &'static str = "HOSTMANAGER_TEST_PAUSE_AT";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let (step, after_work) = match text.strip_suffix(":done") {
+            Some(step) => (step, true),
+            None => (text, false),
+        };
+        (!step.is_empty()).then(|| Self {
+            step: step.to_string(),
+            after_work,
+        })
+    }
+
+    pub fn from_env() -> Option<Self> {
+        std::env::var(Self::VAR)
+            .ok()
+            .as_deref()
+            .and_then(Self::parse)
+    }
+}
+
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
@@ -56,7 +89,11 @@ impl Engine {
     ) -> Result<T, StepFailure> {
         self.begin_step(id, name);
         let started = Instant::now();
+        self.test_pause(id, name, false).await;
         let outcome = work.await;
+        if outcome.is_ok() {
+            self.test_pause(id, name, true).await;
+        }
         let elapsed = started.elapsed();
         match &outcome {
             Ok(_) => self.end_step(id, name, StepStatus::Succeeded, None, elapsed),
@@ -72,6 +109,22 @@ impl Engine {
             failure.step = name.to_string();
             failure
         })
+    }
+
+    /// Never returns when `HOSTMANAGER_TEST_PAUSE_AT` names this point (see [`TestPause`]).
+    async fn test_pause(&self, id: u64, name: &str, after_work: bool) {
+        let Some(pause) = &self.test_pause else {
+            return;
+        };
+        if pause.step != name || pause.after_work != after_work {
+            return;
+        }
+        let when = if after_work { "after" } else { "before" };
+        self.deploy_log(
+            id,
+            &format!("paused {when} the work of step {name} ({})", TestPause::VAR),
+        );
+        std::future::pending::<()>().await;
     }
 
     fn begin_step(&self, id: u64, name: &str) {
@@ -122,5 +175,23 @@ impl Engine {
         if let Ok(mut file) = crate::fsutil::open_append(&path) {
             let _ = file.write_all(text.as_bytes());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_pauses_name_a_step_and_when() {
+        let before = TestPause::parse("flip").expect("a step");
+        assert_eq!((before.step.as_str(), before.after_work), ("flip", false));
+        let after = TestPause::parse("switch-traffic:done").expect("a step");
+        assert_eq!(
+            (after.step.as_str(), after.after_work),
+            ("switch-traffic", true)
+        );
+        assert_eq!(TestPause::parse(""), None);
+        assert_eq!(TestPause::parse(":done"), None);
     }
 }

@@ -49,3 +49,25 @@ pub fn cpu_seconds(pid: i32) -> f64 {
         .unwrap_or(100);
     stat(pid).map_or(0.0, |s| (s.utime + s.stime) as f64 / ticks as f64)
 }
+
+/// Live processes of hooks run by the agent rooted at `root` whose command line names `script`.
+/// Scoped by the `HOSTMANAGER_ROOT` every hook inherits, so parallel tests' hooks do not count.
+pub fn hook_processes(root: &Path, script: &str) -> Vec<i32> {
+    let wanted = format!("HOSTMANAGER_ROOT={}", root.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let read =
+                |name: &str| std::fs::read(format!("/proc/{pid}/{name}")).unwrap_or_default();
+            let names_script = String::from_utf8_lossy(&read("cmdline")).contains(script);
+            names_script
+                && read("environ")
+                    .split(|b| *b == 0)
+                    .any(|var| var == wanted.as_bytes())
+                && alive(*pid)
+        })
+        .collect()
+}
