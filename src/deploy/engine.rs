@@ -25,7 +25,7 @@ pub(super) struct Prepared {
     pub fingerprint: String,
     pub dir: PathBuf,
     pub procfile: Vec<ProcfileEntry>,
-    pub env: BTreeMap<String, String>,
+    pub env: crate::secret::Properties,
     /// `.platform/hooks` or `.platform/confighooks` (postdeploy runs from there), or none.
     pub hooks: Option<&'static str>,
 }
@@ -249,7 +249,7 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn release_env(&self, id: u64) -> BTreeMap<String, String> {
+    pub(super) fn release_env(&self, id: u64) -> crate::secret::Properties {
         crate::fsutil::read_json(&self.env_file(id))
             .ok()
             .flatten()
@@ -393,7 +393,7 @@ pub(super) fn specs(
     id: u64,
     procfile: &[ProcfileEntry],
     dir: &Path,
-    env: &BTreeMap<String, String>,
+    env: &crate::secret::Properties,
     web_port: u16,
 ) -> Vec<ProcessSpec> {
     procfile

@@ -197,7 +197,7 @@ impl Engine {
         label: Option<String>,
         source: String,
         sha256: Option<String>,
-        env: BTreeMap<String, String>,
+        env: crate::secret::Properties,
     ) -> Result<DeploymentRecord, SubmitError> {
         let id = {
             let mut state = self.lock_state();

@@ -169,7 +169,7 @@ impl Engine {
         Ok(HookContext {
             deployment: id,
             cwd: dir.to_path_buf(),
-            env,
+            env: env.into(),
             timeout: self.config.deploy.hook_timeout,
             user,
             log: self.paths.hooks_log(),
