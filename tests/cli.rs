@@ -88,3 +88,75 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
         "systemd-analyze verify: {stderr}"
     );
 }
+
+/// Runs the CLI against an empty root (no agent: these checks come first) with `stdin`.
+fn usage(args: &[&str], stdin: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(BIN)
+        .arg("--root")
+        .arg(root.path())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("wait");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_env_file_line_is_a_usage_error_naming_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("app.env");
+    std::fs::write(
+        &file,
+        "# secrets\nDB_PASSWORD=s3cret\n\nnot an assignment\n",
+    )
+    .expect("write");
+    let file = file.to_str().expect("utf-8");
+    let (code, stderr) = usage(&["deploy", "/nonexistent.zip", "--env-file", file], "");
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{file}:4: not KEY=VALUE")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+
+    let (code, stderr) = usage(&["configure", "--env-file", "-"], "A=1\n9LIVES=x\n");
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr
+            .contains("hostmanager configure: standard input:2: \"9LIVES\" is not a property name"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = usage(&["configure", "--env-file", "/nonexistent/app.env"], "");
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("--env-file /nonexistent/app.env: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_valid_env_file_gets_past_the_usage_checks() {
+    // With no agent running, a valid file makes the CLI go on to the control socket, and
+    // fail there (1), not on its arguments (64).
+    let (code, stderr) = usage(
+        &["configure", "--env-file", "-", "--set", "B=2"],
+        "# ok\nA=1\r\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(!stderr.contains("--env-file"), "{stderr}");
+}

@@ -177,3 +177,64 @@ fn https_bundles_verify_against_the_configured_ca() {
     assert_eq!(record["version_label"], "app-v1");
     assert_eq!(host.body("/"), "Hello from v1\n");
 }
+
+#[test]
+fn a_presigned_url_is_fetched_whole_and_shown_without_its_signature() {
+    const SIGNATURE: &str = "f00dfacade5ecret";
+    const CREDENTIAL: &str = "AKIAFAKECREDENTIAL";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = std::fs::read(sample(dir.path(), "v1", &[])).expect("bundle");
+    let (port, ca_pem) = https_server(bundle.clone());
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("ca");
+    let url = format!(
+        "https://127.0.0.1:{port}/app-v1.zip?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+         &X-Amz-Credential={CREDENTIAL}&X-Amz-Expires=900&X-Amz-Signature={SIGNATURE}"
+    );
+    let shown = format!(
+        "https://127.0.0.1:{port}/app-v1.zip?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+         &X-Amz-Credential=***&X-Amz-Expires=900&X-Amz-Signature=***"
+    );
+    let mut host = TestHost::new().set("bundle", "ca_file", ca_file.display().to_string());
+    host.start();
+
+    // A failure names the bundle, shown.
+    let wrong = sha256_hex(b"not the bundle");
+    let failed = host.cli(&["deploy", &url, "--sha256", &wrong, "--wait", "--json"]);
+    let failed: serde_json::Value = serde_json::from_slice(&failed.stdout).expect("json");
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    let message = failed["message"].as_str().expect("message");
+    assert!(message.contains(&shown), "{message}");
+
+    let text = host.cli_ok(&["deploy", &url, "--wait"]);
+    assert_eq!(host.body("/"), "Hello from v1\n");
+    assert_eq!(host.status()["release"]["source"], shown.as_str());
+    let records: serde_json::Value =
+        serde_json::from_str(&host.cli_ok(&["deployments", "--json"])).expect("records");
+    assert_eq!(records[0]["source"], shown.as_str());
+    assert_eq!(records[0]["version_label"], "app-v1");
+
+    let mut outputs = vec![
+        ("deploy --wait", text),
+        ("status", host.cli_ok(&["status"])),
+        ("status --json", host.cli_ok(&["status", "--json"])),
+        ("deployments", host.cli_ok(&["deployments"])),
+        ("deployments --json", records.to_string()),
+        ("failed record", failed.to_string()),
+        (
+            "events",
+            host.cli_ok(&["events", "--json", "--limit", "1000"]),
+        ),
+        ("agent log", host.agent_log()),
+    ];
+    for file in ["state.json", "deployments/1.json", "deployments/2.json"] {
+        let path = host.path(&format!("var/lib/hostmanager/{file}"));
+        outputs.push((file, std::fs::read_to_string(&path).expect("state file")));
+    }
+    for (what, output) in outputs {
+        assert!(
+            !output.contains(SIGNATURE) && !output.contains(CREDENTIAL),
+            "{what} shows the signature:\n{output}"
+        );
+    }
+}

@@ -294,7 +294,8 @@ impl Engine {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let id = name
                     .strip_suffix(".env.json")
-                    .or_else(|| name.strip_suffix(".change.json"));
+                    .or_else(|| name.strip_suffix(".change.json"))
+                    .or_else(|| name.strip_suffix(".source.json"));
                 if id
                     .and_then(|id| id.parse::<u64>().ok())
                     .is_some_and(|id| !keep_ids.contains(&id))

@@ -68,7 +68,8 @@ impl Engine {
         Ok(Some(Prepared {
             id,
             label,
-            source: request.source.clone(),
+            // What status and records show; the full URL was only needed to fetch.
+            source: crate::secret::shown_source(&request.source),
             sha256,
             fingerprint,
             dir,
@@ -264,7 +265,8 @@ impl Engine {
                     self.events.warn(
                         "deploy",
                         format!(
-                            "bundle {url} is fetched over plain HTTP; use https:// and --sha256"
+                            "bundle {} is fetched over plain HTTP; use https:// and --sha256",
+                            crate::secret::shown_source(&url)
                         ),
                     );
                 }

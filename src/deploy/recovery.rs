@@ -197,7 +197,7 @@ impl Engine {
             let env = self.release_env(record.id);
             let job = match record.kind {
                 JobKind::Deploy => Job::Deploy(super::model::DeploymentRequest {
-                    source: record.source.clone(),
+                    source: self.queued_source(&record),
                     sha256: record.sha256.clone(),
                     version_label: Some(record.version_label.clone()),
                     env,
