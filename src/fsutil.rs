@@ -61,6 +61,19 @@ pub fn replace_symlink(target: &Path, link: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Creates (or truncates) `path` for writing, readable by its owner only: for files that hold
+/// what the app's bundle holds (downloads). A file left by a crash gets the mode too.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
 /// Opens a log file for appending, creating it (and its directory) when needed.
 pub fn open_append(path: &Path) -> io::Result<File> {
     fs::create_dir_all(parent(path)?)?;
@@ -114,6 +127,22 @@ fn file_name(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_files_are_0600_even_when_a_looser_one_was_left_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fresh = dir.path().join("fresh.zip");
+        let left = dir.path().join("left.zip");
+        fs::write(&left, b"old").expect("write");
+        fs::set_permissions(&left, fs::Permissions::from_mode(0o644)).expect("chmod");
+        for path in [&fresh, &left] {
+            let mut file = create_private(path).expect("create");
+            file.write_all(b"new").expect("write");
+            let mode = fs::metadata(path).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+            assert_eq!(fs::read(path).expect("read"), b"new");
+        }
+    }
 
     #[test]
     fn atomic_write_sets_the_exact_mode_and_replaces() {

@@ -16,5 +16,6 @@ pub mod logs;
 pub mod metrics;
 pub mod paths;
 pub mod proxy;
+pub mod secret;
 pub mod store;
 pub mod supervise;

@@ -56,6 +56,9 @@ fn exercise(store: &dyn ObjectStore, scratch: &Path) {
             .await
             .expect("get");
         assert_eq!(std::fs::read(&out).expect("read"), payload);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a download is readable by its owner only");
         assert_eq!(downloaded.bytes, payload.len() as u64);
         assert_eq!(
             downloaded.sha256,

@@ -141,15 +141,3 @@ fn a_persisted_pid_now_belonging_to_another_process_is_neither_adopted_nor_signa
     let signals = std::fs::read_to_string(strangers.path().join("signals")).unwrap_or_default();
     assert_eq!(signals, "", "the stranger got no signal");
 }
-
-#[test]
-fn the_systemd_unit_stops_only_the_agent() {
-    let unit = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/hostmanager.service"),
-    )
-    .expect("unit");
-    assert!(
-        unit.lines().any(|l| l.trim() == "KillMode=process"),
-        "apps and nginx must outlive agent restarts"
-    );
-}

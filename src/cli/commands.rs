@@ -1,6 +1,5 @@
 //! What each CLI command does. Returns the process exit code.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Cli, Command, render};
@@ -35,12 +34,13 @@ pub async fn execute(cli: &Cli) -> i32 {
         Command::Deploy {
             bundle,
             env,
+            env_file,
             sha256,
             label,
             wait,
             json,
         } => {
-            let request = match build_request(bundle, env, sha256, label) {
+            let request = match build_request(bundle, env_file, env, sha256, label) {
                 Ok(request) => request,
                 Err(message) => {
                     eprintln!("hostmanager deploy: {message}");
@@ -57,21 +57,21 @@ pub async fn execute(cli: &Cli) -> i32 {
         }
         Command::Configure {
             set,
+            env_file,
             unset,
             wait,
             json,
         } => {
-            let mut change = ConfigureRequest {
-                set: BTreeMap::new(),
-                unset: unset.clone(),
-            };
-            for pair in set {
-                let Some((key, value)) = pair.split_once('=') else {
-                    eprintln!("hostmanager configure: --set {pair:?} is not KEY=VALUE");
+            let change = match super::properties::collect(env_file, set, "--set") {
+                Ok(set) => ConfigureRequest {
+                    set,
+                    unset: unset.clone(),
+                },
+                Err(message) => {
+                    eprintln!("hostmanager configure: {message}");
                     return EXIT_USAGE;
-                };
-                change.set.insert(key.to_string(), value.to_string());
-            }
+                }
+            };
             match client
                 .post::<_, DeploymentRecord>("/v1/configuration", &change)
                 .await
@@ -168,17 +168,12 @@ async fn status(client: &ControlClient, json: bool) -> Result<i32, ClientError> 
 
 fn build_request(
     bundle: &str,
+    env_files: &[std::path::PathBuf],
     env: &[String],
     sha256: &Option<String>,
     label: &Option<String>,
 ) -> Result<DeploymentRequest, String> {
-    let mut properties = BTreeMap::new();
-    for pair in env {
-        let Some((key, value)) = pair.split_once('=') else {
-            return Err(format!("--env {pair:?} is not KEY=VALUE"));
-        };
-        properties.insert(key.to_string(), value.to_string());
-    }
+    let properties = super::properties::collect(env_files, env, "--env")?;
     // The agent has its own working directory: send local paths absolute.
     let source = if bundle.contains("://") {
         bundle.to_string()

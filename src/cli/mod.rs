@@ -5,6 +5,7 @@ mod commands;
 mod health;
 mod logs;
 mod offline;
+mod properties;
 mod render;
 mod render_health;
 
@@ -55,9 +56,14 @@ pub enum Command {
     Deploy {
         /// Path (zip or directory), file://, s3:// or https:// URL.
         bundle: String,
-        /// Environment property for the app, KEY=VALUE (repeatable).
+        /// Environment property for the app, KEY=VALUE (repeatable). Every local user can
+        /// read the command line: give secrets with --env-file.
         #[arg(long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
+        /// Environment properties from FILE, one KEY=VALUE a line, `#` comments; `-` reads
+        /// standard input (repeatable; later files and --env override earlier ones).
+        #[arg(long = "env-file", value_name = "FILE")]
+        env_file: Vec<PathBuf>,
         /// Expected sha256 of the bundle.
         #[arg(long)]
         sha256: Option<String>,
@@ -73,9 +79,15 @@ pub enum Command {
     /// Change environment properties of the serving release (a configuration deployment:
     /// confighooks run, processes restart with zero downtime).
     Configure {
-        /// Property to set, KEY=VALUE (repeatable).
+        /// Property to set, KEY=VALUE (repeatable). Every local user can read the command
+        /// line: give secrets with --env-file.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Properties to set from FILE, one KEY=VALUE a line, `#` comments; `-` reads standard
+        /// input (repeatable; later files and --set override earlier ones). Keys the file
+        /// does not name keep their values.
+        #[arg(long = "env-file", value_name = "FILE")]
+        env_file: Vec<PathBuf>,
         /// Property to remove (repeatable).
         #[arg(long = "unset", value_name = "KEY")]
         unset: Vec<String>,

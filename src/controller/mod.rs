@@ -56,7 +56,7 @@ pub struct ControllerLink {
     state_file: std::path::PathBuf,
     state: LinkState,
     client: reqwest::Client,
-    token: Option<String>,
+    token: Option<crate::secret::Secret<String>>,
     status: Arc<Mutex<LinkStatus>>,
 }
 
@@ -169,7 +169,7 @@ impl ControllerLink {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         let response = request.send().await.map_err(|error| describe(&error))?;
         let status = response.status();
@@ -285,7 +285,7 @@ fn backoff(interval: Duration, failures: u32) -> Duration {
     base.mul_f64(0.8 + 0.4 * fastrand::f64())
 }
 
-fn read_token(path: &std::path::Path) -> Result<String, LinkError> {
+fn read_token(path: &std::path::Path) -> Result<crate::secret::Secret<String>, LinkError> {
     use std::os::unix::fs::PermissionsExt;
     let token = |source| LinkError::Token {
         path: path.display().to_string(),
@@ -295,10 +295,8 @@ fn read_token(path: &std::path::Path) -> Result<String, LinkError> {
     if meta.permissions().mode() & 0o077 != 0 {
         tracing::warn!(path = %path.display(), "the controller token file is readable by others; chmod 600 it");
     }
-    Ok(std::fs::read_to_string(path)
-        .map_err(token)?
-        .trim()
-        .to_string())
+    let text = std::fs::read_to_string(path).map_err(token)?;
+    Ok(crate::secret::Secret::new(text.trim().to_string()))
 }
 
 fn describe(error: &reqwest::Error) -> String {

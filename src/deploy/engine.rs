@@ -26,7 +26,7 @@ pub(super) struct Prepared {
     pub fingerprint: String,
     pub dir: PathBuf,
     pub procfile: Vec<ProcfileEntry>,
-    pub env: BTreeMap<String, String>,
+    pub env: crate::secret::Properties,
     /// `.platform/hooks` or `.platform/confighooks` (postdeploy runs from there), or none.
     pub hooks: Option<&'static str>,
 }
@@ -258,7 +258,7 @@ impl Engine {
 
     /// The environment properties deployment `id` runs with. Missing or corrupt is an error
     /// naming the file, never an empty environment.
-    pub(super) fn release_env(&self, id: u64) -> Result<BTreeMap<String, String>, StepFailure> {
+    pub(super) fn release_env(&self, id: u64) -> Result<crate::secret::Properties, StepFailure> {
         let path = self.env_file(id);
         read_required(&path).map_err(|cause| StepFailure {
             step: "environment".to_string(),
@@ -367,7 +367,7 @@ pub(super) fn specs(
     id: u64,
     procfile: &[ProcfileEntry],
     dir: &Path,
-    env: &BTreeMap<String, String>,
+    env: &crate::secret::Properties,
     web_port: u16,
 ) -> Vec<ProcessSpec> {
     procfile

@@ -12,24 +12,27 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::extract::hex;
+use crate::secret::shown_source;
 
+/// Every message names the bundle as `shown_source` shows it: without a presigned URL's
+/// signature, since these messages reach records, events and the agent's log.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("bundle {0} does not exist")]
+    #[error("bundle {} does not exist", shown_source(.0))]
     Missing(String),
-    #[error("bundle source {0:?} is not a path, file://, s3://bucket/key or https:// URL")]
+    #[error("bundle source {:?} is not a path, file://, s3://bucket/key or https:// URL", shown_source(.0))]
     Scheme(String),
-    #[error("bundle {bundle}: {error}")]
+    #[error("bundle {}: {error}", shown_source(.bundle))]
     Io { bundle: String, error: io::Error },
-    #[error("bundle {bundle}: {message}")]
+    #[error("bundle {}: {message}", shown_source(.bundle))]
     Remote {
         bundle: String,
         message: String,
         retryable: bool,
     },
-    #[error("bundle {bundle} is larger than bundle.max_download_mib ({limit_mib} MiB)")]
+    #[error("bundle {} is larger than bundle.max_download_mib ({limit_mib} MiB)", shown_source(.bundle))]
     TooLarge { bundle: String, limit_mib: u64 },
-    #[error("sha256 mismatch for {bundle}: expected {expected}, got {actual}")]
+    #[error("sha256 mismatch for {}: expected {expected}, got {actual}", shown_source(.bundle))]
     Checksum {
         bundle: String,
         expected: String,
@@ -137,7 +140,8 @@ pub fn fetch_local(
         std::fs::create_dir_all(parent).map_err(io)?;
     }
     let mut input = File::open(path).map_err(io)?;
-    let mut output = File::create(download_to).map_err(io)?;
+    // 0600: the bundle may hold what the app keeps from other local users.
+    let mut output = crate::fsutil::create_private(download_to).map_err(io)?;
     // The file may grow after the size check: copy one byte more than allowed at most.
     let sha256 = copy_hashing(&mut (&mut input).take(max_bytes + 1), &mut output).map_err(io)?;
     if output.metadata().map_err(io)?.len() > max_bytes {
@@ -169,7 +173,7 @@ pub async fn fetch_http(
         .get(url)
         .send()
         .await
-        .map_err(|error| remote(describe(&error), true))?;
+        .map_err(|error| remote(describe(error), true))?;
     let status = response.status();
     if !status.is_success() {
         return Err(remote(
@@ -193,13 +197,14 @@ pub async fn fetch_http(
     if let Some(parent) = download_to.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
-    let mut output = File::create(download_to).map_err(io)?;
+    // 0600: the bundle may hold what the app keeps from other local users.
+    let mut output = crate::fsutil::create_private(download_to).map_err(io)?;
     let mut hasher = Sha256::new();
     let mut total = 0u64;
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|error| remote(describe(&error), true))?
+        .map_err(|error| remote(describe(error), true))?
     {
         total += chunk.len() as u64;
         if total > max_bytes {
@@ -218,8 +223,9 @@ pub async fn fetch_http(
     })
 }
 
-fn describe(error: &reqwest::Error) -> String {
-    crate::errors::chain(error)
+/// The error without the URL reqwest puts in it (the caller names the bundle, shown).
+fn describe(error: reqwest::Error) -> String {
+    crate::errors::chain(&error.without_url())
 }
 
 /// Runs `attempt` up to `tries` times while it fails with a retryable error, sleeping
@@ -301,6 +307,55 @@ mod tests {
             assert!(
                 matches!(parse_source(bad), Err(FetchError::Scheme(_))),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_local_bundle_is_copied_readable_by_root_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bundle = dir.path().join("app.zip");
+        std::fs::write(&bundle, b"zip bytes").expect("write");
+        std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let download = dir.path().join("downloads/7.zip");
+        let source = bundle.display().to_string();
+        fetch_local(&source, &bundle, &download, 1 << 20).expect("copied");
+        let mode = std::fs::metadata(&download)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn errors_name_a_presigned_bundle_without_its_signature() {
+        let url = "https://b.s3.amazonaws.com/k.zip?X-Amz-Credential=AKIAX&X-Amz-Signature=f00d";
+        let errors = [
+            FetchError::Missing(url.into()),
+            FetchError::Scheme(url.into()),
+            FetchError::Io {
+                bundle: url.into(),
+                error: io::Error::other("disk full"),
+            },
+            FetchError::Remote {
+                bundle: url.into(),
+                message: "HTTP 403 Forbidden".into(),
+                retryable: false,
+            },
+            FetchError::TooLarge {
+                bundle: url.into(),
+                limit_mib: 1,
+            },
+            verify(url, Some("00"), "11").expect_err("mismatch"),
+        ];
+        for error in errors {
+            let message = error.to_string();
+            assert!(message.contains("b.s3.amazonaws.com/k.zip"), "{message}");
+            assert!(
+                !message.contains("f00d") && !message.contains("AKIAX"),
+                "{message}"
             );
         }
     }

@@ -6,7 +6,6 @@
 //! A hook without its execute bit (zips made on Windows lose it) or with a CRLF shebang is run
 //! through its interpreter with a warning, instead of failing as on Elastic Beanstalk.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -26,7 +25,7 @@ const OUTPUT_TAIL_LINES: usize = 50;
 pub struct HookContext {
     pub deployment: u64,
     pub cwd: PathBuf,
-    pub env: BTreeMap<String, String>,
+    pub env: crate::secret::Properties,
     pub timeout: Duration,
     /// uid/gid to switch to, when the agent is root and `deploy.hook_user` says so.
     pub user: Option<(u32, u32)>,

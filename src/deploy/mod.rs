@@ -141,9 +141,20 @@ impl Engine {
             return Err(SubmitError::Invalid(problems));
         }
         let label = request.version_label.clone();
-        let (source, sha256) = (request.source.clone(), request.sha256.clone());
-        let env = request.env.clone();
-        self.enqueue(Job::Deploy(request), label, source, sha256, Some(env))
+        // Records show the source without a presigned URL's signature; the job keeps the
+        // full one to fetch it.
+        let shown = crate::secret::shown_source(&request.source);
+        let (sha256, env) = (request.sha256.clone(), request.env.clone());
+        self.enqueue(Job::Deploy(request), label, shown, sha256, Some(env))
+    }
+
+    /// The source a queued deployment fetches: the full URL kept apart when the record shows
+    /// it without its signature.
+    fn queued_source(&self, record: &DeploymentRecord) -> String {
+        crate::fsutil::read_json(&self.source_file(record.id))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| record.source.clone())
     }
 
     /// New environment properties for the serving release (a configuration deployment).
@@ -217,7 +228,7 @@ impl Engine {
         label: Option<String>,
         source: String,
         sha256: Option<String>,
-        env: Option<BTreeMap<String, String>>,
+        env: Option<crate::secret::Properties>,
     ) -> Result<DeploymentRecord, SubmitError> {
         let id = {
             let mut state = self.lock_state();
@@ -243,6 +254,13 @@ impl Engine {
         // A change is applied when the job runs; kept on disk so a restarted agent can run it.
         if let Job::Configure(change) = &job {
             crate::fsutil::write_json_atomic(&self.change_file(id), change, 0o600)
+                .map_err(SubmitError::Persist)?;
+        }
+        // A restarted agent fetches a queued bundle from the full source, not the shown one.
+        if let Job::Deploy(request) = &job
+            && request.source != record.source
+        {
+            crate::fsutil::write_json_atomic(&self.source_file(id), &request.source, 0o600)
                 .map_err(SubmitError::Persist)?;
         }
         // Property values may be secrets: they live in their own 0600 file, never in records.
@@ -292,6 +310,14 @@ impl Engine {
         self.paths
             .deployments_dir()
             .join(format!("{id}.change.json"))
+    }
+
+    /// The full source of a deployment whose record shows it redacted (0600: a presigned URL
+    /// lets whoever holds it read the bundle).
+    fn source_file(&self, id: u64) -> std::path::PathBuf {
+        self.paths
+            .deployments_dir()
+            .join(format!("{id}.source.json"))
     }
 
     fn env_file(&self, id: u64) -> std::path::PathBuf {

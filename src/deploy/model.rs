@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::secret::Properties;
+
 /// Total size of all environment properties (Elastic Beanstalk allows only 4096 bytes).
 pub const MAX_ENV_BYTES: usize = 64 * 1024;
 
@@ -22,9 +24,9 @@ pub struct DeploymentRequest {
     pub sha256: Option<String>,
     #[serde(default)]
     pub version_label: Option<String>,
-    /// Environment properties given to the app and its hooks.
+    /// Environment properties given to the app and its hooks (values never in `Debug`).
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: Properties,
 }
 
 impl DeploymentRequest {
@@ -49,12 +51,7 @@ impl DeploymentRequest {
         let mut total = 0;
         for (key, value) in &self.env {
             total += key.len() + value.len() + 2;
-            let valid_name = key
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid_name {
+            if !is_property_name(key) {
                 problems.push(format!(
                     "env.{key}: names are letters, digits and '_', not starting with a digit"
                 ));
@@ -80,6 +77,14 @@ impl DeploymentRequest {
     }
 }
 
+/// Environment property names: letters, digits and '_', not starting with a digit.
+pub fn is_property_name(key: &str) -> bool {
+    key.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// What a deployment does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,15 +104,16 @@ pub enum JobKind {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigureRequest {
+    /// Values never in `Debug`.
     #[serde(default)]
-    pub set: BTreeMap<String, String>,
+    pub set: Properties,
     #[serde(default)]
     pub unset: Vec<String>,
 }
 
 impl ConfigureRequest {
     /// `env` with this change applied.
-    pub fn apply(&self, mut env: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    pub fn apply(&self, mut env: Properties) -> Properties {
         for key in &self.unset {
             env.remove(key);
         }
@@ -297,7 +303,8 @@ mod tests {
                 ("1BAD".into(), "x".into()),
                 ("PORT".into(), "1".into()),
                 ("OK".into(), "a\0b".into()),
-            ]),
+            ])
+            .into(),
         };
         let problems = request.problems();
         assert_eq!(problems.len(), 5, "{problems:?}");
@@ -316,7 +323,8 @@ mod tests {
                 ("HOSTMANAGER_DEPLOYMENT_ID".into(), "7".into()),
                 ("HOSTMANAGER_ROOT".into(), "/".into()),
                 ("MY_HOSTMANAGER_URL".into(), "ok".into()),
-            ]),
+            ])
+            .into(),
             ..Default::default()
         };
         let problems = request.problems();
@@ -328,6 +336,30 @@ mod tests {
             "{problems:?}"
         );
         assert!(problems[0].starts_with("env.HOSTMANAGER_DEPLOYMENT_ID:"));
+    }
+
+    #[test]
+    fn debug_output_names_properties_but_never_shows_their_values() {
+        let wire = r#"{"source":"/b.zip","sha256":null,"version_label":null,"env":{"DB_PASSWORD":"s3cret-value"}}"#;
+        let request: DeploymentRequest = serde_json::from_str(wire).expect("the wire format");
+        assert_eq!(serde_json::to_string(&request).expect("serialize"), wire);
+        let change = ConfigureRequest {
+            set: request.env.clone(),
+            unset: vec![],
+        };
+        for debug in [
+            format!("{request:?}"),
+            format!("{request:#?}"),
+            format!("{:?}", Job::Deploy(request.clone())),
+            format!("{:?}", Job::Configure(change.clone())),
+        ] {
+            assert!(debug.contains("DB_PASSWORD"), "{debug}");
+            assert!(!debug.contains("s3cret-value"), "{debug}");
+        }
+        assert_eq!(
+            change.apply(Properties::default()).get("DB_PASSWORD"),
+            Some(&"s3cret-value".to_string())
+        );
     }
 
     #[test]

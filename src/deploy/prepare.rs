@@ -69,7 +69,8 @@ impl Engine {
         Ok(Some(Prepared {
             id,
             label,
-            source: request.source.clone(),
+            // What status and records show; the full URL was only needed to fetch.
+            source: crate::secret::shown_source(&request.source),
             sha256,
             fingerprint,
             dir,
@@ -170,7 +171,7 @@ impl Engine {
         Ok(HookContext {
             deployment: id,
             cwd: dir.to_path_buf(),
-            env,
+            env: env.into(),
             timeout: self.config.deploy.hook_timeout,
             user,
             log: self.paths.hooks_log(),
@@ -265,7 +266,8 @@ impl Engine {
                     self.events.warn(
                         "deploy",
                         format!(
-                            "bundle {url} is fetched over plain HTTP; use https:// and --sha256"
+                            "bundle {} is fetched over plain HTTP; use https:// and --sha256",
+                            crate::secret::shown_source(&url)
                         ),
                     );
                 }

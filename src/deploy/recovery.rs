@@ -229,7 +229,7 @@ impl Engine {
     fn queued_job(&self, record: &super::model::DeploymentRecord) -> Result<Job, String> {
         Ok(match record.kind {
             JobKind::Deploy => Job::Deploy(super::model::DeploymentRequest {
-                source: record.source.clone(),
+                source: self.queued_source(record),
                 sha256: record.sha256.clone(),
                 version_label: Some(record.version_label.clone()),
                 env: self.release_env(record.id).map_err(|f| f.message)?,

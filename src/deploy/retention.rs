@@ -92,6 +92,7 @@ fn delete_records(dir: &Path, ids: &[u64]) -> Vec<String> {
             format!("{id}.json"),
             format!("{id}.env.json"),
             format!("{id}.change.json"),
+            format!("{id}.source.json"),
         ] {
             let path = dir.join(name);
             match std::fs::remove_file(&path) {
@@ -169,7 +170,8 @@ impl Engine {
                     let name = entry.file_name().to_string_lossy().into_owned();
                     let id = name
                         .strip_suffix(".env.json")
-                        .or_else(|| name.strip_suffix(".change.json"));
+                        .or_else(|| name.strip_suffix(".change.json"))
+                        .or_else(|| name.strip_suffix(".source.json"));
                     if id
                         .and_then(|id| id.parse::<u64>().ok())
                         .is_some_and(|id| !keep_ids.contains(&id))

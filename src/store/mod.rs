@@ -139,12 +139,23 @@ impl HashingFile {
                     source,
                 })?;
         }
-        let file = tokio::fs::File::create(path)
+        let io = |source| StoreError::Io {
+            path: path.into(),
+            source,
+        };
+        // 0600: a downloaded bundle may hold what the app keeps from other local users.
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
             .await
-            .map_err(|source| StoreError::Io {
-                path: path.into(),
-                source,
-            })?;
+            .map_err(io)?;
+        // The mode given to open() applies only to a new file; one left by a crash gets it too.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .await
+            .map_err(io)?;
         Ok(Self {
             file,
             hasher: sha2::Digest::new(),

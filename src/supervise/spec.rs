@@ -20,7 +20,7 @@ pub struct ProcessSpec {
     /// Working directory: the release directory.
     pub cwd: PathBuf,
     /// Environment properties of the release (secrets: stored 0600, never logged).
-    pub env: BTreeMap<String, String>,
+    pub env: crate::secret::Properties,
     /// PORT for the web process.
     pub port: Option<u16>,
 }
@@ -145,7 +145,8 @@ mod tests {
             env: BTreeMap::from([
                 ("PATH".into(), "/opt/bin".into()),
                 ("PORT".into(), "1".into()),
-            ]),
+            ])
+            .into(),
             port: Some(5000),
         };
         let user = AppUser {
