@@ -28,12 +28,15 @@ pub(super) struct Prepared {
     pub env: BTreeMap<String, String>,
     /// `.platform/hooks` or `.platform/confighooks` (postdeploy runs from there), or none.
     pub hooks: Option<&'static str>,
+    /// Root's copy of the release's `.platform` (`platform.rs`); none for an earlier agent's.
+    pub platform: Option<PathBuf>,
 }
 
 /// What a job created so far, to undo when it fails before taking traffic.
 #[derive(Debug, Default)]
 pub(super) struct Started {
     pub release_dir: Option<PathBuf>,
+    pub platform: Option<PathBuf>,
     pub staged: Option<StagedConfig>,
     pub processes: Vec<ProcessKey>,
     pub stopped_old: bool,
@@ -206,6 +209,16 @@ impl Engine {
                 let _ = std::fs::remove_dir_all(dir);
             }
         }
+        if let Some(copy) = started.platform.take() {
+            let referenced = self
+                .lock_state()
+                .current
+                .iter()
+                .any(|c| c.platform.as_ref() == Some(&copy));
+            if !referenced {
+                let _ = std::fs::remove_dir_all(copy);
+            }
+        }
     }
 
     /// Starts the serving release's processes that are not running (after an all-at-once stop,
@@ -288,6 +301,7 @@ impl Engine {
                 }
             }
         }
+        self.prune_platform_copies(in_progress);
         // Property values of deployments that can no longer run are secrets kept for nothing.
         if let Ok(entries) = std::fs::read_dir(self.paths.deployments_dir()) {
             for entry in entries.flatten() {

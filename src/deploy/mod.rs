@@ -10,8 +10,10 @@ mod extract;
 mod fetch;
 mod hooks;
 mod model;
+mod platform;
 mod prepare;
 mod procfile;
+mod reach;
 mod recovery;
 mod steps;
 

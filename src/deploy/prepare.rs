@@ -15,7 +15,9 @@ use super::fetch::{
 };
 use super::hooks::{HookContext, hook_files, run_command, run_hook_dir};
 use super::model::*;
+use super::platform::BUILDFILE;
 use super::procfile::{ProcfileEntry, parse_buildfile, parse_procfile};
+use super::reach::{self, Identity};
 use super::steps::StepFailure;
 use crate::supervise::APP_PATH;
 
@@ -41,8 +43,13 @@ impl Engine {
         }
         let dir = self.paths.release_dir(id);
         started.release_dir = Some(dir.clone());
-        let sha256 = self
-            .step(id, "extract", self.extract(&bundle, &dir))
+        started.platform = Some(self.paths.platform_copy(id));
+        // Root's copy of `.platform` and the Buildfile is made now, while the release is root's.
+        let (sha256, platform) = self
+            .step(id, "extract", async {
+                let sha256 = self.extract(&bundle, &dir).await?;
+                Ok((sha256, self.copy_platform(id, &dir).await?))
+            })
             .await?;
         if let LocalBundle::Dir { .. } = &bundle {
             self.step(id, "verify", async {
@@ -59,10 +66,10 @@ impl Engine {
             .await?;
         let port = self.next_web_port(self.current().as_ref());
         let hooks = self.hook_context(id, &dir, &request.env, port)?;
-        self.run_hooks(id, &hooks, ".platform/hooks/prebuild")
+        self.run_hooks(id, &hooks, &platform, ".platform/hooks/prebuild")
             .await?;
-        self.run_buildfile(id, &hooks, &dir).await?;
-        self.run_hooks(id, &hooks, ".platform/hooks/predeploy")
+        self.run_buildfile(id, &hooks, &platform).await?;
+        self.run_hooks(id, &hooks, &platform, ".platform/hooks/predeploy")
             .await?;
         self.step(id, "permissions", self.hand_over(&dir)).await?;
         Ok(Some(Prepared {
@@ -75,6 +82,7 @@ impl Engine {
             procfile,
             env: request.env.clone(),
             hooks: Some(".platform/hooks"),
+            platform: Some(platform),
         }))
     }
 
@@ -95,12 +103,19 @@ impl Engine {
         }
         let dir = self.paths.release_dir(id);
         started.release_dir = Some(dir.clone());
-        self.step(id, "copy-release", copy_release(&current.dir, &dir))
+        started.platform = Some(self.paths.platform_copy(id));
+        // The copy is root's (the app user cannot touch it while root's confighooks run in it)
+        // and its `.platform` comes from root's copy, never from the app-writable release.
+        let platform = self
+            .step(id, "copy-release", async {
+                copy_release(&current.dir, &dir).await?;
+                self.carry_platform(id, current, &dir).await
+            })
             .await?;
         let hooks = self.hook_context(id, &dir, &env, self.next_web_port(Some(current)))?;
-        self.run_hooks(id, &hooks, ".platform/confighooks/prebuild")
+        self.run_hooks(id, &hooks, &platform, ".platform/confighooks/prebuild")
             .await?;
-        self.run_hooks(id, &hooks, ".platform/confighooks/predeploy")
+        self.run_hooks(id, &hooks, &platform, ".platform/confighooks/predeploy")
             .await?;
         self.step(id, "permissions", self.hand_over(&dir)).await?;
         Ok(Some(Prepared {
@@ -113,6 +128,7 @@ impl Engine {
             procfile: entries(current),
             env,
             hooks: Some(".platform/confighooks"),
+            platform: Some(platform),
         }))
     }
 
@@ -137,6 +153,7 @@ impl Engine {
             procfile: entries(current),
             env,
             hooks: None,
+            platform: self.platform_of(id, current),
         }))
     }
 
@@ -202,14 +219,16 @@ impl Engine {
         Ok((switch, user.dir.display().to_string()))
     }
 
-    /// Runs the hooks of one phase directory as one step; skipped when there are none.
+    /// Runs the hooks of one phase directory (`phase` as in the release, read from root's copy
+    /// `platform`) as one step; skipped when there are none.
     pub(super) async fn run_hooks(
         &self,
         id: u64,
         context: &HookContext,
+        platform: &Path,
         phase: &str,
     ) -> Result<(), StepFailure> {
-        let dir = context.cwd.join(phase);
+        let dir = platform.join(phase);
         if hook_files(&dir).is_empty() {
             return Ok(());
         }
@@ -226,13 +245,14 @@ impl Engine {
         Ok(())
     }
 
+    /// The Buildfile as root copied it at extraction; its commands run in the release.
     async fn run_buildfile(
         &self,
         id: u64,
         context: &HookContext,
-        dir: &Path,
+        platform: &Path,
     ) -> Result<(), StepFailure> {
-        let Ok(text) = std::fs::read_to_string(dir.join("Buildfile")) else {
+        let Ok(text) = std::fs::read_to_string(platform.join(BUILDFILE)) else {
             return Ok(());
         };
         self.step(id, "buildfile", async {
@@ -367,33 +387,36 @@ impl Engine {
         Ok(entries)
     }
 
-    /// The app user owns its release, as on Elastic Beanstalk (`webapp` owns /var/app/current).
-    ///
-    /// Except `.platform`: root runs its hooks again (config deployments, crash recovery) and
-    /// nginx's root master reads its overrides on every later reload, so the app user must not
-    /// be able to change it — a compromised app would otherwise become root.
+    /// The app user owns its release, as on Elastic Beanstalk (`webapp` owns /var/app/current),
+    /// `.platform` included: root never reads it again (it uses its own copy, `platform.rs`).
+    /// Fails naming the directory when the app user could not reach the release.
     async fn hand_over(&self, release_dir: &Path) -> Result<(), StepFailure> {
         let user = self.supervisor.user().clone();
         if !user.switch {
             return Ok(());
         }
-        let platform = release_dir.join(".platform");
-        if std::fs::symlink_metadata(&platform).is_ok_and(|m| !m.is_dir()) {
-            return Err(StepFailure::new(
-                ".platform must be a directory in the bundle, not a file or a symlink",
-            ));
-        }
         let dir = release_dir.to_path_buf();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            chown_tree(&dir, user.uid, user.gid)?;
-            if platform.is_dir() {
-                let agent = (
-                    nix::unistd::geteuid().as_raw(),
-                    nix::unistd::getegid().as_raw(),
-                );
-                chown_tree(&platform, agent.0, agent.1)?;
+        tokio::task::spawn_blocking(move || -> Result<(), StepFailure> {
+            chown_tree(&dir, user.uid, user.gid).map_err(|error| {
+                StepFailure::new(format!(
+                    "giving {} to {}: {error}",
+                    dir.display(),
+                    user.name
+                ))
+            })?;
+            let who = Identity {
+                uid: user.uid,
+                gid: user.gid,
+                groups: user.groups.clone(),
+            };
+            let chain = reach::chain(&dir)
+                .map_err(|error| StepFailure::new(format!("{}: {error}", dir.display())))?;
+            match reach::first_unreachable(&chain, &who) {
+                Some(blocked) => Err(StepFailure::new(reach::describe(
+                    blocked, &user.name, &who, &dir,
+                ))),
+                None => Ok(()),
             }
-            Ok(())
         })
         .await??;
         Ok(())
@@ -402,13 +425,17 @@ impl Engine {
 
 /// A configuration deployment gets its own copy of the serving release, build artefacts
 /// included; copy-on-write where the filesystem supports it. No shell: fixed arguments.
+///
+/// The copy is root's, not the app user's: ownership is not preserved (nor ACLs or extended
+/// attributes), so the app user cannot change it while root's confighooks run in it; links
+/// are copied as links, never followed; modes go through the umask and lose setuid and setgid
+/// (cp drops them when it does not preserve ownership). The permissions step then hands it over.
 async fn copy_release(from: &Path, to: &Path) -> Result<(), StepFailure> {
     if to.exists() {
         std::fs::remove_dir_all(to)?;
     }
     let output = tokio::process::Command::new("cp")
-        .arg("-a")
-        .arg("--reflink=auto")
+        .args(["-R", "-P", "--preserve=timestamps,links", "--reflink=auto"])
         .arg(from)
         .arg(to)
         .output()
@@ -424,8 +451,10 @@ async fn copy_release(from: &Path, to: &Path) -> Result<(), StepFailure> {
     Ok(())
 }
 
+/// Children first, each directory last: the app user gets write access to a directory only
+/// once everything under it is done, so it cannot swap an entry for a symlink while root is
+/// still walking it. `lchown` and the entry's own type: no link is followed.
 fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {
@@ -434,5 +463,5 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
             std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))?;
         }
     }
-    Ok(())
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
 }

@@ -54,6 +54,7 @@ impl Engine {
                 .any(|c| c.dir == self.paths.release_dir(id));
             if !referenced {
                 let _ = std::fs::remove_dir_all(self.paths.release_dir(id));
+                let _ = std::fs::remove_dir_all(self.paths.platform_copy(id));
             }
             self.update_record(id, |r| r.message = Some(message.clone()));
             self.events.emit(
@@ -83,8 +84,12 @@ impl Engine {
         let status = match (hooks, current) {
             (Some(phase), Some(current)) if !ran && serves => {
                 let env = self.release_env(id);
+                // From root's copy: the app user could have replaced the release's own hooks.
                 let outcome = match self.hook_context(id, &current.dir, &env, current.web_port) {
-                    Ok(context) => self.run_hooks(id, &context, phase).await,
+                    Ok(context) => match self.platform_of(id, &current) {
+                        Some(platform) => self.run_hooks(id, &context, &platform, phase).await,
+                        None => Ok(()),
+                    },
                     Err(failure) => Err(failure),
                 };
                 match outcome {
@@ -161,8 +166,14 @@ impl Engine {
         if !self.proxy.enabled() || serving_config {
             return;
         }
-        let overrides = current.dir.join(".platform/nginx");
-        let restored = match self.proxy.stage(current.web_port, Some(&overrides)).await {
+        let overrides = self
+            .platform_of(current.deployment_id, current)
+            .map(|p| p.join(super::platform::NGINX_OVERRIDES));
+        let restored = match self
+            .proxy
+            .stage(current.web_port, overrides.as_deref())
+            .await
+        {
             Ok(staged) => self
                 .proxy
                 .activate(&staged, self.config.deploy.drain_timeout)
