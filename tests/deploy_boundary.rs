@@ -482,3 +482,50 @@ fn a_release_the_app_user_cannot_reach_fails_the_deployment_naming_the_directory
     );
     assert_eq!(host.status()["processes"], serde_json::json!([]));
 }
+
+#[test]
+fn a_release_from_an_earlier_agent_without_a_root_copy_loses_its_overrides_with_a_warning() {
+    let mut host = TestHost::new();
+    host.start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mark = marker_dir();
+    let legit_conf = logging_conf(mark.path(), "legit-nginx");
+    let v1 = host.deploy_ok(&sample(
+        dir.path(),
+        "v1",
+        &[Entry::File(
+            ".platform/nginx/conf.d/legit.conf",
+            legit_conf.as_bytes(),
+            0o644,
+        )],
+    ));
+    host.deploy_ok(&sample(dir.path(), "v2", &[]));
+    host.stop_agent(Signal::SIGTERM, Duration::from_secs(10));
+    // What an earlier agent version wrote: no `platform` for the releases it deployed.
+    let state_file = host.path("var/lib/hostmanager/state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).expect("state")).expect("json");
+    assert_eq!(state["previous"][0]["deployment_id"], v1["id"]);
+    state["previous"][0]
+        .as_object_mut()
+        .expect("previous release")
+        .remove("platform")
+        .expect("this agent recorded v1's copy");
+    std::fs::write(&state_file, serde_json::to_vec(&state).expect("json")).expect("write");
+    host.start();
+    let rolled = host.cli(&["rollback", "--wait", "--json"]);
+    let rolled: serde_json::Value = serde_json::from_slice(&rolled.stdout).expect("json");
+    assert_eq!(rolled["status"], "succeeded", "{rolled:#}");
+    assert_eq!(host.body("/"), "Hello from v1\n");
+    assert!(
+        !active_nginx_config(&host).contains("legit-nginx"),
+        "overrides nobody can vouch for are not loaded"
+    );
+    let warned = host.events().into_iter().any(|e| {
+        e["severity"] == "warning"
+            && e["message"].as_str().is_some_and(|m| {
+                m.contains(&format!("(deployment {}) has no root-owned copy", v1["id"]))
+            })
+    });
+    assert!(warned, "a warning event says why v1's overrides are gone");
+}
