@@ -311,6 +311,23 @@ mod tests {
     }
 
     #[test]
+    fn hook_listing_skips_symlinks_and_never_enters_a_linked_directory() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).expect("mkdir");
+        std::fs::write(elsewhere.join("planted.sh"), "#!/bin/sh\n").expect("write");
+        let phase = dir.path().join("prebuild");
+        std::fs::create_dir_all(&phase).expect("mkdir");
+        std::fs::write(phase.join("01_real.sh"), "#!/bin/sh\n").expect("write");
+        symlink(elsewhere.join("planted.sh"), phase.join("00_link.sh")).expect("symlink");
+        assert_eq!(hook_files(&phase), [phase.join("01_real.sh")]);
+        let linked_phase = dir.path().join("predeploy");
+        symlink(&elsewhere, &linked_phase).expect("symlink");
+        assert_eq!(hook_files(&linked_phase), Vec::<PathBuf>::new());
+    }
+
+    #[test]
     fn executable_hooks_run_directly() {
         assert_eq!(plan_launch(true, "#!/bin/bash"), Launch::Direct);
     }

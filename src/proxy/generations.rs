@@ -178,3 +178,53 @@ fn list(generations: &Path) -> Vec<(u64, PathBuf)> {
     found.sort();
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn overrides_are_copied_without_following_any_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(outside.join("conf.d")).expect("mkdir");
+        fs::write(outside.join("nginx.conf"), "load_module planted.so;").expect("write");
+        fs::write(outside.join("conf.d/planted.conf"), "planted;").expect("write");
+        let source = dir.path().join("nginx");
+        fs::create_dir_all(source.join("conf.d")).expect("mkdir");
+        fs::write(source.join("conf.d/real.conf"), "real;").expect("write");
+        symlink(outside.join("nginx.conf"), source.join("nginx.conf")).expect("symlink");
+        symlink(
+            outside.join("conf.d/planted.conf"),
+            source.join("conf.d/link.conf"),
+        )
+        .expect("symlink");
+        symlink(
+            outside.join("conf.d"),
+            source.join("conf.d/elasticbeanstalk"),
+        )
+        .expect("symlink");
+        let generation = dir.path().join("g1");
+        fs::create_dir_all(&generation).expect("mkdir");
+        copy_overrides(&source, &generation).expect("copy");
+        assert_eq!(
+            fs::read_to_string(generation.join("conf.d/real.conf")).expect("real"),
+            "real;"
+        );
+        for skipped in [
+            "nginx.conf",
+            "conf.d/link.conf",
+            "conf.d/elasticbeanstalk/planted.conf",
+        ] {
+            assert!(!generation.join(skipped).exists(), "{skipped} was followed");
+        }
+        // A linked overrides directory is not entered at all.
+        let linked = dir.path().join("linked");
+        symlink(&outside, &linked).expect("symlink");
+        let other = dir.path().join("g2");
+        fs::create_dir_all(&other).expect("mkdir");
+        copy_overrides(&linked, &other).expect("copy");
+        assert!(!other.join("nginx.conf").exists());
+    }
+}
