@@ -8,6 +8,7 @@ mod engine;
 mod entry;
 mod extract;
 mod fetch;
+mod hook_steps;
 mod hooks;
 mod model;
 mod platform;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod apps;
+pub mod attack;
 pub mod bundles;
 pub mod cloudwatch;
 pub mod http;
