@@ -19,13 +19,16 @@ use common::{TestHost, wait_for};
 use nix::sys::signal::Signal;
 
 #[test]
-fn a_planted_platform_is_never_run_or_loaded_by_configure_or_rollback() {
+fn a_planted_platform_is_never_run_or_loaded_by_configure_rollback_or_restart() {
     let mut host = TestHost::new();
     host.start();
     let dir = tempfile::tempdir().expect("tempdir");
     let mark = marker_dir();
     let m = mark.path().display().to_string();
-    let config_prebuild = format!("#!/bin/sh\necho ran >> {m}/legit-confighooks-prebuild\n");
+    // Records who owns the tree it runs in: root's, until the permissions step hands it over.
+    let config_prebuild = format!(
+        "#!/bin/sh\necho \"$(stat -c %u .) $(find . ! -user 0 | wc -l)\" >> {m}/legit-confighooks-prebuild\n"
+    );
     let config_postdeploy = format!("#!/bin/sh\necho ran >> {m}/legit-confighooks-postdeploy\n");
     let legit_conf = logging_conf(mark.path(), "legit-nginx");
     let v1 = host.deploy_ok(&sample(
@@ -61,7 +64,12 @@ fn a_planted_platform_is_never_run_or_loaded_by_configure_or_rollback() {
         Vec::<String>::new(),
         "nothing planted ran"
     );
-    assert_eq!(lines(&mark.path().join("legit-confighooks-prebuild")), 1);
+    assert_eq!(
+        std::fs::read_to_string(mark.path().join("legit-confighooks-prebuild"))
+            .expect("the bundle's confighook ran"),
+        "0 0\n",
+        "the confighook ran once, in a copy root owns entirely"
+    );
     assert_eq!(lines(&mark.path().join("legit-confighooks-postdeploy")), 1);
     let new_release = release(&host, &configured["id"]);
     assert!(
@@ -97,6 +105,46 @@ fn a_planted_platform_is_never_run_or_loaded_by_configure_or_rollback() {
         Vec::<String>::new(),
         "nothing planted ran"
     );
+
+    // A restart of the planted release stages the same overrides, from root's copy.
+    std::fs::remove_file(mark.path().join("legit-nginx.log")).expect("legit log");
+    let restarted = host.cli(&["restart", "--wait", "--json"]);
+    let restarted: serde_json::Value = serde_json::from_slice(&restarted.stdout).expect("json");
+    assert_eq!(restarted["status"], "succeeded", "{restarted:#}");
+    assert!(mark.path().join("legit-nginx.log").exists());
+    assert!(!active_nginx_config(&host).contains("planted"));
+    assert_eq!(
+        planted(mark.path()),
+        Vec::<String>::new(),
+        "nothing planted ran"
+    );
+}
+
+#[test]
+fn retention_deletes_root_copies_with_their_releases() {
+    let mut host = TestHost::new().set("deploy", "releases_to_keep", 2);
+    host.start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = b"#!/bin/sh\ntrue\n";
+    let ids: Vec<serde_json::Value> = ["v1", "v2", "v3"]
+        .iter()
+        .map(|version| {
+            let bundle = sample(
+                dir.path(),
+                version,
+                &[Entry::File(".platform/hooks/predeploy/01.sh", hook, 0o755)],
+            );
+            host.deploy_ok(&bundle)["id"].clone()
+        })
+        .collect();
+    let copy = |id: &serde_json::Value| host.path(&format!("var/lib/hostmanager/platform/{id}"));
+    assert!(!release(&host, &ids[0]).exists() && !copy(&ids[0]).exists());
+    for kept in &ids[1..] {
+        assert!(
+            copy(kept).join(".platform/hooks/predeploy/01.sh").is_file(),
+            "release {kept} is kept with its copy"
+        );
+    }
 }
 
 /// A hook that records its pid in `mark/<name>.pid`, then waits until `mark/go` exists.
