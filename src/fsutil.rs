@@ -109,6 +109,40 @@ pub fn tail_lines(path: &Path, count: usize) -> String {
     complete[complete.len().saturating_sub(count)..].join("\n")
 }
 
+/// Opens `path` for reading only if it is a regular file, never through a symlink in its last
+/// component (`O_NOFOLLOW`) and never blocking on a FIFO (`O_NONBLOCK`): for what root reads
+/// in a directory someone else may have written to.
+pub fn open_regular_nofollow(path: &Path) -> io::Result<File> {
+    use nix::fcntl::OFlag;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(file)
+}
+
+/// Copies the regular file `from` to `to` (replaced if it exists) with exactly `mode`; follows
+/// no symlink at either end.
+pub fn copy_regular_nofollow(from: &Path, to: &Path, mode: u32) -> io::Result<()> {
+    let mut source = open_regular_nofollow(from)?;
+    let mut target = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(to)?;
+    target.set_permissions(fs::Permissions::from_mode(mode))?;
+    io::copy(&mut source, &mut target)?;
+    Ok(())
+}
+
 fn parent(path: &Path) -> io::Result<&Path> {
     path.parent().ok_or_else(|| {
         io::Error::new(
@@ -142,6 +176,39 @@ mod tests {
             assert_eq!(mode, 0o600, "{}", path.display());
             assert_eq!(fs::read(path).expect("read"), b"new");
         }
+    }
+
+    #[test]
+    fn regular_file_copies_refuse_symlinks_and_fifos() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("file");
+        fs::write(&file, "content").expect("write");
+        let link = dir.path().join("link");
+        symlink(&file, &link).expect("symlink");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let copy = dir.path().join("copy");
+        copy_regular_nofollow(&file, &copy, 0o640).expect("a regular file copies");
+        assert_eq!(fs::read_to_string(&copy).expect("read"), "content");
+        assert_eq!(
+            fs::metadata(&copy).expect("meta").permissions().mode() & 0o7777,
+            0o640
+        );
+        let through_link = copy_regular_nofollow(&link, &dir.path().join("x"), 0o644);
+        assert_eq!(
+            through_link
+                .expect_err("a symlink is refused")
+                .raw_os_error(),
+            Some(nix::libc::ELOOP)
+        );
+        let from_fifo = copy_regular_nofollow(&fifo, &dir.path().join("y"), 0o644);
+        assert_eq!(
+            from_fifo.expect_err("a FIFO is refused").kind(),
+            io::ErrorKind::InvalidInput
+        );
+        let onto_link = copy_regular_nofollow(&file, &link, 0o644);
+        assert!(onto_link.is_err(), "the target may not be a symlink either");
+        assert_eq!(fs::read_to_string(&file).expect("read"), "content");
     }
 
     #[test]

@@ -71,6 +71,16 @@ impl Paths {
         self.logs_state_dir().join("requests")
     }
 
+    /// Root's own copies of each release's `.platform` and Buildfile, one directory per
+    /// deployment: what root runs or loads never comes from the app-writable release.
+    pub fn platform_copies_dir(&self) -> PathBuf {
+        self.state_dir().join("platform")
+    }
+
+    pub fn platform_copy(&self, deployment_id: u64) -> PathBuf {
+        self.platform_copies_dir().join(deployment_id.to_string())
+    }
+
     pub fn downloads_dir(&self) -> PathBuf {
         self.state_dir().join("downloads")
     }
@@ -165,6 +175,7 @@ mod tests {
             paths.healthd_log_dir(),
             paths.control_socket(),
             paths.nginx_dir(),
+            paths.platform_copy(7),
         ] {
             assert!(
                 path.starts_with("/srv/hm"),

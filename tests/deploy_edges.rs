@@ -1,5 +1,5 @@
 //! Edges of the deployment engine: all-at-once rollbacks, changes queued behind a running
-//! deployment, ownership of `.platform`, a missing hook user, and a host without nginx.
+//! deployment, ownership of the release and of root's copy of `.platform`, a missing hook user, and a host without nginx.
 
 mod common;
 
@@ -89,10 +89,11 @@ fn a_configuration_queued_behind_a_deployment_applies_to_what_that_deployment_le
 }
 
 #[test]
-fn the_app_user_owns_its_release_but_not_the_platform_hooks_root_runs() {
-    if !common::is_root() {
-        return; // Ownership only changes when the agent is root.
-    }
+fn the_app_user_owns_its_release_and_root_keeps_its_own_copy_of_platform() {
+    assert!(
+        common::is_root(),
+        "this test checks ownership, which only changes when the agent is root: run the suite as root"
+    );
     let mut host = TestHost::new();
     host.start();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -100,11 +101,10 @@ fn the_app_user_owns_its_release_but_not_the_platform_hooks_root_runs() {
     let record = host.deploy_ok(&sample(
         dir.path(),
         "v1",
-        &[Entry::File(
-            ".platform/confighooks/predeploy/01.sh",
-            hook,
-            0o777,
-        )],
+        &[
+            Entry::File(".platform/confighooks/predeploy/01.sh", hook, 0o777),
+            Entry::File("Buildfile", b"noop: true\n", 0o666),
+        ],
     ));
     let release = host.path(&format!("var/app/releases/{}", record["id"]));
     let app_uid = nix::unistd::User::from_name("webapp")
@@ -112,26 +112,45 @@ fn the_app_user_owns_its_release_but_not_the_platform_hooks_root_runs() {
         .expect("webapp")
         .uid
         .as_raw();
+    for owned in [
+        "",
+        "application.py",
+        ".platform",
+        ".platform/confighooks/predeploy/01.sh",
+    ] {
+        assert_eq!(
+            std::fs::symlink_metadata(release.join(owned))
+                .expect("release entry")
+                .uid(),
+            app_uid,
+            "the app user owns {owned:?} of its release"
+        );
+    }
+    let copy = host.path(&format!("var/lib/hostmanager/platform/{}", record["id"]));
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(host.path("var/lib/hostmanager/state.json")).expect("state.json"),
+    )
+    .expect("state json");
     assert_eq!(
-        std::fs::metadata(release.join("application.py"))
-            .expect("app")
-            .uid(),
-        app_uid
+        state["current"]["platform"],
+        copy.display().to_string(),
+        "the serving release names root's copy"
     );
-    let hook_meta =
-        std::fs::metadata(release.join(".platform/confighooks/predeploy/01.sh")).expect("hook");
-    assert_eq!(hook_meta.uid(), 0, ".platform stays root's");
-    assert_eq!(
-        hook_meta.mode() & 0o002,
-        0,
-        "and is not world-writable, whatever the zip said"
-    );
-    assert_eq!(
-        std::fs::metadata(release.join(".platform"))
-            .expect("dir")
-            .uid(),
-        0
-    );
+    for owned in [
+        "",
+        ".platform",
+        ".platform/confighooks/predeploy",
+        ".platform/confighooks/predeploy/01.sh",
+        "Buildfile",
+    ] {
+        let meta = std::fs::symlink_metadata(copy.join(owned)).expect("copy entry");
+        assert_eq!(meta.uid(), 0, "root owns {owned:?} of its copy");
+        assert_eq!(
+            meta.mode() & 0o022,
+            0,
+            "{owned:?} of the copy is writable by root only, whatever the zip said"
+        );
+    }
 }
 
 #[test]

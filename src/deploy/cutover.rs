@@ -13,8 +13,8 @@ use tokio::time::Instant;
 
 use super::Engine;
 use super::engine::{Prepared, Started, entries, specs};
-use super::hooks::run_hook_dir;
 use super::model::*;
+use super::platform::NGINX_OVERRIDES;
 use super::steps::{StepFailure, now_ms};
 use crate::config::DeployStrategy;
 use crate::health::probe;
@@ -32,12 +32,12 @@ impl Engine {
         let id = prepared.id;
         let port = self.next_web_port(current.as_ref());
         self.update_record(id, |r| r.web_port = Some(port));
-        let overrides = prepared.dir.join(".platform/nginx");
+        let overrides = prepared.platform.as_ref().map(|p| p.join(NGINX_OVERRIDES));
         // Without nginx (`proxy.enabled = false`) the app serves by itself: no config to stage.
         let staged = match self.proxy.enabled() {
             true => Some(
                 self.step(id, "proxy-config", async {
-                    Ok(self.proxy.stage(port, Some(&overrides)).await?)
+                    Ok(self.proxy.stage(port, overrides.as_deref()).await?)
                 })
                 .await?,
             ),
@@ -92,6 +92,7 @@ impl Engine {
                 .collect(),
             deployed_ms: now_ms(),
             proxy_generation: staged.map(|s| s.generation),
+            platform: prepared.platform.clone(),
         };
         // A restart is the same release: it is not its own rollback target.
         let keep_previous = prepared.hooks.is_some();
@@ -138,23 +139,11 @@ impl Engine {
             })
             .await?;
         }
-        if let Some(hooks) = prepared.hooks {
+        if let (Some(hooks), Some(platform)) = (prepared.hooks, &prepared.platform) {
             let port = self.current().map_or(self.config.app.port, |c| c.web_port);
             let context = self.hook_context(id, &prepared.dir, &prepared.env, port)?;
-            let phase = format!("{hooks}/postdeploy");
-            if !super::hooks::hook_files(&prepared.dir.join(&phase)).is_empty() {
-                let step = phase.trim_start_matches(".platform/").replace('/', "-");
-                let warnings = self
-                    .step(
-                        id,
-                        &step,
-                        run_hook_dir(&context, &prepared.dir.join(&phase), &phase),
-                    )
-                    .await?;
-                for warning in warnings {
-                    self.events.warn("deploy", warning);
-                }
-            }
+            self.run_hooks(id, &context, platform, &format!("{hooks}/postdeploy"))
+                .await?;
         }
         Ok(())
     }
@@ -181,6 +170,13 @@ impl Engine {
                     previous.version_label, previous.deployment_id
                 ));
                 let _ = super::retention::remove_tree(failed.dir.clone()).await;
+                if let Some(copy) = failed
+                    .platform
+                    .as_ref()
+                    .filter(|c| previous.platform.as_ref() != Some(*c))
+                {
+                    let _ = super::retention::remove_tree(copy.clone()).await;
+                }
             }
             Err(rollback) => failure.message.push_str(&format!(
                 "; the rollback failed too ({}: {})",
@@ -237,12 +233,14 @@ impl Engine {
         make_room: bool,
     ) -> Result<(), StepFailure> {
         let env = self.release_env(target.deployment_id)?;
-        let overrides = target.dir.join(".platform/nginx");
+        let overrides = self
+            .platform_of(id, target)
+            .map(|p| p.join(NGINX_OVERRIDES));
         self.supervisor.stop_release(target.deployment_id).await;
         let staged = match self.proxy.enabled() {
             true => Some(
                 self.step(id, "rollback-proxy-config", async {
-                    Ok(self.proxy.stage(port, Some(&overrides)).await?)
+                    Ok(self.proxy.stage(port, overrides.as_deref()).await?)
                 })
                 .await?,
             ),

@@ -29,12 +29,15 @@ pub(super) struct Prepared {
     pub env: crate::secret::Properties,
     /// `.platform/hooks` or `.platform/confighooks` (postdeploy runs from there), or none.
     pub hooks: Option<&'static str>,
+    /// Root's copy of the release's `.platform` (`platform.rs`); none for an earlier agent's.
+    pub platform: Option<PathBuf>,
 }
 
 /// What a job created so far, to undo when it fails before taking traffic.
 #[derive(Debug, Default)]
 pub(super) struct Started {
     pub release_dir: Option<PathBuf>,
+    pub platform: Option<PathBuf>,
     pub staged: Option<StagedConfig>,
     pub processes: Vec<ProcessKey>,
     pub stopped_old: bool,
@@ -193,6 +196,16 @@ impl Engine {
             let referenced = self.lock_state().current.iter().any(|c| c.dir == dir);
             if !referenced {
                 let _ = remove_tree(dir).await;
+            }
+        }
+        if let Some(copy) = started.platform.take() {
+            let referenced = self
+                .lock_state()
+                .current
+                .iter()
+                .any(|c| c.platform.as_ref() == Some(&copy));
+            if !referenced {
+                let _ = remove_tree(copy).await;
             }
         }
     }

@@ -78,15 +78,17 @@ pub fn plan_launch(executable: bool, first_line: &str) -> Launch {
     }
 }
 
-/// The hook files of `dir`, in lexicographic order (Elastic Beanstalk's rule).
+/// The hook files of `dir`, in lexicographic order (Elastic Beanstalk's rule): regular files
+/// only, judged by the entry itself (a symlink is not a hook, whatever it points to).
 pub fn hook_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let is_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+    let Some(entries) = is_dir.then(|| std::fs::read_dir(dir).ok()).flatten() else {
         return Vec::new();
     };
     let mut files: Vec<PathBuf> = entries
         .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path())
-        .filter(|p| p.is_file())
         .collect();
     files.sort();
     files
@@ -106,7 +108,7 @@ pub async fn run_hook_dir(
                 .map(|n| n.to_string_lossy())
                 .unwrap_or_default()
         );
-        let executable = std::fs::metadata(&file)
+        let executable = std::fs::symlink_metadata(&file)
             .map(|m| m.permissions().mode() & 0o111 != 0)
             .unwrap_or(false);
         let mut command = match plan_launch(executable, &first_line(&file)) {
@@ -254,7 +256,7 @@ pub fn kill_orphaned_hooks(root: &Path, id: u64) -> usize {
 
 fn first_line(path: &Path) -> String {
     let mut buffer = [0u8; 256];
-    let read = std::fs::File::open(path)
+    let read = crate::fsutil::open_regular_nofollow(path)
         .and_then(|mut f| f.read(&mut buffer))
         .unwrap_or(0);
     let text = String::from_utf8_lossy(&buffer[..read]);
@@ -305,6 +307,23 @@ mod tests {
         std::fs::write(&path, "a new file\n").expect("recreate");
         writeln!(log, "second").expect("write");
         assert_eq!(output_since(&reader, offset), "first\nsecond");
+    }
+
+    #[test]
+    fn hook_listing_skips_symlinks_and_never_enters_a_linked_directory() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).expect("mkdir");
+        std::fs::write(elsewhere.join("planted.sh"), "#!/bin/sh\n").expect("write");
+        let phase = dir.path().join("prebuild");
+        std::fs::create_dir_all(&phase).expect("mkdir");
+        std::fs::write(phase.join("01_real.sh"), "#!/bin/sh\n").expect("write");
+        symlink(elsewhere.join("planted.sh"), phase.join("00_link.sh")).expect("symlink");
+        assert_eq!(hook_files(&phase), [phase.join("01_real.sh")]);
+        let linked_phase = dir.path().join("predeploy");
+        symlink(&elsewhere, &linked_phase).expect("symlink");
+        assert_eq!(hook_files(&linked_phase), Vec::<PathBuf>::new());
     }
 
     #[test]

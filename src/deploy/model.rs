@@ -220,6 +220,10 @@ pub struct ReleaseInfo {
     pub processes: Vec<(String, String)>,
     pub deployed_ms: i64,
     pub proxy_generation: Option<String>,
+    /// Root's copy of the release's `.platform` and Buildfile (`platform.rs`), the only place
+    /// root reads them from; absent for releases deployed by an agent that made none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PathBuf>,
 }
 
 /// `var/lib/hostmanager/state.json`.

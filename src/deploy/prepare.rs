@@ -2,9 +2,9 @@
 //! a deployment fetches, verifies and extracts its bundle, then runs prebuild hooks, the
 //! Buildfile and predeploy hooks in Elastic Beanstalk's order; a configuration deployment
 //! copies the serving release (build artefacts included, unlike Elastic Beanstalk) and runs
-//! the confighooks; a restart reuses the serving release as it is.
+//! the confighooks; a restart reuses the serving release as it is. The hook steps themselves
+//! are in `hook_steps.rs`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::Engine;
@@ -13,12 +13,11 @@ use super::extract::{copy_dir, extract_zip};
 use super::fetch::{
     LocalBundle, Source, fetch_http, fetch_local, parse_source, verify, with_retries,
 };
-use super::hooks::{HookContext, hook_files, run_command, run_hook_dir};
 use super::model::*;
-use super::procfile::{ProcfileEntry, parse_buildfile, parse_procfile};
+use super::procfile::{ProcfileEntry, parse_procfile};
+use super::reach::{self, Identity};
 use super::retention::remove_tree;
 use super::steps::StepFailure;
-use crate::supervise::APP_PATH;
 
 impl Engine {
     pub(super) async fn prepare_deploy(
@@ -42,8 +41,13 @@ impl Engine {
         }
         let dir = self.paths.release_dir(id);
         started.release_dir = Some(dir.clone());
-        let sha256 = self
-            .step(id, "extract", self.extract(&bundle, &dir))
+        started.platform = Some(self.paths.platform_copy(id));
+        // Root's copy of `.platform` and the Buildfile is made now, while the release is root's.
+        let (sha256, platform) = self
+            .step(id, "extract", async {
+                let sha256 = self.extract(&bundle, &dir).await?;
+                Ok((sha256, self.copy_platform(id, &dir).await?))
+            })
             .await?;
         if let LocalBundle::Dir { .. } = &bundle {
             self.step(id, "verify", async {
@@ -60,10 +64,10 @@ impl Engine {
             .await?;
         let port = self.next_web_port(self.current().as_ref());
         let hooks = self.hook_context(id, &dir, &request.env, port)?;
-        self.run_hooks(id, &hooks, ".platform/hooks/prebuild")
+        self.run_hooks(id, &hooks, &platform, ".platform/hooks/prebuild")
             .await?;
-        self.run_buildfile(id, &hooks, &dir).await?;
-        self.run_hooks(id, &hooks, ".platform/hooks/predeploy")
+        self.run_buildfile(id, &hooks, &platform).await?;
+        self.run_hooks(id, &hooks, &platform, ".platform/hooks/predeploy")
             .await?;
         self.step(id, "permissions", self.hand_over(&dir)).await?;
         Ok(Some(Prepared {
@@ -77,6 +81,7 @@ impl Engine {
             procfile,
             env: request.env.clone(),
             hooks: Some(".platform/hooks"),
+            platform: Some(platform),
         }))
     }
 
@@ -97,12 +102,19 @@ impl Engine {
         }
         let dir = self.paths.release_dir(id);
         started.release_dir = Some(dir.clone());
-        self.step(id, "copy-release", copy_release(&current.dir, &dir))
+        started.platform = Some(self.paths.platform_copy(id));
+        // The copy is root's (the app user cannot touch it while root's confighooks run in it)
+        // and its `.platform` comes from root's copy, never from the app-writable release.
+        let platform = self
+            .step(id, "copy-release", async {
+                copy_release(&current.dir, &dir).await?;
+                self.carry_platform(id, current, &dir).await
+            })
             .await?;
         let hooks = self.hook_context(id, &dir, &env, self.next_web_port(Some(current)))?;
-        self.run_hooks(id, &hooks, ".platform/confighooks/prebuild")
+        self.run_hooks(id, &hooks, &platform, ".platform/confighooks/prebuild")
             .await?;
-        self.run_hooks(id, &hooks, ".platform/confighooks/predeploy")
+        self.run_hooks(id, &hooks, &platform, ".platform/confighooks/predeploy")
             .await?;
         self.step(id, "permissions", self.hand_over(&dir)).await?;
         Ok(Some(Prepared {
@@ -115,6 +127,7 @@ impl Engine {
             procfile: entries(current),
             env,
             hooks: Some(".platform/confighooks"),
+            platform: Some(platform),
         }))
     }
 
@@ -139,112 +152,8 @@ impl Engine {
             procfile: entries(current),
             env,
             hooks: None,
+            platform: self.platform_of(id, current),
         }))
-    }
-
-    /// The environment and identity hooks and Buildfile commands run with; `port` is the PORT
-    /// the release's web process gets.
-    pub(super) fn hook_context(
-        &self,
-        id: u64,
-        dir: &Path,
-        properties: &BTreeMap<String, String>,
-        port: u16,
-    ) -> Result<HookContext, StepFailure> {
-        let (user, home) = self.hook_user()?;
-        let mut env = BTreeMap::from([
-            ("PATH".to_string(), APP_PATH.to_string()),
-            ("HOME".to_string(), home),
-            ("LANG".to_string(), "C.UTF-8".to_string()),
-            // Hooks written for Elastic Beanstalk test this; a single host is always the leader.
-            ("EB_IS_COMMAND_LEADER".to_string(), "true".to_string()),
-        ]);
-        env.extend(properties.iter().map(|(k, v)| (k.clone(), v.clone())));
-        // Set last so no property can hide a hook from crash recovery (which finds orphaned
-        // hooks by these two) or change the port nginx will use.
-        env.insert("HOSTMANAGER_DEPLOYMENT_ID".to_string(), id.to_string());
-        env.insert(
-            "HOSTMANAGER_ROOT".to_string(),
-            self.paths.root().display().to_string(),
-        );
-        env.insert("PORT".to_string(), port.to_string());
-        Ok(HookContext {
-            deployment: id,
-            cwd: dir.to_path_buf(),
-            env: env.into(),
-            timeout: self.config.deploy.hook_timeout,
-            user,
-            log: self.paths.hooks_log(),
-        })
-    }
-
-    /// uid/gid to switch hooks to (when the agent is root and `deploy.hook_user` is set) and
-    /// their HOME. A `hook_user` that does not exist fails the step: hooks must never quietly
-    /// run as root instead of the user the config names.
-    fn hook_user(&self) -> Result<(Option<(u32, u32)>, String), StepFailure> {
-        let euid = nix::unistd::geteuid();
-        let Some(name) = self.config.deploy.hook_user.as_deref() else {
-            let home = nix::unistd::User::from_uid(euid)
-                .ok()
-                .flatten()
-                .map(|u| u.dir.display().to_string());
-            return Ok((None, home.unwrap_or_else(|| "/".to_string())));
-        };
-        let user = nix::unistd::User::from_name(name)
-            .ok()
-            .flatten()
-            .ok_or_else(|| {
-                StepFailure::new(format!(
-                    "deploy.hook_user {name:?} does not exist on this host"
-                ))
-            })?;
-        let switch = euid
-            .is_root()
-            .then(|| (user.uid.as_raw(), user.gid.as_raw()));
-        Ok((switch, user.dir.display().to_string()))
-    }
-
-    /// Runs the hooks of one phase directory as one step; skipped when there are none.
-    pub(super) async fn run_hooks(
-        &self,
-        id: u64,
-        context: &HookContext,
-        phase: &str,
-    ) -> Result<(), StepFailure> {
-        let dir = context.cwd.join(phase);
-        if hook_files(&dir).is_empty() {
-            return Ok(());
-        }
-        let step = phase.trim_start_matches(".platform/").replace('/', "-");
-        let warnings = self
-            .step(id, &step, run_hook_dir(context, &dir, phase))
-            .await?;
-        for warning in warnings {
-            self.events.emit(
-                crate::events::NewEvent::new(crate::events::Severity::Warning, "deploy", warning)
-                    .deployment(id),
-            );
-        }
-        Ok(())
-    }
-
-    async fn run_buildfile(
-        &self,
-        id: u64,
-        context: &HookContext,
-        dir: &Path,
-    ) -> Result<(), StepFailure> {
-        let Ok(text) = std::fs::read_to_string(dir.join("Buildfile")) else {
-            return Ok(());
-        };
-        self.step(id, "buildfile", async {
-            for entry in parse_buildfile(&text)? {
-                let name = format!("Buildfile line {} ({})", entry.line, entry.name);
-                run_command(context, &name, &entry.command).await?;
-            }
-            Ok(())
-        })
-        .await
     }
 
     async fn fetch(&self, id: u64, source: &str) -> Result<LocalBundle, StepFailure> {
@@ -368,33 +277,36 @@ impl Engine {
         Ok(entries)
     }
 
-    /// The app user owns its release, as on Elastic Beanstalk (`webapp` owns /var/app/current).
-    ///
-    /// Except `.platform`: root runs its hooks again (config deployments, crash recovery) and
-    /// nginx's root master reads its overrides on every later reload, so the app user must not
-    /// be able to change it — a compromised app would otherwise become root.
+    /// The app user owns its release, as on Elastic Beanstalk (`webapp` owns /var/app/current),
+    /// `.platform` included: root never reads it again (it uses its own copy, `platform.rs`).
+    /// Fails naming the directory when the app user could not reach the release.
     async fn hand_over(&self, release_dir: &Path) -> Result<(), StepFailure> {
         let user = self.supervisor.user().clone();
         if !user.switch {
             return Ok(());
         }
-        let platform = release_dir.join(".platform");
-        if std::fs::symlink_metadata(&platform).is_ok_and(|m| !m.is_dir()) {
-            return Err(StepFailure::new(
-                ".platform must be a directory in the bundle, not a file or a symlink",
-            ));
-        }
         let dir = release_dir.to_path_buf();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            chown_tree(&dir, user.uid, user.gid)?;
-            if platform.is_dir() {
-                let agent = (
-                    nix::unistd::geteuid().as_raw(),
-                    nix::unistd::getegid().as_raw(),
-                );
-                chown_tree(&platform, agent.0, agent.1)?;
+        tokio::task::spawn_blocking(move || -> Result<(), StepFailure> {
+            chown_tree(&dir, user.uid, user.gid).map_err(|error| {
+                StepFailure::new(format!(
+                    "giving {} to {}: {error}",
+                    dir.display(),
+                    user.name
+                ))
+            })?;
+            let who = Identity {
+                uid: user.uid,
+                gid: user.gid,
+                groups: user.groups.clone(),
+            };
+            let chain = reach::chain(&dir)
+                .map_err(|error| StepFailure::new(format!("{}: {error}", dir.display())))?;
+            match reach::first_unreachable(&chain, &who) {
+                Some(blocked) => Err(StepFailure::new(reach::describe(
+                    blocked, &user.name, &who, &dir,
+                ))),
+                None => Ok(()),
             }
-            Ok(())
         })
         .await??;
         Ok(())
@@ -403,11 +315,15 @@ impl Engine {
 
 /// A configuration deployment gets its own copy of the serving release, build artefacts
 /// included; copy-on-write where the filesystem supports it. No shell: fixed arguments.
+///
+/// The copy is root's, not the app user's: ownership is not preserved (nor ACLs or extended
+/// attributes), so the app user cannot change it while root's confighooks run in it; links
+/// are copied as links, never followed; modes go through the umask and lose setuid and setgid
+/// (cp drops them when it does not preserve ownership). The permissions step then hands it over.
 async fn copy_release(from: &Path, to: &Path) -> Result<(), StepFailure> {
     remove_tree(to.to_path_buf()).await?;
     let output = tokio::process::Command::new("cp")
-        .arg("-a")
-        .arg("--reflink=auto")
+        .args(["-R", "-P", "--preserve=timestamps,links", "--reflink=auto"])
         .arg(from)
         .arg(to)
         .output()
@@ -423,8 +339,10 @@ async fn copy_release(from: &Path, to: &Path) -> Result<(), StepFailure> {
     Ok(())
 }
 
+/// Children first, each directory last: the app user gets write access to a directory only
+/// once everything under it is done, so it cannot swap an entry for a symlink while root is
+/// still walking it. `lchown` and the entry's own type: no link is followed.
 fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {
@@ -433,5 +351,5 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
             std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))?;
         }
     }
-    Ok(())
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
 }

@@ -54,6 +54,7 @@ impl Engine {
                 .any(|c| c.dir == self.paths.release_dir(id));
             if !referenced {
                 let _ = super::retention::remove_tree(self.paths.release_dir(id)).await;
+                let _ = super::retention::remove_tree(self.paths.platform_copy(id)).await;
             }
             self.update_record(id, |r| r.message = Some(message.clone()));
             self.events.emit(
@@ -85,8 +86,12 @@ impl Engine {
                 let context = self
                     .release_env(id)
                     .and_then(|env| self.hook_context(id, &current.dir, &env, current.web_port));
+                // From root's copy: the app user could have replaced the release's own hooks.
                 let outcome = match context {
-                    Ok(context) => self.run_hooks(id, &context, phase).await,
+                    Ok(context) => match self.platform_of(id, &current) {
+                        Some(platform) => self.run_hooks(id, &context, &platform, phase).await,
+                        None => Ok(()),
+                    },
                     Err(failure) => Err(failure),
                 };
                 match outcome {
@@ -163,8 +168,14 @@ impl Engine {
         if !self.proxy.enabled() || serving_config {
             return;
         }
-        let overrides = current.dir.join(".platform/nginx");
-        let restored = match self.proxy.stage(current.web_port, Some(&overrides)).await {
+        let overrides = self
+            .platform_of(current.deployment_id, current)
+            .map(|p| p.join(super::platform::NGINX_OVERRIDES));
+        let restored = match self
+            .proxy
+            .stage(current.web_port, overrides.as_deref())
+            .await
+        {
             Ok(staged) => self
                 .proxy
                 .activate(&staged, self.config.deploy.drain_timeout)

@@ -183,6 +183,7 @@ impl Engine {
             Ok(())
         })
         .await??;
+        self.prune_platform_copies(in_progress);
         Ok(())
     }
 

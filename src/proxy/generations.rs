@@ -95,15 +95,24 @@ pub fn write(
 }
 
 /// `.platform/nginx/nginx.conf` replaces ours; `.platform/nginx/conf.d/**/*.conf` are added or
-/// replace ours of the same name.
+/// replace ours of the same name. nginx's master is root and `nginx -t` parses what is copied,
+/// so nothing here follows a symlink: each entry is judged by its own type and opened with
+/// `O_NOFOLLOW` (the deployment engine passes root's own copy of `.platform/nginx`).
 fn copy_overrides(source: &Path, dir: &Path) -> Result<(), ProxyError> {
+    let is_dir = |path: &Path| fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+    if !is_dir(source) {
+        return Ok(());
+    }
     let main = source.join("nginx.conf");
-    if main.is_file() {
+    if fs::symlink_metadata(&main).is_ok_and(|m| m.is_file()) {
         let target = dir.join("nginx.conf");
-        fs::copy(&main, &target).map_err(io_error(&main))?;
+        fsutil::copy_regular_nofollow(&main, &target, 0o644).map_err(io_error(&main))?;
     }
     for sub in ["conf.d", "conf.d/elasticbeanstalk"] {
         let from = source.join(sub);
+        if !is_dir(&from) {
+            continue;
+        }
         let Ok(entries) = fs::read_dir(&from) else {
             continue;
         };
@@ -111,8 +120,10 @@ fn copy_overrides(source: &Path, dir: &Path) -> Result<(), ProxyError> {
         fs::create_dir_all(&to).map_err(io_error(&to))?;
         for entry in entries.flatten() {
             let path = entry.path();
-            if path.is_file() && path.extension().is_some_and(|ext| ext == "conf") {
-                fs::copy(&path, to.join(entry.file_name())).map_err(io_error(&path))?;
+            let regular = entry.file_type().is_ok_and(|t| t.is_file());
+            if regular && path.extension().is_some_and(|ext| ext == "conf") {
+                fsutil::copy_regular_nofollow(&path, &to.join(entry.file_name()), 0o644)
+                    .map_err(io_error(&path))?;
             }
         }
     }
@@ -166,4 +177,54 @@ fn list(generations: &Path) -> Vec<(u64, PathBuf)> {
         .collect();
     found.sort();
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn overrides_are_copied_without_following_any_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(outside.join("conf.d")).expect("mkdir");
+        fs::write(outside.join("nginx.conf"), "load_module planted.so;").expect("write");
+        fs::write(outside.join("conf.d/planted.conf"), "planted;").expect("write");
+        let source = dir.path().join("nginx");
+        fs::create_dir_all(source.join("conf.d")).expect("mkdir");
+        fs::write(source.join("conf.d/real.conf"), "real;").expect("write");
+        symlink(outside.join("nginx.conf"), source.join("nginx.conf")).expect("symlink");
+        symlink(
+            outside.join("conf.d/planted.conf"),
+            source.join("conf.d/link.conf"),
+        )
+        .expect("symlink");
+        symlink(
+            outside.join("conf.d"),
+            source.join("conf.d/elasticbeanstalk"),
+        )
+        .expect("symlink");
+        let generation = dir.path().join("g1");
+        fs::create_dir_all(&generation).expect("mkdir");
+        copy_overrides(&source, &generation).expect("copy");
+        assert_eq!(
+            fs::read_to_string(generation.join("conf.d/real.conf")).expect("real"),
+            "real;"
+        );
+        for skipped in [
+            "nginx.conf",
+            "conf.d/link.conf",
+            "conf.d/elasticbeanstalk/planted.conf",
+        ] {
+            assert!(!generation.join(skipped).exists(), "{skipped} was followed");
+        }
+        // A linked overrides directory is not entered at all.
+        let linked = dir.path().join("linked");
+        symlink(&outside, &linked).expect("symlink");
+        let other = dir.path().join("g2");
+        fs::create_dir_all(&other).expect("mkdir");
+        copy_overrides(&linked, &other).expect("copy");
+        assert!(!other.join("nginx.conf").exists());
+    }
 }

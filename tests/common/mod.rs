@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod apps;
+pub mod attack;
 pub mod bundles;
 pub mod cloudwatch;
 pub mod http;
@@ -53,27 +54,7 @@ pub fn is_root() -> bool {
 /// The user apps run as in tests: `webapp` when root (created if missing), else ourselves.
 pub fn app_user() -> String {
     if is_root() {
-        if nix::unistd::User::from_name("webapp")
-            .ok()
-            .flatten()
-            .is_none()
-        {
-            let status = Command::new("useradd")
-                .args([
-                    "--system",
-                    "--no-create-home",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    "webapp",
-                ])
-                .status()
-                .expect("useradd");
-            // 9: created meanwhile by a parallel test.
-            assert!(
-                status.success() || status.code() == Some(9),
-                "useradd webapp failed: {status}"
-            );
-        }
+        ensure_system_user("webapp");
         "webapp".to_string()
     } else {
         nix::unistd::User::from_uid(nix::unistd::geteuid())
@@ -81,6 +62,61 @@ pub fn app_user() -> String {
             .expect("user")
             .name
     }
+}
+
+/// Creates the system user `name` (no home, no shell) unless it exists; needs root.
+pub fn ensure_system_user(name: &str) -> nix::unistd::User {
+    if let Some(user) = nix::unistd::User::from_name(name).ok().flatten() {
+        return user;
+    }
+    let status = Command::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ])
+        .status()
+        .expect("useradd");
+    // 9: created meanwhile by a parallel test.
+    assert!(
+        status.success() || status.code() == Some(9),
+        "useradd {name} failed: {status}"
+    );
+    nix::unistd::User::from_name(name)
+        .expect("lookup")
+        .unwrap_or_else(|| panic!("user {name} after useradd"))
+}
+
+/// Runs `script` with /bin/sh as `user` (its uid and gid, no supplementary groups) with the
+/// extra environment `env`; asserts it succeeded. For what an app user can do on a host.
+pub fn run_as(user: &str, script: &str, env: &[(&str, &str)]) -> Output {
+    use std::os::unix::process::CommandExt;
+    assert!(
+        is_root(),
+        "acting as {user} needs root: run the suite as root"
+    );
+    let account = nix::unistd::User::from_name(user)
+        .expect("lookup")
+        .unwrap_or_else(|| panic!("user {user}"));
+    // std drops root's supplementary groups when it switches uid.
+    let output = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .envs(env.iter().copied())
+        .uid(account.uid.as_raw())
+        .gid(account.gid.as_raw())
+        .current_dir("/")
+        .output()
+        .expect("spawn as user");
+    assert!(
+        output.status.success(),
+        "as {user}: {script}\nfailed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 #[derive(Debug)]
