@@ -18,7 +18,9 @@ pub fn compress(staged: &Staged) -> io::Result<u64> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let part = dir.join(format!(".{name}.part"));
-    gzip_file(&staged.raw, &part)?;
+    // Staged by the agent in its own directory; still, never read through a link.
+    let input = super::open::open_staged(&staged.raw)?;
+    gzip_into(input, &part)?;
     fs::rename(&part, &staged.final_path)?;
     File::open(dir)?.sync_all()?;
     fs::remove_file(&staged.raw)?;
@@ -27,7 +29,10 @@ pub fn compress(staged: &Staged) -> io::Result<u64> {
 
 /// gzip (level 6, like `gzip`) of `input` into `output`, fsynced.
 pub fn gzip_file(input: &Path, output: &Path) -> io::Result<()> {
-    let mut reader = File::open(input)?;
+    gzip_into(File::open(input)?, output)
+}
+
+fn gzip_into(mut reader: File, output: &Path) -> io::Result<()> {
     let out = OpenOptions::new()
         .write(true)
         .create(true)

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tokio::time::Instant;
 
+use super::open::{open_log, open_staged};
 use super::plan::{collapse_length, next_epoch, path_key, rotated_name};
 use super::sources::{Reopen, RotateMode, Source};
 use super::tailer::Tailer;
@@ -36,6 +37,31 @@ pub struct Staged {
     /// still holds it is reported (it is compressed only once nobody holds it).
     pub wait_for: Option<(u64, u64, Instant)>,
     pub reported: bool,
+    /// When to look again whether a writer still holds it (a `/proc` scan: backed off).
+    pub next_check: Instant,
+    pub check_every: Duration,
+}
+
+/// First wait before looking whether a renamed file is still held (nginx reopens in ms).
+pub const FIRST_CHECK: Duration = Duration::from_millis(100);
+
+impl Staged {
+    fn new(
+        raw: &Path,
+        final_path: &Path,
+        source: &Path,
+        wait_for: Option<(u64, u64, Instant)>,
+    ) -> Self {
+        Self {
+            raw: raw.to_path_buf(),
+            final_path: final_path.to_path_buf(),
+            source: source.to_path_buf(),
+            wait_for,
+            reported: false,
+            next_check: Instant::now() + FIRST_CHECK,
+            check_every: FIRST_CHECK,
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -137,13 +163,8 @@ impl Rotator {
                     continue;
                 }
                 let meta = fs::metadata(&path)?;
-                staged.push(Staged {
-                    raw: path,
-                    final_path,
-                    source: PathBuf::new(),
-                    wait_for: Some((meta.dev(), meta.ino(), Instant::now() + reopen_timeout)),
-                    reported: false,
-                });
+                let wait_for = Some((meta.dev(), meta.ino(), Instant::now() + reopen_timeout));
+                staged.push(Staged::new(&path, &final_path, Path::new(""), wait_for));
             }
         }
         Ok(staged)
@@ -161,7 +182,8 @@ impl Rotator {
     ) -> io::Result<Option<Staged>> {
         let mut tailer = tailer;
         if let Some(tailer) = tailer.as_deref_mut() {
-            tailer.poll(lines)?;
+            // The caller caught the tailer up: this reads what was written since.
+            tailer.poll(u64::MAX, lines)?;
         }
         let now = jiff::Timestamp::now();
         let (raw, final_path) = self.allocate(&source.relative, now.as_second())?;
@@ -213,10 +235,9 @@ impl Rotator {
         final_path: &Path,
         lines: &mut Vec<String>,
     ) -> io::Result<Option<Staged>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&source.path)?;
+        // Never through a link, never a file the log's writer does not own: the collapse below
+        // cuts the file's head.
+        let file = open_log(&source.path, &source.owners, true)?;
         let meta = file.metadata()?;
         let size = meta.len();
         let cut = collapse_length(size, meta.blksize());
@@ -265,13 +286,7 @@ impl Rotator {
         }
         fs::rename(&head, raw)?;
         fs::remove_file(&self.intent_path)?;
-        Ok(Some(Staged {
-            raw: raw.to_path_buf(),
-            final_path: final_path.to_path_buf(),
-            source: source.path.clone(),
-            wait_for: None,
-            reported: false,
-        }))
+        Ok(Some(Staged::new(raw, final_path, &source.path, None)))
     }
 
     fn rename(
@@ -282,11 +297,24 @@ impl Rotator {
         final_path: &Path,
         reopen_timeout: Duration,
     ) -> io::Result<Option<Staged>> {
-        let meta = fs::metadata(&source.path)?;
+        let meta = open_log(&source.path, &source.owners, false)?.metadata()?;
         if meta.len() == 0 {
             return Ok(None);
         }
         fs::rename(&source.path, raw)?;
+        let moved = fs::symlink_metadata(raw)?;
+        if (moved.dev(), moved.ino()) != (meta.dev(), meta.ino()) {
+            // Replaced between the check and the rename (only possible in a directory someone
+            // else can write): drop what was moved, without reading it.
+            fs::remove_file(raw)?;
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} was replaced while it was being rotated",
+                    source.path.display()
+                ),
+            ));
+        }
         // The new file keeps the old one's owner and mode, so the writer can open it.
         match OpenOptions::new()
             .write(true)
@@ -305,20 +333,15 @@ impl Rotator {
         {
             let _ = self.nginx.signal(master, nix::sys::signal::Signal::SIGUSR1);
         }
-        Ok(Some(Staged {
-            raw: raw.to_path_buf(),
-            final_path: final_path.to_path_buf(),
-            source: source.path.clone(),
-            wait_for: Some((meta.dev(), meta.ino(), Instant::now() + reopen_timeout)),
-            reported: false,
-        }))
+        let wait_for = Some((meta.dev(), meta.ino(), Instant::now() + reopen_timeout));
+        Ok(Some(Staged::new(raw, final_path, &source.path, wait_for)))
     }
 }
 
 /// Whether the collapse recorded in `intent` happened. When the evidence is ambiguous (a log
 /// repeating itself), assume it did: a duplicated head is better than a lost one.
 fn collapsed(intent: &Intent) -> bool {
-    let Ok(file) = File::open(&intent.source) else {
+    let Ok(file) = open_staged(&intent.source) else {
         return true;
     };
     let Ok(meta) = file.metadata() else {
