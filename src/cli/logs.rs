@@ -124,6 +124,12 @@ fn render_status(status: &LogStatus) -> String {
             status.shed_bytes >> 10
         ));
     }
+    if status.truncated_lines > 0 {
+        out.push_str(&format!(
+            "Truncated:    {} line(s) longer than 64 KiB\n",
+            status.truncated_lines
+        ));
+    }
     if let Some(error) = &status.last_error {
         out.push_str(&format!(
             "Last error:   {error} ({} failure(s))\n",

@@ -125,8 +125,9 @@ impl LogTask {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 Some(()) = changed.recv() => self.poll_all(&mut state),
-                // Catching up on a backlog: one more budget per file, between everything else.
-                () = std::future::ready(()), if state.behind => self.poll_all(&mut state),
+                // Catching up on a backlog: one more budget per file, between everything else
+                // (a yield, so timers and inotify are looked at in between).
+                () = tokio::task::yield_now(), if state.behind => self.poll_all(&mut state),
                 () = tokio::time::sleep_until(wake_at) => {
                     self.flush_idle(&mut state);
                     self.finish_pending(&mut state);
