@@ -9,6 +9,7 @@
 pub mod classify;
 mod collect;
 mod compress;
+mod copy;
 mod destination;
 pub mod fingerprint;
 mod healthd;

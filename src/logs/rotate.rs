@@ -10,59 +10,23 @@
 //!   writer (nginx: USR1) and compress once no process holds the old file any more.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::fs::{self, OpenOptions};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 use tokio::time::Instant;
 
+use super::compress::Staged;
+use super::copy::{append_rest, copy_head, hash_range};
 use super::open::{open_log, open_staged};
 use super::plan::{collapse_length, next_epoch, path_key, rotated_name};
 use super::sources::{Reopen, RotateMode, Source};
 use super::tailer::Tailer;
 use crate::fsutil::{read_json, write_json_atomic};
 use crate::proxy::NginxRunner;
-
-/// A rotated log waiting to be compressed.
-#[derive(Debug, Clone)]
-pub struct Staged {
-    pub raw: PathBuf,
-    pub final_path: PathBuf,
-    pub source: PathBuf,
-    /// Renamed file still possibly held by writers: (device, inode) and when a writer that
-    /// still holds it is reported (it is compressed only once nobody holds it).
-    pub wait_for: Option<(u64, u64, Instant)>,
-    pub reported: bool,
-    /// When to look again whether a writer still holds it (a `/proc` scan: backed off).
-    pub next_check: Instant,
-    pub check_every: Duration,
-}
-
-/// First wait before looking whether a renamed file is still held (nginx reopens in ms).
-pub const FIRST_CHECK: Duration = Duration::from_millis(100);
-
-impl Staged {
-    fn new(
-        raw: &Path,
-        final_path: &Path,
-        source: &Path,
-        wait_for: Option<(u64, u64, Instant)>,
-    ) -> Self {
-        Self {
-            raw: raw.to_path_buf(),
-            final_path: final_path.to_path_buf(),
-            source: source.to_path_buf(),
-            wait_for,
-            reported: false,
-            next_check: Instant::now() + FIRST_CHECK,
-            check_every: FIRST_CHECK,
-        }
-    }
-}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct RotationState {
@@ -359,46 +323,11 @@ fn head_path(raw: &Path) -> PathBuf {
     raw.with_extension("head")
 }
 
-fn hash_range(file: &File, offset: u64, len: u64) -> io::Result<String> {
-    let mut buffer = vec![0u8; len as usize];
-    let read = rustix::io::pread(file, &mut buffer, offset).map_err(io::Error::from)?;
-    buffer.truncate(read);
-    Ok(crate::deploy::hex(&sha2::Sha256::digest(&buffer)))
-}
-
-fn copy_head(file: &File, len: u64, raw: &Path) -> io::Result<()> {
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .open(raw)?;
-    // A clone shares the offset: seek it explicitly.
-    let mut positioned = file.try_clone()?;
-    io::Seek::seek(&mut positioned, io::SeekFrom::Start(0))?;
-    let mut reader = positioned.take(len);
-    let copied = io::copy(&mut reader, &mut out)?;
-    if copied != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "log shrank during rotation",
-        ));
-    }
-    out.sync_all()
-}
-
-fn append_rest(file: &File, from: u64, raw: &Path) -> io::Result<()> {
-    use std::io::Seek;
-    let mut input = file.try_clone()?;
-    input.seek(io::SeekFrom::Start(from))?;
-    let mut out = OpenOptions::new().append(true).open(raw)?;
-    io::copy(&mut input, &mut out)?;
-    out.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
+    use std::io::Read;
 
     /// A rotator over `dir`, and a 3-block log whose first two blocks are being rotated.
     fn interrupted(dir: &Path) -> (Rotator, PathBuf, Intent) {

@@ -8,6 +8,7 @@
 //! Each poll reads at most `POLL_BUDGET` bytes per file, so a multi-GB backlog is worked
 //! through over many polls in bounded memory while commands and ticks are still served.
 
+mod follow;
 mod rotation;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,10 +22,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::classify::{Grouper, Patterns, SevereBlock};
+use super::classify::{Grouper, Patterns};
+use super::compress::Staged;
 use super::fingerprint::Report;
 use super::open::Owners;
-use super::rotate::{Rotator, Staged};
+use super::rotate::Rotator;
 use super::sources::{Source, discover, watch_dirs};
 use super::tailer::{Checkpoint, Tailer};
 use super::{Command, Shared};
@@ -244,66 +246,6 @@ impl LogTask {
         self.shared.update(|status| status.watched_files = watched);
     }
 
-    fn poll_all(&mut self, state: &mut State) {
-        let paths: Vec<PathBuf> = state.followed.keys().cloned().collect();
-        let mut behind = false;
-        for path in paths {
-            behind |= self.poll_one(state, &path);
-        }
-        state.behind = behind;
-        let truncated = state.followed.values().map(|f| f.tailer.truncated).sum();
-        self.shared
-            .update(|status| status.truncated_lines = truncated);
-    }
-
-    /// Reads one budget of `path`; true when there is more.
-    fn poll_one(&mut self, state: &mut State, path: &PathBuf) -> bool {
-        let Some(followed) = state.followed.get_mut(path) else {
-            return false;
-        };
-        let mut lines = Vec::new();
-        let more = match followed.tailer.poll(POLL_BUDGET, &mut lines) {
-            Ok(more) => more,
-            Err(error) => {
-                tracing::debug!(%error, path = %path.display(), "reading a log failed");
-                false
-            }
-        };
-        followed
-            .tailer
-            .forget_old(Duration::from_secs(60), &mut lines);
-        let file = super::sources::relative(self.paths.root(), path);
-        if let Some(why) = followed.tailer.refused().map(str::to_string) {
-            self.refused(&file, &why);
-        }
-        if !lines.is_empty() {
-            state.dirty = true;
-            self.feed(followed, lines, &file);
-        }
-        more
-    }
-
-    /// Reads `path` to its end, one budget at a time (before a rotation cuts it).
-    fn catch_up(&mut self, state: &mut State, path: &PathBuf) {
-        while self.poll_one(state, path) {}
-    }
-
-    /// Reports (once per reason) a log that is not read because of what it is.
-    fn refused(&mut self, relative: &str, why: &str) {
-        if self
-            .refusals
-            .get(relative)
-            .is_some_and(|known| known == why)
-        {
-            return;
-        }
-        self.refusals.insert(relative.to_string(), why.to_string());
-        self.events.warn(
-            "logs",
-            format!("{relative} is not read, rotated or bundled: {why}"),
-        );
-    }
-
     fn prune_healthd(&self) {
         let logs = &self.config.logs;
         let pruned = super::healthd::prune(
@@ -314,17 +256,6 @@ impl LogTask {
         );
         if !pruned.is_empty() {
             tracing::info!(files = ?pruned, "deleted old healthd logs");
-        }
-    }
-
-    fn feed(&self, followed: &mut Followed, lines: Vec<String>, file: &str) {
-        let mut closed: Vec<SevereBlock> = Vec::new();
-        for line in &lines {
-            followed.grouper.push(line, &mut closed);
-        }
-        followed.last_line = Instant::now();
-        for block in closed {
-            self.report_block(&block, file);
         }
     }
 
@@ -345,34 +276,6 @@ impl LogTask {
             .chain(pending)
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
-    }
-
-    fn flush_idle(&self, state: &mut State) {
-        let idle = self.config.logs.watch.group_idle;
-        let now = Instant::now();
-        for followed in state.followed.values_mut() {
-            if followed.grouper.is_open() && followed.last_line + idle <= now {
-                // Read what arrived meanwhile first: it may still belong to the trace.
-                let mut lines = Vec::new();
-                let _ = followed.tailer.poll(POLL_BUDGET, &mut lines);
-                let file = super::sources::relative(self.paths.root(), followed.tailer.path());
-                if !lines.is_empty() {
-                    self.feed(followed, lines, &file);
-                    continue;
-                }
-                if let Some(block) = followed.grouper.flush() {
-                    self.report_block(&block, &file);
-                }
-            }
-        }
-    }
-
-    fn report_block(&self, block: &SevereBlock, file: &str) {
-        let now_ms = jiff::Timestamp::now().as_millisecond();
-        let report = self.shared.record_error(now_ms, block, file);
-        if let Some(report) = report {
-            self.emit(&report);
-        }
     }
 
     fn summaries(&self) {
