@@ -1,6 +1,6 @@
 //! A 1 GiB backlog in a watched log: the agent works through it in bounded memory (its RSS
 //! stays far below the backlog) while its control API keeps answering, and reaches the end
-//! (a severe line written last is reported).
+//! (a severe line written last is reported); a line longer than 64 KiB is cut and counted.
 
 mod common;
 
@@ -40,7 +40,10 @@ fn a_gigabyte_backlog_is_read_in_bounded_memory_while_status_answers() {
             out.write_all(line.as_bytes()).expect("write backlog");
             written += line.len() as u64;
         }
-        out.write_all(b"FATAL the end of the backlog\n")
+        // One runaway line without a newline for 100 KiB: cut to 64 KiB and counted.
+        out.write_all(&vec![b'y'; 100 << 10])
+            .expect("write long line");
+        out.write_all(b"\nFATAL the end of the backlog\n")
             .expect("write marker");
         out.flush().expect("flush");
     }
@@ -82,5 +85,6 @@ fn a_gigabyte_backlog_is_read_in_bounded_memory_while_status_answers() {
             .is_some_and(|files| files.iter().any(|f| f == "var/log/app/backlog.log")),
         "{logs:#}"
     );
+    assert_eq!(logs["truncated_lines"], 1, "{logs:#}");
     std::fs::remove_file(&log).expect("clean up the backlog");
 }

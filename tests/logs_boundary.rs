@@ -119,6 +119,20 @@ fn logs_linked_to_root_only_files_are_refused_with_an_event_and_never_read_or_cu
         warnings.iter().all(|w| !w.contains("ROOT-ONLY-SECRET")),
         "{warnings:#?}"
     );
+    // A log that appears now is followed by a later discovery, which meets the refused ones
+    // again (reported once: see below).
+    let later = host.path("srv/app/later.log");
+    std::fs::write(&later, "later\n").expect("write");
+    std::os::unix::fs::chown(&later, Some(app.uid.as_raw()), None).expect("chown");
+    wait_for("a later discovery", Duration::from_secs(10), || {
+        let status: Value =
+            serde_json::from_str(&host.cli_ok(&["logs", "status", "--json"])).ok()?;
+        let watched = status["watched_files"].as_array()?.clone();
+        watched
+            .iter()
+            .any(|f| f == "srv/app/later.log")
+            .then_some(())
+    });
 
     // Rotation (every non-empty log), tail and bundle.
     host.rotate_logs_and_settle();
@@ -176,6 +190,13 @@ fn logs_linked_to_root_only_files_are_refused_with_an_event_and_never_read_or_cu
             entry.name()
         );
     }
+    // Once per path and reason, however many times discovery, rotation or a request met it.
+    let warnings = logs_warnings(&host);
+    let app_log: Vec<&String> = warnings
+        .iter()
+        .filter(|w| w.starts_with("srv/app/app.log is not read"))
+        .collect();
+    assert_eq!(app_log.len(), 1, "{warnings:#?}");
     let events = host.events();
     assert!(
         events
