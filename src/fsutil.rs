@@ -87,11 +87,16 @@ pub fn open_append(path: &Path) -> io::Result<File> {
 /// The last `count` lines of a text file, joined with newlines ("" when unreadable). Reads
 /// only the end of the file, so it is cheap on large logs.
 pub fn tail_lines(path: &Path, count: usize) -> String {
+    match File::open(path) {
+        Ok(mut file) => tail_of(&mut file, count),
+        Err(_) => String::new(),
+    }
+}
+
+/// `tail_lines` of a file already open (e.g. opened without following links).
+pub fn tail_of(file: &mut File, count: usize) -> String {
     use std::io::{Read, Seek, SeekFrom};
     const WINDOW: u64 = 64 * 1024;
-    let Ok(mut file) = File::open(path) else {
-        return String::new();
-    };
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let start = len.saturating_sub(WINDOW);
     let mut bytes = Vec::new();

@@ -124,6 +124,12 @@ fn render_status(status: &LogStatus) -> String {
             status.shed_bytes >> 10
         ));
     }
+    if status.truncated_lines > 0 {
+        out.push_str(&format!(
+            "Truncated:    {} line(s) longer than 64 KiB\n",
+            status.truncated_lines
+        ));
+    }
     if let Some(error) = &status.last_error {
         out.push_str(&format!(
             "Last error:   {error} ({} failure(s))\n",
@@ -250,11 +256,17 @@ async fn publish_dir(
         }
     };
     files.sort();
-    let spool = std::env::temp_dir().join(format!("hostmanager-publish-{}", std::process::id()));
-    if let Err(error) = std::fs::create_dir_all(&spool) {
-        eprintln!("hostmanager logs publish-dir: {}: {error}", spool.display());
-        return EXIT_FAILED;
-    }
+    let state_dir = crate::paths::Paths::new(&cli.root).state_dir();
+    let spool = match private_spool(&state_dir) {
+        Ok(spool) => spool,
+        Err(error) => {
+            eprintln!(
+                "hostmanager logs publish-dir: {}: {error}",
+                state_dir.display()
+            );
+            return EXIT_FAILED;
+        }
+    };
     let started = Instant::now();
     let raw_bytes: u64 = files
         .iter()
@@ -337,6 +349,22 @@ async fn publish_dir(
     if failed > 0 { EXIT_FAILED } else { EXIT_OK }
 }
 
+/// A new 0700 directory for `publish-dir`'s compressed files under the agent's state (root's),
+/// never a predictable name in a world-writable directory such as `/tmp`, where another user
+/// could plant it (or links in it) first.
+fn private_spool(state_dir: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::create_dir_all(state_dir)?;
+    let spool = state_dir.join(format!("publish-dir-{}", std::process::id()));
+    // Left by a killed run that had the same pid.
+    match std::fs::remove_dir_all(&spool) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(&spool)?;
+    Ok(spool)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,5 +376,22 @@ mod tests {
         assert!((now - 600_000 - ten_minutes).abs() < 5_000);
         assert_eq!(parse_since("2026-01-01T00:00:00Z"), Ok(1_767_225_600_000));
         assert!(parse_since("yesterday-ish").is_err());
+    }
+
+    #[test]
+    fn the_publish_spool_is_private_and_under_the_state() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let state = root.path().join("var/lib/hostmanager");
+        let spool = private_spool(&state).expect("spool");
+        assert!(spool.starts_with(&state));
+        let mode = std::fs::metadata(&spool)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::write(spool.join("stale"), "x").expect("write");
+        let again = private_spool(&state).expect("again");
+        assert!(!again.join("stale").exists(), "a leftover is not reused");
     }
 }

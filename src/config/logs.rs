@@ -18,10 +18,14 @@ pub(super) fn logs(mut s: Section) -> LogsConfig {
     if tail_lines == 0 {
         s.problem("tail_lines", "must be at least 1");
     }
+    let healthd_keep_hours = at_least_one(&mut s, "healthd_keep_hours", 24);
+    let healthd_keep_files = at_least_one(&mut s, "healthd_keep_files", 48);
     let watch = watch(s.section("watch"));
     let publish = publish(s.section("publish"));
     s.finish();
     LogsConfig {
+        healthd_keep_hours,
+        healthd_keep_files,
         rotate_size_bytes,
         rotate_interval,
         check_interval,
@@ -187,6 +191,7 @@ mod tests {
         assert_eq!(logs.rotate_size_bytes, 10 << 20);
         assert_eq!(logs.rotate_interval, Duration::from_secs(3600));
         assert_eq!(logs.tail_lines, 100);
+        assert_eq!((logs.healthd_keep_hours, logs.healthd_keep_files), (24, 48));
         assert!(logs.watch.enabled);
         assert!(!logs.publish.enabled);
         assert_eq!(logs.publish.part_size_bytes, 16 << 20);
@@ -194,13 +199,14 @@ mod tests {
 
     #[test]
     fn every_logs_mistake_is_listed() {
-        let text = "[logs]\nextra_files = [\"../etc/*\"]\n[logs.watch]\npatterns = [\"(unclosed\"]\n[logs.publish]\nenabled = true\ndestination = \"s3://A\"\npart_size_mib = 1\n";
+        let text = "[logs]\nextra_files = [\"../etc/*\"]\nhealthd_keep_hours = 0\n[logs.watch]\npatterns = [\"(unclosed\"]\n[logs.publish]\nenabled = true\ndestination = \"s3://A\"\npart_size_mib = 1\n";
         let problems = parse_config(text).expect_err("broken");
         let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
             keys,
             [
                 "logs.extra_files",
+                "logs.healthd_keep_hours",
                 "logs.watch.patterns",
                 "logs.publish.destination",
                 "logs.publish.part_size_mib"

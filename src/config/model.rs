@@ -394,6 +394,10 @@ pub struct LogsConfig {
     /// Disk budget of `var/log/rotated/` (published and waiting files together).
     pub spool_budget_bytes: u64,
     pub tail_lines: usize,
+    /// nginx's hourly healthd logs older than this many hours are deleted (once read).
+    pub healthd_keep_hours: u64,
+    /// At most this many healthd log files are kept (the newest; unread ones are never deleted).
+    pub healthd_keep_files: u64,
     pub watch: WatchConfig,
     pub publish: PublishConfig,
 }

@@ -6,7 +6,47 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use super::rotate::Staged;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A rotated log waiting to be compressed.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    pub raw: PathBuf,
+    pub final_path: PathBuf,
+    pub source: PathBuf,
+    /// Renamed file still possibly held by writers: (device, inode) and when a writer that
+    /// still holds it is reported (it is compressed only once nobody holds it).
+    pub wait_for: Option<(u64, u64, Instant)>,
+    pub reported: bool,
+    /// When to look again whether a writer still holds it (a `/proc` scan: backed off).
+    pub next_check: Instant,
+    pub check_every: Duration,
+}
+
+/// First wait before looking whether a renamed file is still held (nginx reopens in ms).
+pub const FIRST_CHECK: Duration = Duration::from_millis(100);
+
+impl Staged {
+    pub fn new(
+        raw: &Path,
+        final_path: &Path,
+        source: &Path,
+        wait_for: Option<(u64, u64, Instant)>,
+    ) -> Self {
+        Self {
+            raw: raw.to_path_buf(),
+            final_path: final_path.to_path_buf(),
+            source: source.to_path_buf(),
+            wait_for,
+            reported: false,
+            next_check: Instant::now() + FIRST_CHECK,
+            check_every: FIRST_CHECK,
+        }
+    }
+}
 
 /// Compresses a staged file to its final name (blocking): `.part`, fsync, rename, fsync the
 /// directory, then remove the `.raw`. Returns the compressed size.
@@ -18,7 +58,9 @@ pub fn compress(staged: &Staged) -> io::Result<u64> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let part = dir.join(format!(".{name}.part"));
-    gzip_file(&staged.raw, &part)?;
+    // Staged by the agent in its own directory; still, never read through a link.
+    let input = super::open::open_staged(&staged.raw)?;
+    gzip_into(input, &part)?;
     fs::rename(&part, &staged.final_path)?;
     File::open(dir)?.sync_all()?;
     fs::remove_file(&staged.raw)?;
@@ -27,7 +69,10 @@ pub fn compress(staged: &Staged) -> io::Result<u64> {
 
 /// gzip (level 6, like `gzip`) of `input` into `output`, fsynced.
 pub fn gzip_file(input: &Path, output: &Path) -> io::Result<()> {
-    let mut reader = File::open(input)?;
+    gzip_into(File::open(input)?, output)
+}
+
+fn gzip_into(mut reader: File, output: &Path) -> io::Result<()> {
     let out = OpenOptions::new()
         .write(true)
         .create(true)

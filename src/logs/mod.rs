@@ -9,8 +9,12 @@
 pub mod classify;
 mod collect;
 mod compress;
+mod copy;
 mod destination;
 pub mod fingerprint;
+mod healthd;
+mod lines;
+mod open;
 pub mod plan;
 mod publish;
 mod requests;
@@ -70,6 +74,9 @@ pub struct LogStatus {
     pub shed_bytes: u64,
     pub severe_errors: WindowSummary,
     pub events_suppressed: u64,
+    /// Lines of watched logs longer than 64 KiB, cut to that length.
+    #[serde(default)]
+    pub truncated_lines: u64,
 }
 
 /// State shared by the tasks, the control API and health.
@@ -143,6 +150,8 @@ struct Inner {
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
     store: Option<Arc<dyn ObjectStore>>,
+    events: EventSink,
+    owners: open::Owners,
     env_id: String,
     instance_id: String,
     jobs: Mutex<BTreeMap<u64, BundleJob>>,
@@ -197,6 +206,7 @@ impl LogService {
             .map_err(io("opening var/log/rotated"))?;
         let (commands, receiver) = mpsc::channel(8);
         let wake = Arc::new(Notify::new());
+        let owners = open::Owners::resolve(&config.app.user);
         let logs_task = task::LogTask {
             paths: paths.clone(),
             config: config.clone(),
@@ -207,8 +217,11 @@ impl LogService {
             published_wake: wake.clone(),
             checkpoints_path: state_dir.join("checkpoints.json"),
             started: std::time::SystemTime::now(),
+            owners,
+            refusals: Default::default(),
         };
-        tasks.spawn(logs_task.run(cancel.child_token()));
+        task::spawn_thread(logs_task, tasks, cancel.child_token())
+            .map_err(io("starting the logs thread"))?;
         let publisher = publish::Publisher {
             store: store.clone(),
             dir: paths.rotated_log_dir(),
@@ -216,13 +229,15 @@ impl LogService {
             state_path: state_dir.join("published.json"),
             config: config.logs.publish.clone(),
             budget: config.logs.spool_budget_bytes,
-            events,
+            events: events.clone(),
             shared: shared.clone(),
             wake,
         };
         tasks.spawn(publisher.run(cancel.child_token()));
         Ok(Self {
             inner: Arc::new(Inner {
+                events: events.clone(),
+                owners,
                 env_id: config.environment.id.clone(),
                 paths,
                 config,
@@ -297,17 +312,31 @@ impl LogService {
             .unwrap_or(0)
     }
 
-    /// Writes a tail report locally and uploads it when a destination is configured.
+    /// Writes a tail report locally (0600, in the 0700 requests directory; off the runtime)
+    /// and uploads it when a destination is configured.
     pub async fn tail(&self) -> Result<TailReport, String> {
+        let inner = self.inner.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let found = sources::discover(&inner.paths, &inner.config.logs, &inner.owners);
+            let text = collect::tail_text(
+                inner.paths.root(),
+                &found.sources,
+                inner.config.logs.tail_lines,
+            );
+            let name = format!("TailLogs-{}.out", jiff::Timestamp::now().as_millisecond());
+            let dir = inner.paths.logs_requests_dir();
+            let path = dir.join(&name);
+            collect::requests_dir(&dir)
+                .and_then(|()| crate::fsutil::write_atomic(&path, text.as_bytes(), 0o600))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            collect::prune(&dir, "TailLogs-", 5);
+            Ok::<_, String>((found.refused, name, path, text))
+        })
+        .await
+        .map_err(|e| format!("writing the tail report: {e}"))?;
+        let (refused, name, path, text) = written?;
+        self.report_refused(&refused);
         let inner = &self.inner;
-        let sources = sources::discover(&inner.paths, &inner.config.logs);
-        let text = collect::tail_text(inner.paths.root(), &sources, inner.config.logs.tail_lines);
-        let name = format!("TailLogs-{}.out", jiff::Timestamp::now().as_millisecond());
-        let dir = inner.paths.logs_requests_dir();
-        let path = dir.join(&name);
-        crate::fsutil::write_atomic(&path, text.as_bytes(), 0o600)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        collect::prune(&dir, "TailLogs-", 5);
         let (mut key, mut upload_error) = (None, None);
         if let Some(store) = &inner.store {
             let object = plan::tail_key(&inner.env_id, &inner.instance_id, &name);
@@ -323,6 +352,18 @@ impl LogService {
             upload_error,
             text,
         })
+    }
+}
+
+impl LogService {
+    /// Logs a tail or bundle left out, and why (the logs task reports the same paths once).
+    fn report_refused(&self, refused: &[(String, String)]) {
+        for (relative, why) in refused {
+            self.inner.events.warn(
+                "logs",
+                format!("{relative} is left out of the request: {why}"),
+            );
+        }
     }
 }
 

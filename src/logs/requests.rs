@@ -11,11 +11,18 @@ impl LogService {
     pub fn start_bundle(&self, upload: bool) -> BundleJob {
         let inner = &self.inner;
         let id = inner.next_job.fetch_add(1, Ordering::Relaxed);
-        let sources = sources::discover(&inner.paths, &inner.config.logs);
-        let files = collect::bundle_files(inner.paths.root(), &inner.paths.log_dir(), &sources);
+        let found = sources::discover(&inner.paths, &inner.config.logs, &inner.owners);
+        self.report_refused(&found.refused);
+        let others = inner.owners.allowed(true);
+        let files = collect::bundle_files(
+            inner.paths.root(),
+            &inner.paths.log_dir(),
+            &found.sources,
+            &others,
+        );
         let total = files
             .iter()
-            .map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .map(|f| std::fs::symlink_metadata(&f.path).map_or(0, |m| m.len()))
             .sum();
         let name = format!("BundleLogs-{}.zip", jiff::Timestamp::now().as_millisecond());
         let path = inner.paths.logs_requests_dir().join(&name);
@@ -29,6 +36,11 @@ impl LogService {
             path: path.display().to_string(),
             key: None,
             error: None,
+            skipped: found
+                .refused
+                .iter()
+                .map(|(path, why)| format!("{path}: {why}"))
+                .collect(),
         };
         self.set_job(job.clone());
         let service = self.clone();
@@ -68,16 +80,17 @@ impl LogService {
     async fn make_bundle(
         &self,
         id: u64,
-        files: Vec<(PathBuf, String)>,
+        files: Vec<collect::BundleFile>,
         path: PathBuf,
         upload: bool,
     ) {
         let done = Arc::new(AtomicU64::new(0));
         let dir = self.inner.paths.logs_requests_dir();
-        let _ = std::fs::create_dir_all(&dir);
-        let (counter, out) = (done.clone(), path.clone());
-        let mut zipping =
-            tokio::task::spawn_blocking(move || collect::write_bundle(&files, &out, &counter));
+        let (counter, out, made) = (done.clone(), path.clone(), dir.clone());
+        let mut zipping = tokio::task::spawn_blocking(move || {
+            collect::requests_dir(&made)?;
+            collect::write_bundle(&files, &out, &counter)
+        });
         let zipped = loop {
             tokio::select! {
                 joined = &mut zipping => break joined,
@@ -89,11 +102,17 @@ impl LogService {
         };
         let bytes = done.load(Ordering::Relaxed);
         match zipped {
-            Ok(Ok(())) => {}
+            Ok(Ok(refused)) => {
+                self.report_refused(&refused);
+                let skipped = refused.iter().map(|(path, why)| format!("{path}: {why}"));
+                self.change_job(id, |job| job.skipped.extend(skipped));
+            }
             Ok(Err(error)) => return self.fail_job(id, error.to_string()),
             Err(join) => return self.fail_job(id, join.to_string()),
         }
-        collect::prune(&dir, "BundleLogs-", 3);
+        let pruned = dir.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || collect::prune(&pruned, "BundleLogs-", 3)).await;
         self.change_job(id, |job| job.done_bytes = bytes);
         let name = path
             .file_name()

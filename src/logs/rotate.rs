@@ -10,33 +10,23 @@
 //!   writer (nginx: USR1) and compress once no process holds the old file any more.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::fs::{self, OpenOptions};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 use tokio::time::Instant;
 
+use super::compress::Staged;
+use super::copy::{append_rest, copy_head, hash_range};
+use super::open::{open_log, open_staged};
 use super::plan::{collapse_length, next_epoch, path_key, rotated_name};
 use super::sources::{Reopen, RotateMode, Source};
 use super::tailer::Tailer;
 use crate::fsutil::{read_json, write_json_atomic};
 use crate::proxy::NginxRunner;
-
-/// A rotated log waiting to be compressed.
-#[derive(Debug, Clone)]
-pub struct Staged {
-    pub raw: PathBuf,
-    pub final_path: PathBuf,
-    pub source: PathBuf,
-    /// Renamed file still possibly held by writers: (device, inode) and when a writer that
-    /// still holds it is reported (it is compressed only once nobody holds it).
-    pub wait_for: Option<(u64, u64, Instant)>,
-    pub reported: bool,
-}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct RotationState {
@@ -137,13 +127,8 @@ impl Rotator {
                     continue;
                 }
                 let meta = fs::metadata(&path)?;
-                staged.push(Staged {
-                    raw: path,
-                    final_path,
-                    source: PathBuf::new(),
-                    wait_for: Some((meta.dev(), meta.ino(), Instant::now() + reopen_timeout)),
-                    reported: false,
-                });
+                let wait_for = Some((meta.dev(), meta.ino(), Instant::now() + reopen_timeout));
+                staged.push(Staged::new(&path, &final_path, Path::new(""), wait_for));
             }
         }
         Ok(staged)
@@ -161,7 +146,8 @@ impl Rotator {
     ) -> io::Result<Option<Staged>> {
         let mut tailer = tailer;
         if let Some(tailer) = tailer.as_deref_mut() {
-            tailer.poll(lines)?;
+            // The caller caught the tailer up: this reads what was written since.
+            tailer.poll(u64::MAX, lines)?;
         }
         let now = jiff::Timestamp::now();
         let (raw, final_path) = self.allocate(&source.relative, now.as_second())?;
@@ -213,10 +199,9 @@ impl Rotator {
         final_path: &Path,
         lines: &mut Vec<String>,
     ) -> io::Result<Option<Staged>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&source.path)?;
+        // Never through a link, never a file the log's writer does not own: the collapse below
+        // cuts the file's head.
+        let file = open_log(&source.path, &source.owners, true)?;
         let meta = file.metadata()?;
         let size = meta.len();
         let cut = collapse_length(size, meta.blksize());
@@ -265,13 +250,7 @@ impl Rotator {
         }
         fs::rename(&head, raw)?;
         fs::remove_file(&self.intent_path)?;
-        Ok(Some(Staged {
-            raw: raw.to_path_buf(),
-            final_path: final_path.to_path_buf(),
-            source: source.path.clone(),
-            wait_for: None,
-            reported: false,
-        }))
+        Ok(Some(Staged::new(raw, final_path, &source.path, None)))
     }
 
     fn rename(
@@ -282,11 +261,24 @@ impl Rotator {
         final_path: &Path,
         reopen_timeout: Duration,
     ) -> io::Result<Option<Staged>> {
-        let meta = fs::metadata(&source.path)?;
+        let meta = open_log(&source.path, &source.owners, false)?.metadata()?;
         if meta.len() == 0 {
             return Ok(None);
         }
         fs::rename(&source.path, raw)?;
+        let moved = fs::symlink_metadata(raw)?;
+        if (moved.dev(), moved.ino()) != (meta.dev(), meta.ino()) {
+            // Replaced between the check and the rename (only possible in a directory someone
+            // else can write): drop what was moved, without reading it.
+            fs::remove_file(raw)?;
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} was replaced while it was being rotated",
+                    source.path.display()
+                ),
+            ));
+        }
         // The new file keeps the old one's owner and mode, so the writer can open it.
         match OpenOptions::new()
             .write(true)
@@ -305,20 +297,15 @@ impl Rotator {
         {
             let _ = self.nginx.signal(master, nix::sys::signal::Signal::SIGUSR1);
         }
-        Ok(Some(Staged {
-            raw: raw.to_path_buf(),
-            final_path: final_path.to_path_buf(),
-            source: source.path.clone(),
-            wait_for: Some((meta.dev(), meta.ino(), Instant::now() + reopen_timeout)),
-            reported: false,
-        }))
+        let wait_for = Some((meta.dev(), meta.ino(), Instant::now() + reopen_timeout));
+        Ok(Some(Staged::new(raw, final_path, &source.path, wait_for)))
     }
 }
 
 /// Whether the collapse recorded in `intent` happened. When the evidence is ambiguous (a log
 /// repeating itself), assume it did: a duplicated head is better than a lost one.
 fn collapsed(intent: &Intent) -> bool {
-    let Ok(file) = File::open(&intent.source) else {
+    let Ok(file) = open_staged(&intent.source) else {
         return true;
     };
     let Ok(meta) = file.metadata() else {
@@ -336,46 +323,11 @@ fn head_path(raw: &Path) -> PathBuf {
     raw.with_extension("head")
 }
 
-fn hash_range(file: &File, offset: u64, len: u64) -> io::Result<String> {
-    let mut buffer = vec![0u8; len as usize];
-    let read = rustix::io::pread(file, &mut buffer, offset).map_err(io::Error::from)?;
-    buffer.truncate(read);
-    Ok(crate::deploy::hex(&sha2::Sha256::digest(&buffer)))
-}
-
-fn copy_head(file: &File, len: u64, raw: &Path) -> io::Result<()> {
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .open(raw)?;
-    // A clone shares the offset: seek it explicitly.
-    let mut positioned = file.try_clone()?;
-    io::Seek::seek(&mut positioned, io::SeekFrom::Start(0))?;
-    let mut reader = positioned.take(len);
-    let copied = io::copy(&mut reader, &mut out)?;
-    if copied != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "log shrank during rotation",
-        ));
-    }
-    out.sync_all()
-}
-
-fn append_rest(file: &File, from: u64, raw: &Path) -> io::Result<()> {
-    use std::io::Seek;
-    let mut input = file.try_clone()?;
-    input.seek(io::SeekFrom::Start(from))?;
-    let mut out = OpenOptions::new().append(true).open(raw)?;
-    io::copy(&mut input, &mut out)?;
-    out.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
+    use std::io::Read;
 
     /// A rotator over `dir`, and a 3-block log whose first two blocks are being rotated.
     fn interrupted(dir: &Path) -> (Rotator, PathBuf, Intent) {

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::open::{OpenError, Owners, open_log};
 use crate::config::LogsConfig;
 use crate::paths::Paths;
 
@@ -34,57 +35,80 @@ pub struct Source {
     pub tail: bool,
     /// Shedding order under disk pressure: lower goes first.
     pub priority: u8,
+    /// Who may own the file (`open::Owners::allowed`): the agent's user for the logs the agent
+    /// and nginx write, also the app user for `extra_files` and `watch.files`.
+    pub owners: Vec<u32>,
 }
 
-/// Every log that exists now, in a stable order.
-pub fn discover(paths: &Paths, config: &LogsConfig) -> Vec<Source> {
-    let mut found: Vec<Source> = Vec::new();
+/// What discovery found: the logs, and the paths refused with the reason (for an event).
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub sources: Vec<Source>,
+    pub refused: Vec<(String, String)>,
+}
+
+/// Every log that exists now, in a stable order. Each one is opened as it will be read (no
+/// links followed, owner checked); one that is refused is listed in `refused` instead.
+pub fn discover(paths: &Paths, config: &LogsConfig, owners: &Owners) -> Discovery {
+    let mut found = Discovery::default();
     let log_dir = paths.log_dir();
-    let mut add = |path: PathBuf, rotate, watch, tail, priority| {
-        if !path.is_file() || found.iter().any(|s| s.path == path) {
+    let mut add = |path: PathBuf, rotate, watch, tail, priority, app_writes_it| {
+        if found.sources.iter().any(|s| s.path == path) {
+            return;
+        }
+        // Directories matched by a glob are not logs; anything else is checked.
+        if std::fs::symlink_metadata(&path).map_or(true, |m| m.is_dir()) {
             return;
         }
         let relative = relative(paths.root(), &path);
         if relative.starts_with("var/log/rotated/") {
             return;
         }
-        found.push(Source {
-            path,
-            relative,
-            rotate,
-            watch,
-            tail,
-            priority,
-        });
+        let owners = owners.allowed(app_writes_it);
+        match open_log(&path, &owners, false) {
+            Ok(_) => found.sources.push(Source {
+                path,
+                relative,
+                rotate,
+                watch,
+                tail,
+                priority,
+                owners,
+            }),
+            Err(OpenError::Refused(why)) => found.refused.push((relative, why)),
+            Err(OpenError::Io(_)) => {}
+        }
     };
     for (suffix, priority, tail) in [(".stderr.log", 3, true), (".stdout.log", 1, true)] {
         for path in glob_under(&log_dir, &format!("*{suffix}")) {
-            add(path, Some(RotateMode::CopyTruncate), true, tail, priority);
+            add(
+                path,
+                Some(RotateMode::CopyTruncate),
+                true,
+                tail,
+                priority,
+                false,
+            );
         }
     }
     let nginx = paths.nginx_log_dir();
     let usr1 = Some(RotateMode::Rename(Reopen::NginxUsr1));
-    add(nginx.join("error.log"), usr1, true, true, 2);
-    add(nginx.join("access.log"), usr1, false, true, 0);
+    add(nginx.join("error.log"), usr1, true, true, 2, false);
+    add(nginx.join("access.log"), usr1, false, true, 0, false);
     for path in glob_under(&paths.agent_log_dir(), "*.log") {
         let tail = path.file_name().is_some_and(|n| n == "deploy.log");
-        add(
-            path,
-            Some(RotateMode::Rename(Reopen::Nothing)),
-            false,
-            tail,
-            2,
-        );
+        let rename = Some(RotateMode::Rename(Reopen::Nothing));
+        add(path, rename, false, tail, 2, false);
     }
     for pattern in &config.extra_files {
         for path in glob_under(paths.root(), pattern) {
-            add(path, Some(RotateMode::CopyTruncate), true, true, 2);
+            add(path, Some(RotateMode::CopyTruncate), true, true, 2, true);
         }
     }
     if config.watch.enabled {
         for pattern in &config.watch.files {
             for path in glob_under(paths.root(), pattern) {
-                add(path, None, true, false, 2);
+                add(path, None, true, false, 2, true);
             }
         }
     }
@@ -158,7 +182,18 @@ mod tests {
         let mut config = crate::config::default_config().logs;
         config.extra_files = vec!["/srv/app/logs/*.log".into()];
         config.watch.files = vec!["srv/app/debug/*.log".into()];
-        let sources = discover(&paths, &config);
+        let me = rustix::process::geteuid().as_raw();
+        let owners = Owners {
+            agent: me,
+            app: None,
+        };
+        std::os::unix::fs::symlink("/etc/passwd", root.path().join("srv/app/logs/evil.log"))
+            .expect("symlink");
+        let found = discover(&paths, &config, &owners);
+        assert_eq!(found.refused.len(), 1, "{:?}", found.refused);
+        assert_eq!(found.refused[0].0, "srv/app/logs/evil.log");
+        assert!(found.refused[0].1.contains("symbolic link"));
+        let sources = found.sources;
         let summary: Vec<(&str, Option<RotateMode>, bool)> = sources
             .iter()
             .map(|s| (s.relative.as_str(), s.rotate, s.watch))

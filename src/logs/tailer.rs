@@ -1,19 +1,21 @@
-//! Follows one log file: reads complete lines from a checkpointed offset, survives
-//! rename-and-create (the old file is read to its end) and truncation, and knows the file by
-//! device + inode + a hash of its head, so a reused inode is not mistaken for the old file.
+//! Follows one log file: reads complete lines from a checkpointed offset, a byte budget per
+//! poll (`lines.rs`), survives rename-and-create (the old file is read to its end) and
+//! truncation, and knows the file by device + inode + a hash of its head, so a reused inode is
+//! not mistaken for the old file. The file is opened without following links and checked
+//! (`open.rs`): a log replaced by a link to another file is refused, not read.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
+use super::lines::{Handle, read_lines};
+use super::open::{OpenError, open_log};
+
 const HEAD_BYTES: u64 = 1024;
-const CHUNK: usize = 256 * 1024;
-/// A "line" this long without a newline is cut, so one runaway writer cannot eat memory.
-const MAX_PARTIAL: usize = 64 * 1024;
 
 /// What is persisted per file: which file it is and how far it was read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,36 +29,37 @@ pub struct Checkpoint {
 }
 
 #[derive(Debug)]
-struct Handle {
-    file: File,
-    dev: u64,
-    ino: u64,
-    offset: u64,
-    /// Start of a line whose bytes were cut from the file's head: the rest follows at 0.
-    carry: Vec<u8>,
-    /// When this file last grew (renamed-away files are let go once they stay quiet).
-    grew: std::time::Instant,
-}
-
-#[derive(Debug)]
 pub struct Tailer {
     path: PathBuf,
+    owners: Vec<u32>,
     current: Option<Handle>,
     /// Files renamed away whose writers may still append: read until released.
     old: Vec<Handle>,
     head: (u64, String),
+    /// Why the file at `path` was not opened (a link, another owner...), for the event.
+    refused: Option<String>,
+    /// Lines cut to `lines::MAX_LINE` so far.
+    pub truncated: u64,
 }
 
 impl Tailer {
     /// Opens `path`, resuming from `checkpoint` when it describes this very file.
-    pub fn open(path: &Path, checkpoint: Option<&Checkpoint>, start_at_end: bool) -> Self {
+    pub fn open(
+        path: &Path,
+        owners: Vec<u32>,
+        checkpoint: Option<&Checkpoint>,
+        start_at_end: bool,
+    ) -> Self {
         let mut tailer = Self {
             path: path.to_path_buf(),
+            owners,
             current: None,
             old: Vec::new(),
             head: (0, String::new()),
+            refused: None,
+            truncated: 0,
         };
-        if let Ok(file) = File::open(path)
+        if let Some(file) = tailer.open_file()
             && let Ok(meta) = file.metadata()
         {
             let (dev, ino, size) = (meta.dev(), meta.ino(), meta.len());
@@ -71,22 +74,37 @@ impl Tailer {
                 None if start_at_end => size,
                 None => 0,
             };
-            tailer.head = (0, String::new());
-            tailer.current = Some(Handle {
-                file,
-                dev,
-                ino,
-                offset,
-                carry: Vec::new(),
-                grew: std::time::Instant::now(),
-            });
+            tailer.current = Some(Handle::new(file, dev, ino, offset));
             tailer.refresh_head();
         }
         tailer
     }
 
+    /// Opens the file at `path` (no links followed, owner checked); notes a refusal.
+    fn open_file(&mut self) -> Option<File> {
+        match open_log(&self.path, &self.owners, false) {
+            Ok(file) => {
+                self.refused = None;
+                Some(file)
+            }
+            Err(OpenError::Refused(why)) => {
+                self.refused = Some(why);
+                None
+            }
+            Err(OpenError::Io(_)) => {
+                self.refused = None;
+                None
+            }
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Why the file at the path is not followed, when it was refused.
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
     }
 
     #[cfg(test)]
@@ -106,12 +124,19 @@ impl Tailer {
         })
     }
 
-    /// Appends every new complete line (old files first) to `lines`.
-    pub fn poll(&mut self, lines: &mut Vec<String>) -> io::Result<()> {
+    /// Appends new complete lines (old files first), about `budget` bytes of them at most, to
+    /// `lines`. True when the budget ran out before the end (poll again soon).
+    pub fn poll(&mut self, budget: u64, lines: &mut Vec<String>) -> io::Result<bool> {
+        let mut left = budget;
+        let mut more = false;
         for old in &mut self.old {
-            read_lines(old, lines, false)?;
+            let outcome = read_lines(old, left, false, lines)?;
+            self.truncated += outcome.truncated;
+            left -= outcome.bytes.min(left);
+            more |= outcome.more;
         }
-        let now = std::fs::metadata(&self.path).ok();
+        // lstat: a log replaced by a link is a different file (refused when opened).
+        let now = std::fs::symlink_metadata(&self.path).ok();
         let same = match (&self.current, &now) {
             (Some(h), Some(m)) => h.dev == m.dev() && h.ino == m.ino(),
             (None, None) => true,
@@ -123,39 +148,38 @@ impl Tailer {
             if current.file.metadata()?.len() < current.offset {
                 // Truncated in place by someone else: start over at the new beginning.
                 current.offset = 0;
+                current.discarding = false;
                 self.head = (0, String::new());
             }
             // A renamed-away file may still get writes: it moves to `old`, read as it grows.
-            read_lines(current, lines, false)?;
+            let outcome = read_lines(current, left, false, lines)?;
+            self.truncated += outcome.truncated;
+            left -= outcome.bytes.min(left);
+            more |= outcome.more;
         }
         if !same {
             if let Some(previous) = self.current.take() {
                 self.old.push(previous);
             }
-            if let Ok(file) = File::open(&self.path) {
+            self.head = (0, String::new());
+            if let Some(file) = self.open_file() {
                 let meta = file.metadata()?;
-                self.current = Some(Handle {
-                    file,
-                    dev: meta.dev(),
-                    ino: meta.ino(),
-                    offset: 0,
-                    carry: Vec::new(),
-                    grew: std::time::Instant::now(),
-                });
-                self.head = (0, String::new());
-                if let Some(current) = self.current.as_mut() {
-                    read_lines(current, lines, false)?;
-                }
+                let mut handle = Handle::new(file, meta.dev(), meta.ino(), 0);
+                let outcome = read_lines(&mut handle, left, false, lines)?;
+                self.truncated += outcome.truncated;
+                more |= outcome.more;
+                self.current = Some(handle);
             }
         }
         self.refresh_head();
-        Ok(())
+        Ok(more)
     }
 
     /// Our copytruncate is about to remove the first `cut` bytes: read everything first, and
-    /// keep the start of a line that straddles the cut, so no line is lost or split.
+    /// keep the start of a line that straddles the cut, so no line is lost or split. The caller
+    /// caught up first (`poll` until it returns false), so what is left is small.
     pub fn before_collapse(&mut self, cut: u64, lines: &mut Vec<String>) -> io::Result<()> {
-        self.poll(lines)?;
+        self.poll(u64::MAX, lines)?;
         if let Some(current) = self.current.as_mut()
             && current.offset < cut
         {
@@ -182,7 +206,7 @@ impl Tailer {
     pub fn release(&mut self, dev: u64, ino: u64, lines: &mut Vec<String>) -> io::Result<()> {
         if let Some(index) = self.old.iter().position(|h| h.dev == dev && h.ino == ino) {
             let mut handle = self.old.remove(index);
-            read_lines(&mut handle, lines, true)?;
+            self.truncated += read_lines(&mut handle, u64::MAX, true, lines)?.truncated;
         }
         Ok(())
     }
@@ -194,7 +218,9 @@ impl Tailer {
         for mut handle in self.old.drain(..) {
             let deleted = handle.file.metadata().is_ok_and(|m| m.nlink() == 0);
             if deleted || handle.grew.elapsed() >= quiet {
-                let _ = read_lines(&mut handle, lines, true);
+                if let Ok(outcome) = read_lines(&mut handle, u64::MAX, true, lines) {
+                    self.truncated += outcome.truncated;
+                }
             } else {
                 kept.push(handle);
             }
@@ -228,48 +254,6 @@ fn head_hash(file: &File, len: u64) -> io::Result<String> {
     Ok(crate::deploy::hex(&sha2::Sha256::digest(&buffer)))
 }
 
-/// Reads complete lines from `handle.offset`; at the end of a file nobody will write to again
-/// (`last`), a final unterminated line counts too. The offset only ever covers complete lines,
-/// so a partial line is read again (whole) next time, also after a restart.
-fn read_lines(handle: &mut Handle, lines: &mut Vec<String>, last: bool) -> io::Result<()> {
-    handle.file.seek(SeekFrom::Start(handle.offset))?;
-    // `pending` starts with carried bytes, which `offset` already counts.
-    let mut pending: Vec<u8> = std::mem::take(&mut handle.carry);
-    let mut carried = pending.len();
-    let mut chunk = vec![0u8; CHUNK];
-    loop {
-        let read = handle.file.read(&mut chunk)?;
-        if read == 0 {
-            break;
-        }
-        pending.extend_from_slice(&chunk[..read]);
-        let complete = match pending.iter().rposition(|b| *b == b'\n') {
-            Some(newline) => newline + 1,
-            None if pending.len() > MAX_PARTIAL => pending.len(),
-            None => 0,
-        };
-        handle.grew = std::time::Instant::now();
-        if complete > 0 {
-            split_into(&pending[..complete], lines);
-            handle.offset += complete.saturating_sub(carried) as u64;
-            carried = carried.saturating_sub(complete);
-            pending.drain(..complete);
-        }
-    }
-    if last && !pending.is_empty() {
-        split_into(&pending, lines);
-        handle.offset += pending.len().saturating_sub(carried) as u64;
-    } else if carried > 0 {
-        handle.carry = pending[..carried].to_vec();
-    }
-    Ok(())
-}
-
-fn split_into(bytes: &[u8], lines: &mut Vec<String>) {
-    let text = String::from_utf8_lossy(bytes);
-    lines.extend(text.lines().map(str::to_string));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,8 +266,12 @@ mod tests {
 
     fn poll(tailer: &mut Tailer) -> Vec<String> {
         let mut lines = Vec::new();
-        tailer.poll(&mut lines).expect("poll");
+        tailer.poll(u64::MAX, &mut lines).expect("poll");
         lines
+    }
+
+    fn me() -> Vec<u32> {
+        vec![rustix::process::geteuid().as_raw()]
     }
 
     #[test]
@@ -291,7 +279,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("app.log");
         append(&path, "one\ntw");
-        let mut tailer = Tailer::open(&path, None, false);
+        let mut tailer = Tailer::open(&path, me(), None, false);
         assert_eq!(poll(&mut tailer), ["one"]);
         append(&path, "o\n");
         assert_eq!(poll(&mut tailer), ["two"]);
@@ -314,7 +302,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("app.log");
         append(&path, "first\nsecond line\n");
-        let mut tailer = Tailer::open(&path, None, false);
+        let mut tailer = Tailer::open(&path, me(), None, false);
         let mut lines = Vec::new();
         // Cut in the middle of "second line", as a block-aligned collapse would.
         tailer.before_collapse(9, &mut lines).expect("before");
@@ -342,18 +330,37 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("app.log");
         append(&path, "a\nb\n");
-        let mut tailer = Tailer::open(&path, None, false);
+        let mut tailer = Tailer::open(&path, me(), None, false);
         assert_eq!(poll(&mut tailer), ["a", "b"]);
         let checkpoint = tailer.checkpoint().expect("checkpoint");
         append(&path, "c\n");
-        let mut resumed = Tailer::open(&path, Some(&checkpoint), false);
+        let mut resumed = Tailer::open(&path, me(), Some(&checkpoint), false);
         assert_eq!(poll(&mut resumed), ["c"]);
         // Same path, different content (a new file, maybe on a reused inode): from the start.
         std::fs::remove_file(&path).expect("rm");
         append(&path, "x\ny\nz\n");
-        let mut fresh = Tailer::open(&path, Some(&checkpoint), false);
+        let mut fresh = Tailer::open(&path, me(), Some(&checkpoint), false);
         assert_eq!(poll(&mut fresh), ["x", "y", "z"]);
-        let at_end = Tailer::open(&path, None, true);
+        let at_end = Tailer::open(&path, me(), None, true);
         assert_eq!(at_end.offset(), 6);
+    }
+
+    #[test]
+    fn a_log_replaced_by_a_link_is_refused_not_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "root only\n").expect("secret");
+        append(&path, "mine\n");
+        let mut tailer = Tailer::open(&path, me(), None, false);
+        assert_eq!(poll(&mut tailer), ["mine"]);
+        std::fs::remove_file(&path).expect("rm");
+        std::os::unix::fs::symlink(&secret, &path).expect("symlink");
+        assert!(poll(&mut tailer).is_empty());
+        let why = tailer.refused().expect("refused");
+        assert!(why.contains("app.log is a symbolic link"), "{why}");
+        let fresh = Tailer::open(&path, me(), None, false);
+        assert!(fresh.refused().is_some());
+        assert!(fresh.current.is_none());
     }
 }

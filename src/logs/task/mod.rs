@@ -1,7 +1,15 @@
 //! The logs task: follows every watched log (inotify through `notify`, plus a 1 s safety poll),
-//! groups and fingerprints severe errors, rotates logs by size and age, and compresses rotated
-//! files. Rotation and tailing share this one task, so a copytruncate adjusts the tail offset
-//! in the same step and no line is read twice or skipped.
+//! groups and fingerprints severe errors, rotates logs by size and age, compresses rotated
+//! files and prunes nginx's hourly healthd logs. Rotation and tailing share this one task, so a
+//! copytruncate adjusts the tail offset in the same step and no line is read twice or skipped.
+//!
+//! It runs on its own thread (`LogService::start`), never on the runtime's workers: its file
+//! I/O (reads, copies, fsyncs, `/proc` scans) cannot stall health checks or the control API.
+//! Each poll reads at most `POLL_BUDGET` bytes per file, so a multi-GB backlog is worked
+//! through over many polls in bounded memory while commands and ticks are still served.
+
+mod follow;
+mod rotation;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -14,11 +22,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::classify::{Grouper, Patterns, SevereBlock};
-use super::compress::{compress, held_by_others};
+use super::classify::{Grouper, Patterns};
+use super::compress::Staged;
 use super::fingerprint::Report;
-use super::plan::rotation_due;
-use super::rotate::{Rotator, Staged};
+use super::open::Owners;
+use super::rotate::Rotator;
 use super::sources::{Source, discover, watch_dirs};
 use super::tailer::{Checkpoint, Tailer};
 use super::{Command, Shared};
@@ -26,6 +34,12 @@ use crate::config::Config;
 use crate::events::EventSink;
 use crate::fsutil::{read_json, write_json_atomic};
 use crate::paths::Paths;
+
+/// Bytes read per file per poll: bounds the lines held at once (a few MiB with their
+/// `String`s) and how long one poll keeps the task from its commands.
+const POLL_BUDGET: u64 = 1 << 20;
+/// The safety poll (and rediscovery) when inotify works, and when it does not.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 struct Followed {
     tailer: Tailer,
@@ -43,6 +57,9 @@ pub(super) struct LogTask {
     pub published_wake: Arc<Notify>,
     pub checkpoints_path: PathBuf,
     pub started: std::time::SystemTime,
+    pub owners: Owners,
+    /// Paths refused (a link, another owner...) and why: one event per new reason.
+    pub refusals: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for LogTask {
@@ -60,6 +77,8 @@ struct State {
     compressing: JoinSet<(Staged, std::io::Result<u64>)>,
     dirty: bool,
     watched_dirs: HashSet<PathBuf>,
+    /// Some followed file has more to read than the last poll's budget.
+    behind: bool,
 }
 
 impl LogTask {
@@ -75,6 +94,7 @@ impl LogTask {
             compressing: JoinSet::new(),
             dirty: true,
             watched_dirs: HashSet::new(),
+            behind: false,
         };
         match self.rotator.recover(self.config.logs.reopen_timeout) {
             Ok(staged) => state.pending.extend(staged),
@@ -97,31 +117,32 @@ impl LogTask {
                 None
             }
         };
-        let mut housekeeping = tokio::time::interval(Duration::from_millis(100));
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         let mut rotation = tokio::time::interval(self.config.logs.check_interval);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         rotation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ticks: u64 = 0;
         self.refresh(&mut state, watcher.as_mut());
         loop {
-            let idle_deadline = self.next_idle_deadline(&state);
+            let wake_at = self.next_deadline(&state);
             tokio::select! {
                 () = cancel.cancelled() => break,
                 Some(()) = changed.recv() => self.poll_all(&mut state),
-                () = tokio::time::sleep_until(idle_deadline) => self.flush_idle(&mut state),
+                // Catching up on a backlog: one more budget per file, between everything else
+                // (a yield, so timers and inotify are looked at in between).
+                () = tokio::task::yield_now(), if state.behind => self.poll_all(&mut state),
+                () = tokio::time::sleep_until(wake_at) => {
+                    self.flush_idle(&mut state);
+                    self.finish_pending(&mut state);
+                }
                 _ = housekeeping.tick() => {
-                    ticks += 1;
-                    let every_second = ticks.is_multiple_of(10);
-                    self.finish_pending(&mut state, every_second);
-                    if every_second {
-                        self.refresh(&mut state, watcher.as_mut());
-                        self.poll_all(&mut state);
-                        self.summaries();
-                        self.save_checkpoints(&mut state);
-                    }
+                    self.refresh(&mut state, watcher.as_mut());
+                    self.poll_all(&mut state);
+                    self.summaries();
+                    self.save_checkpoints(&mut state);
                 }
                 _ = rotation.tick() => {
                     self.rotate(&mut state, false);
+                    self.prune_healthd();
                 }
                 Some(command) = self.commands.recv() => match command {
                     Command::Rotate(reply) => {
@@ -129,7 +150,7 @@ impl LogTask {
                         self.refresh(&mut state, watcher.as_mut());
                         self.poll_all(&mut state);
                         let rotated = self.rotate(&mut state, true);
-                        self.finish_pending(&mut state, true);
+                        self.finish_pending(&mut state);
                         let _ = reply.send(rotated);
                     }
                 },
@@ -157,7 +178,15 @@ impl LogTask {
 
     /// Re-discovers the logs, follows new ones and watches their directories.
     fn refresh(&mut self, state: &mut State, watcher: Option<&mut notify::RecommendedWatcher>) {
-        state.sources = discover(&self.paths, &self.config.logs);
+        let found = discover(&self.paths, &self.config.logs, &self.owners);
+        state.sources = found.sources;
+        let refused: HashMap<String, String> = found.refused.into_iter().collect();
+        for (relative, why) in &refused {
+            self.refused(relative, why);
+        }
+        // A path that is fine again (or gone) may be refused again later: report it then.
+        self.refusals
+            .retain(|relative, _| refused.contains_key(relative));
         if let Some(watcher) = watcher {
             for dir in watch_dirs(&self.paths, &self.config.logs) {
                 if !state.watched_dirs.contains(&dir)
@@ -186,10 +215,16 @@ impl LogTask {
             let checkpoint = state.saved.get(&source.relative);
             // On the very first run, history is not news: files last written before the agent
             // started are followed from their end. Anything written since is read whole.
-            let historic = std::fs::metadata(&source.path)
+            let historic = std::fs::symlink_metadata(&source.path)
                 .and_then(|m| m.modified())
                 .is_ok_and(|modified| modified < self.started);
-            let tailer = Tailer::open(&source.path, checkpoint, state.first_run && historic);
+            let start_at_end = state.first_run && historic;
+            let tailer = Tailer::open(
+                &source.path,
+                source.owners.clone(),
+                checkpoint,
+                start_at_end,
+            );
             state.followed.insert(
                 source.path.clone(),
                 Followed {
@@ -211,79 +246,36 @@ impl LogTask {
         self.shared.update(|status| status.watched_files = watched);
     }
 
-    fn poll_all(&self, state: &mut State) {
-        let paths: Vec<PathBuf> = state.followed.keys().cloned().collect();
-        for path in paths {
-            self.poll_one(state, &path);
+    fn prune_healthd(&self) {
+        let logs = &self.config.logs;
+        let pruned = super::healthd::prune(
+            &self.paths.healthd_log_dir(),
+            &self.paths.healthd_checkpoint(),
+            logs.healthd_keep_hours,
+            logs.healthd_keep_files,
+        );
+        if !pruned.is_empty() {
+            tracing::info!(files = ?pruned, "deleted old healthd logs");
         }
     }
 
-    fn poll_one(&self, state: &mut State, path: &PathBuf) {
-        let Some(followed) = state.followed.get_mut(path) else {
-            return;
-        };
-        let mut lines = Vec::new();
-        if let Err(error) = followed.tailer.poll(&mut lines) {
-            tracing::debug!(%error, path = %path.display(), "reading a log failed");
-        }
-        followed
-            .tailer
-            .forget_old(Duration::from_secs(60), &mut lines);
-        if !lines.is_empty() {
-            state.dirty = true;
-            let file = super::sources::relative(self.paths.root(), path);
-            self.feed(followed, lines, &file);
-        }
-    }
-
-    fn feed(&self, followed: &mut Followed, lines: Vec<String>, file: &str) {
-        let mut closed: Vec<SevereBlock> = Vec::new();
-        for line in &lines {
-            followed.grouper.push(line, &mut closed);
-        }
-        followed.last_line = Instant::now();
-        for block in closed {
-            self.report_block(&block, file);
-        }
-    }
-
-    fn next_idle_deadline(&self, state: &State) -> Instant {
+    /// The next open stack trace to close, or renamed file to look at again.
+    fn next_deadline(&self, state: &State) -> Instant {
         let idle = self.config.logs.watch.group_idle;
-        state
+        let traces = state
             .followed
             .values()
             .filter(|f| f.grouper.is_open())
-            .map(|f| f.last_line + idle)
+            .map(|f| f.last_line + idle);
+        let pending = state
+            .pending
+            .iter()
+            .filter(|s| s.wait_for.is_some())
+            .map(|s| s.next_check);
+        traces
+            .chain(pending)
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
-    }
-
-    fn flush_idle(&self, state: &mut State) {
-        let idle = self.config.logs.watch.group_idle;
-        let now = Instant::now();
-        for followed in state.followed.values_mut() {
-            if followed.grouper.is_open() && followed.last_line + idle <= now {
-                // Read what arrived meanwhile first: it may still belong to the trace.
-                let mut lines = Vec::new();
-                let _ = followed.tailer.poll(&mut lines);
-                let file = super::sources::relative(self.paths.root(), followed.tailer.path());
-                if !lines.is_empty() {
-                    self.feed(followed, lines, &file);
-                    continue;
-                }
-                if let Some(block) = followed.grouper.flush() {
-                    self.report_block(&block, &file);
-                }
-            }
-        }
-    }
-
-    fn report_block(&self, block: &SevereBlock, file: &str) {
-        let now_ms = jiff::Timestamp::now().as_millisecond();
-        let report = self.shared.record_error(now_ms, block, file);
-        if let Some(report) = report {
-            self.emit(&report);
-        }
     }
 
     fn summaries(&self) {
@@ -295,118 +287,6 @@ impl LogTask {
 
     fn emit(&self, report: &Report) {
         self.events.emit(super::plan::severe_event(report));
-    }
-
-    /// Rotates every log that is due (`forced`: every non-empty log). Returns the new names.
-    fn rotate(&mut self, state: &mut State, forced: bool) -> Vec<String> {
-        let now_ms = jiff::Timestamp::now().as_millisecond();
-        let logs = &self.config.logs;
-        let mut rotated = Vec::new();
-        for source in state.sources.clone() {
-            let Some(mode) = source.rotate else { continue };
-            let size = std::fs::metadata(&source.path)
-                .map(|m| m.len())
-                .unwrap_or(0);
-            let last = self.rotator.last_rotated_ms(&source.relative, now_ms);
-            let due = rotation_due(
-                size,
-                last,
-                now_ms,
-                logs.rotate_size_bytes,
-                logs.rotate_interval,
-            );
-            if size == 0 || !(forced || due.is_some()) {
-                continue;
-            }
-            let mut lines = Vec::new();
-            let followed = state.followed.get_mut(&source.path);
-            let tailer = followed.map(|f| &mut f.tailer);
-            match self
-                .rotator
-                .rotate(&source, mode, tailer, &mut lines, logs.reopen_timeout)
-            {
-                Ok(Some(staged)) => {
-                    if let Some(name) = staged.final_path.file_name() {
-                        rotated.push(name.to_string_lossy().into_owned());
-                    }
-                    state.pending.push(staged);
-                    state.dirty = true;
-                    self.shared.update(|status| status.rotations += 1);
-                }
-                Ok(None) => {}
-                // Deleted since it was discovered: nothing to rotate.
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => self
-                    .events
-                    .error("logs", format!("rotating {}: {error}", source.relative)),
-            }
-            if !lines.is_empty()
-                && let Some(followed) = state.followed.get_mut(&source.path)
-            {
-                self.feed(followed, lines, &source.relative);
-            }
-        }
-        if self.rotator.collapse_unsupported {
-            self.rotator.collapse_unsupported = false;
-            self.events.warn(
-                "logs",
-                "this filesystem cannot collapse a file's head: copytruncate falls back to truncate, and lines written during it may be lost",
-            );
-        }
-        if !rotated.is_empty() {
-            state.dirty = true;
-            self.save_checkpoints(state);
-        }
-        rotated
-    }
-
-    /// Compresses staged files whose writers let go (or whose wait ran out).
-    /// Compresses staged files nobody holds open any more. A writer that keeps a renamed log
-    /// past `reopen_timeout` is reported once and waited for (checked every second by then):
-    /// compressing earlier would lose what it still writes.
-    fn finish_pending(&mut self, state: &mut State, every_second: bool) {
-        if state.pending.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        let mut waiting = Vec::new();
-        for mut staged in std::mem::take(&mut state.pending) {
-            if let Some((dev, ino, deadline)) = staged.wait_for {
-                let overdue = now >= deadline;
-                if overdue && !every_second {
-                    waiting.push(staged);
-                    continue;
-                }
-                if held_by_others(dev, ino) {
-                    if overdue && !staged.reported {
-                        staged.reported = true;
-                        self.events.warn(
-                            "logs",
-                            format!(
-                                "{} was rotated but a process still writes to the old file; it is compressed once that process lets go",
-                                super::sources::relative(self.paths.root(), &staged.source)
-                            ),
-                        );
-                    }
-                    waiting.push(staged);
-                    continue;
-                }
-            }
-            if let Some((dev, ino, _)) = staged.wait_for
-                && let Some(followed) = state.followed.get_mut(&staged.source)
-            {
-                let mut lines = Vec::new();
-                let _ = followed.tailer.release(dev, ino, &mut lines);
-                let file = super::sources::relative(self.paths.root(), &staged.source);
-                self.feed(followed, lines, &file);
-            }
-            let job = staged.clone();
-            state.compressing.spawn_blocking(move || {
-                let outcome = compress(&job);
-                (job, outcome)
-            });
-        }
-        state.pending = waiting;
     }
 
     fn save_checkpoints(&self, state: &mut State) {
@@ -429,6 +309,30 @@ impl LogTask {
             Err(error) => tracing::warn!(%error, "cannot save log checkpoints"),
         }
     }
+}
+
+/// Runs `task` on a thread of its own (with a single-threaded runtime for its timers, inotify
+/// channel and compression jobs); `tasks` waits for it at shutdown.
+pub(super) fn spawn_thread(
+    task: LogTask,
+    tasks: &tokio_util::task::TaskTracker,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("hostmanager-logs-blocking")
+        .build()?;
+    let (done, finished) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("hostmanager-logs".into())
+        .spawn(move || {
+            runtime.block_on(task.run(cancel));
+            let _ = done.send(());
+        })?;
+    tasks.spawn(async move {
+        let _ = finished.await;
+    });
+    Ok(())
 }
 
 /// Asks the task to rotate every non-empty log now.
