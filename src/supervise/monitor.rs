@@ -59,11 +59,14 @@ impl Supervisor {
         loop {
             if let Some(process) = watched.take() {
                 let stable_at = started + config.stable_after;
+                // Biased, stop first: a stop that was asked for (`stop-apps`) is carried out
+                // even when the agent's shutdown begins at the same moment.
                 let wake = tokio::select! {
-                    status = process.exited() => Wake::Exited(status),
-                    () = tokio::time::sleep_until(stable_at), if crash_loop.is_looping() => Wake::Stable,
+                    biased;
                     () = stop.cancelled() => Wake::Stop,
                     () = self.inner.shutdown.cancelled() => Wake::Shutdown,
+                    status = process.exited() => Wake::Exited(status),
+                    () = tokio::time::sleep_until(stable_at), if crash_loop.is_looping() => Wake::Stable,
                 };
                 match wake {
                     Wake::Shutdown => return,
