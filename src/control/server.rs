@@ -287,7 +287,7 @@ async fn events(api: &ApiState, pairs: &[(&str, &str)]) -> Reply {
             let wait = std::time::Duration::from_millis(wait_ms);
             json(StatusCode::OK, &api.events.wait(&query, wait).await)
         }
-        Ok(query) => json(StatusCode::OK, &api.events.query(&query)),
+        Ok(query) => json(StatusCode::OK, &api.events.query_blocking(&query).await),
         Err(message) => error(StatusCode::BAD_REQUEST, message),
     }
 }
