@@ -182,6 +182,40 @@ fn orphans_of_an_app_are_reaped_by_the_agent() {
 }
 
 #[test]
+fn a_daemon_a_hook_leaves_behind_is_reaped_when_it_exits() {
+    let mut host = TestHost::new();
+    host.start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The hook leaves a background job in its own group (in the agent's session) and exits:
+    // the job is re-parented to the agent, which must reap it when it exits.
+    let hook = b"#!/bin/sh\nsleep 1 &\necho $! > \"$HOSTMANAGER_ROOT/hook-daemon.pid\"\n";
+    let bundle = common::bundles::sample(
+        dir.path(),
+        "v1",
+        &[common::bundles::Entry::File(
+            ".platform/hooks/postdeploy/01_daemon.sh",
+            hook,
+            0o755,
+        )],
+    );
+    host.deploy_ok(&bundle);
+    let path = host.path("hook-daemon.pid");
+    let daemon: i32 = wait_for("the hook's daemon pid", Duration::from_secs(10), || {
+        std::fs::read_to_string(&path).ok()?.trim().parse().ok()
+    });
+    let agent = host.agent_pid().expect("agent");
+    if let Some(stat) = procs::stat(daemon) {
+        assert_eq!(stat.ppid, agent, "re-parented to the agent");
+    }
+    wait_for(
+        "the hook's daemon to exit and be reaped (not left a zombie)",
+        Duration::from_secs(10),
+        || reaped(daemon).then_some(()),
+    );
+    assert!(alive(agent));
+}
+
+#[test]
 fn what_an_exited_leader_left_in_its_group_is_stopped_before_the_restart() {
     let mut host = TestHost::new();
     host.start();

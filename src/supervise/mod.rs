@@ -33,7 +33,7 @@ use tokio_util::task::TaskTracker;
 
 pub use cgroup::remove_all as remove_cgroups;
 pub use hold::{StopHold, clear_hold_file, hold_path, set_hold_file};
-pub use process::{ExitStatus, Watched, group_alive, read_stat, signal_group};
+pub use process::{ExitStatus, Watched, group_alive, group_gone, read_stat, signal_group};
 pub use reaper::become_child_subreaper;
 pub use spawn::{ChildSetup, OutputFiles, UserError, launch, resolve_app_user};
 pub use spec::{APP_PATH, AppUser, ProcessKey, ProcessSpec, process_env};
