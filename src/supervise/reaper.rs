@@ -121,7 +121,12 @@ pub fn reap_orphans(leaders: &Leaders) -> usize {
 /// The agent's children, from every thread's children list (an orphan is re-parented to one
 /// of the subreaper's threads).
 fn own_children() -> Vec<i32> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    children_of("self")
+}
+
+/// The children of process `pid` ("self" for the agent), from its threads' children lists.
+pub(super) fn children_of(pid: &str) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
     let mut children: Vec<i32> = tasks
