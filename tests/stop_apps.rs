@@ -156,3 +156,33 @@ fn stop_apps_without_an_agent_holds_too() {
         (host.get("/").ok()?.body == "Hello from v1\n").then_some(())
     });
 }
+
+/// Without a stop, the proxy task (which waits on the master's pidfd, with no tick) starts a
+/// master that died again.
+#[test]
+fn a_dead_nginx_master_is_started_again_when_nothing_holds_it() {
+    let mut host = TestHost::new();
+    host.start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    host.deploy_ok(&sample(dir.path(), "v1", &[]));
+    let master = host.status()["proxy"]["pid"].as_i64().expect("nginx pid") as i32;
+    // Its workers go with it; they would otherwise keep the port.
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(master),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill nginx");
+    let again = wait_for("a new nginx master", Duration::from_secs(10), || {
+        let pid = host.status()["proxy"]["pid"].as_i64()?;
+        (pid != i64::from(master)).then_some(pid)
+    });
+    assert!(again > 0);
+    wait_for("v1 served again", Duration::from_secs(10), || {
+        (host.get("/").ok()?.body == "Hello from v1\n").then_some(())
+    });
+    assert!(
+        host.events()
+            .iter()
+            .any(|e| e["message"] == "nginx is not running; starting it again")
+    );
+}
