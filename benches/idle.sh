@@ -36,14 +36,15 @@ s=[socket.socket() for _ in range(3)]
 [x.bind(("127.0.0.1",0)) for x in s]
 print(*[x.getsockname()[1] for x in s])'))
 
-mkdir -p "$root/etc/hostmanager" "$work/watched"
-touch "$work/watched/backlog.log"
+# Watched only (`logs.watch.files`, relative to the root): not rotated or published.
+backlog="$root/var/log/bench/backlog.log"
+mkdir -p "$root/etc/hostmanager" "$(dirname "$backlog")"
+touch "$backlog"
 sed -e "s/^port = 18500/port = ${ports[0]}/" \
     -e "s/^alternate_port = 18501/alternate_port = ${ports[1]}/" \
     -e "s/127.0.0.1:18080/127.0.0.1:${ports[2]}/" \
     examples/local/agent.toml > "$root/etc/hostmanager/agent.toml"
-# Only the watched-only backlog file is added for phase 2 (not rotated or published).
-python3 - "$root/etc/hostmanager/agent.toml" "$work/watched/backlog.log" <<'PY'
+python3 - "$root/etc/hostmanager/agent.toml" "/var/log/bench/backlog.log" <<'PY'
 import sys
 path, backlog = sys.argv[1], sys.argv[2]
 text = open(path).read()
@@ -110,7 +111,7 @@ read -r i50 i99 irss < <(measure)
 echo "status over the control socket (${samples} requests per phase), against idle:"
 line "idle" "$i50" "$i99" "$irss" "$i50" "$i99" "$irss"
 
-append_backlog "$backlog_mib" "$work/watched/backlog.log"
+append_backlog "$backlog_mib" "$backlog"
 read -r t50 t99 trss < <(measure)
 line "tailer, ${backlog_mib} MiB backlog" "$t50" "$t99" "$trss" "$i50" "$i99" "$irss"
 

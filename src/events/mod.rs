@@ -93,7 +93,7 @@ impl EventStore {
     /// callers use `query_blocking`.
     pub fn query(&self, query: &EventQuery) -> Vec<Event> {
         let limit = query.limit.unwrap_or(500).min(10_000);
-        let snapshot = {
+        let (journal, matching) = {
             let inner = self.lock();
             let matching: Vec<Event> = inner
                 .recent
@@ -107,19 +107,20 @@ impl EventStore {
                 || query
                     .after
                     .is_some_and(|after| after + 1 >= oldest_in_memory);
-            match memory_is_enough {
+            let snapshot = match memory_is_enough {
                 true => None,
                 false => inner.journal.snapshot(query.after).ok(),
-            }
-            .ok_or(matching)
+            };
+            (snapshot, matching)
         };
-        match snapshot {
-            Ok(snapshot) => snapshot.read(query, limit).unwrap_or_default(),
-            Err(matching) => {
-                let skip = matching.len().saturating_sub(limit);
-                matching.into_iter().skip(skip).collect()
-            }
+        // The lock is released: the journal is read without it.
+        if let Some(journal) = journal
+            && let Ok(events) = journal.read(query, limit)
+        {
+            return events;
         }
+        let skip = matching.len().saturating_sub(limit);
+        matching.into_iter().skip(skip).collect()
     }
 
     /// `query` on the blocking pool: a journal read never runs on a runtime thread.
