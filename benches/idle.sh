@@ -22,9 +22,12 @@ chmod 755 "$work"
 root="$work/root"
 agent=""
 cleanup() {
-    [ -n "$agent" ] && kill "$agent" 2>/dev/null && wait "$agent" 2>/dev/null
+    if [ -n "$agent" ]; then
+        kill "$agent" 2>/dev/null || true
+        wait "$agent" 2>/dev/null || true
+    fi
     "$bin" --root "$root" stop-apps >/dev/null 2>&1 || true
-    rm -rf "$work"
+    rm -rf "$work" || true
 }
 trap cleanup EXIT
 hm() { "$bin" --root "$root" "$@"; }
@@ -56,7 +59,9 @@ open(path, "w").write(text)
 PY
 if [ "$(id -u)" -eq 0 ] && ! id webapp >/dev/null 2>&1; then useradd --system --no-create-home --shell /usr/sbin/nologin webapp; fi
 hm validate >/dev/null
-hm run 2>"$work/agent.log" & agent=$!
+# The binary itself, not through `hm`: a backgrounded function is a subshell, and $! would
+# be its pid (the numbers below must be the agent's, and so must the kill in cleanup).
+"$bin" --root "$root" run >/dev/null 2>"$work/agent.log" & agent=$!
 await hm status >/dev/null 2>&1
 hm deploy examples/sample-app --wait >/dev/null
 await idle

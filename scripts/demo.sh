@@ -53,7 +53,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "demo: starting the agent on root $root (its log: $root/agent.log)"
-hm run 2>"$root/agent.log" &
+# The binary itself, not through `hm`: a backgrounded function is a subshell, and $! would be
+# the subshell's pid, so the kill in cleanup would miss the agent.
+"$bin" --root "$root" run 2>"$root/agent.log" &
 agent=$!
 
 for _ in $(seq 100); do hm status >/dev/null 2>&1 && break; sleep 0.1; done
