@@ -156,15 +156,10 @@ impl ControllerLink {
     /// The events to send: the batch of the last failed attempt if the cursor has not moved,
     /// else read once from the store.
     fn events_batch(&mut self) -> Vec<crate::events::Event> {
-        let cursor = self.state.events_cursor;
-        match &self.batch {
-            Some((after, events)) if *after == cursor => events.clone(),
-            _ => {
-                let events = self.api.events.oldest_after(cursor, MAX_EVENTS_PER_REPORT);
-                self.batch = Some((cursor, events.clone()));
-                events
-            }
-        }
+        let store = self.api.events.clone();
+        batch_after(&mut self.batch, self.state.events_cursor, |cursor| {
+            store.oldest_after(cursor, MAX_EVENTS_PER_REPORT)
+        })
     }
 
     async fn round_trip(&mut self) -> Result<(), String> {
@@ -312,6 +307,22 @@ fn backoff(interval: Duration, failures: u32) -> Duration {
     base.mul_f64(0.8 + 0.4 * fastrand::f64())
 }
 
+/// The batch cached for `cursor`, or a fresh one from `read` (cached for the next retry).
+fn batch_after<T: Clone>(
+    cache: &mut Option<(u64, Vec<T>)>,
+    cursor: u64,
+    read: impl FnOnce(u64) -> Vec<T>,
+) -> Vec<T> {
+    match cache {
+        Some((after, batch)) if *after == cursor => batch.clone(),
+        _ => {
+            let batch = read(cursor);
+            *cache = Some((cursor, batch.clone()));
+            batch
+        }
+    }
+}
+
 /// Reads at most `cap` bytes of the body: more is an error, or with `truncate` cut off.
 async fn read_capped(
     mut response: reqwest::Response,
@@ -390,6 +401,25 @@ mod tests {
             }
         });
         url
+    }
+
+    #[test]
+    fn retries_reuse_the_batch_until_the_cursor_moves() {
+        let mut cache = None;
+        let mut reads = 0;
+        let mut read = |cursor: u64| {
+            reads += 1;
+            vec![cursor + 1, cursor + 2]
+        };
+        assert_eq!(batch_after(&mut cache, 10, &mut read), [11, 12]);
+        assert_eq!(batch_after(&mut cache, 10, &mut read), [11, 12], "a retry");
+        assert_eq!(batch_after(&mut cache, 10, &mut read), [11, 12], "another");
+        assert_eq!(
+            batch_after(&mut cache, 12, &mut read),
+            [13, 14],
+            "acknowledged"
+        );
+        assert_eq!(reads, 2, "the journal is read once per cursor");
     }
 
     #[tokio::test]
