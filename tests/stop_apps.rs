@@ -186,3 +186,51 @@ fn a_dead_nginx_master_is_started_again_when_nothing_holds_it() {
             .any(|e| e["message"] == "nginx is not running; starting it again")
     );
 }
+
+/// A `stop-apps` under way when the agent is told to stop completes, and its caller gets the
+/// answer: no half stop, no dropped connection.
+#[test]
+fn a_stop_apps_under_way_completes_when_the_agent_shuts_down_meanwhile() {
+    let processes: toml::Table =
+        toml::from_str("[stubborn]\nstop_timeout = \"2s\"\n").expect("toml");
+    let mut host = TestHost::new().set("supervise", "processes", processes);
+    host.start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Ignores SIGTERM (inherited across exec), so its stop lasts until the 2 s deadline.
+    let procfile = "web: python3 application.py\nstubborn: trap '' TERM; exec sleep 1000\n";
+    host.deploy_ok(&common::apps::bundle(&dir, procfile));
+    let stubborn = pid_of(&running(&host, "stubborn"));
+    let nginx = host.status()["proxy"]["pid"].as_i64().expect("nginx pid") as i32;
+
+    let stop = std::process::Command::new(common::BIN)
+        .arg("--root")
+        .arg(host.root.path())
+        .arg("stop-apps")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("stop-apps");
+    wait_for("the stop to begin", Duration::from_secs(10), || {
+        common::apps::find_event(&host, |_, m| {
+            m.starts_with("Stopping every app process and nginx on request")
+        })
+    });
+    let agent = host.stop_agent(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(15));
+    let answer = stop.wait_with_output().expect("stop-apps output");
+    assert!(
+        answer.status.success(),
+        "{answer:?}\nagent log:\n{}",
+        common::tail(&host.agent_log(), 30)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&answer.stdout),
+        "Stopped every app process and nginx.\n"
+    );
+    assert!(agent.success(), "the agent exits cleanly: {agent}");
+    assert!(
+        !common::procs::alive(stubborn),
+        "the stubborn process was stopped"
+    );
+    assert!(!common::procs::alive(nginx), "nginx was stopped");
+    assert!(host.path("var/lib/hostmanager/apps-stopped").exists());
+}

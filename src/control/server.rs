@@ -91,9 +91,15 @@ pub async fn serve(listener: UnixListener, api: Arc<ApiState>, cancel: Cancellat
             let service = service_fn(move |request| handle(api.clone(), request));
             let connection =
                 hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+            tokio::pin!(connection);
             tokio::select! {
-                _ = connection => {}
-                () = cancel.cancelled() => {}
+                _ = connection.as_mut() => {}
+                () = cancel.cancelled() => {
+                    // A request in flight (a stop-apps that began) still gets its answer; an
+                    // idle connection closes at once, and long polls end on the same token.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
             }
         });
     }
@@ -285,7 +291,11 @@ async fn events(api: &ApiState, pairs: &[(&str, &str)]) -> Reply {
     match query {
         Ok(query) if wait_ms > 0 => {
             let wait = std::time::Duration::from_millis(wait_ms);
-            json(StatusCode::OK, &api.events.wait(&query, wait).await)
+            tokio::select! {
+                events = api.events.wait(&query, wait) => json(StatusCode::OK, &events),
+                // The agent's shutdown must not wait for a long poll.
+                () = api.shutdown.cancelled() => json(StatusCode::OK, &Vec::<crate::events::Event>::new()),
+            }
         }
         Ok(query) => json(StatusCode::OK, &api.events.query_blocking(&query).await),
         Err(message) => error(StatusCode::BAD_REQUEST, message),
