@@ -89,17 +89,20 @@ pub async fn run(
     if let Err(errno) = supervise::become_child_subreaper() {
         tracing::warn!(%errno, "cannot become a child subreaper; app orphans go to init");
     }
+    // `stop-apps` keeps the apps and nginx down across agent restarts.
+    let hold = supervise::StopHold::load(&paths);
     let supervisor = Supervisor::new(
         app_user,
         config.supervise.clone(),
         paths.clone(),
         sink.clone(),
         root.child_token(),
+        hold.clone(),
     );
     supervisor
         .restore()
         .map_err(|e| AgentError::Startup(e.to_string()))?;
-    let proxy = Proxy::new(config.proxy.clone(), paths.clone(), sink.clone());
+    let proxy = Proxy::new(config.proxy.clone(), paths.clone(), sink.clone(), hold);
     let (deployer, queue) = Engine::load(
         config.clone(),
         paths.clone(),
@@ -163,6 +166,8 @@ pub async fn run(
         sink: sink.clone(),
         controller: link_status.clone(),
         logs: logs.clone(),
+        shutdown: root.clone(),
+        critical: TaskTracker::new(),
     });
     if let (Some(url), Some(status)) = (config.controller.url.clone(), link_status) {
         let identity = crate::aws::resolve_identity(&config.environment, &config.aws).await;

@@ -141,3 +141,34 @@ fn a_persisted_pid_now_belonging_to_another_process_is_neither_adopted_nor_signa
     let signals = std::fs::read_to_string(strangers.path().join("signals")).unwrap_or_default();
     assert_eq!(signals, "", "the stranger got no signal");
 }
+
+/// What `systemctl restart` does to the agent under `KillMode=process` (checked statically by
+/// tests/cli.rs): SIGTERM to the agent alone, then a new agent. The apps and nginx must come
+/// through it untouched: same pids, still serving, re-adopted.
+#[test]
+fn apps_and_nginx_outlive_a_sigterm_and_restart_of_the_agent() {
+    let mut host = TestHost::new();
+    host.start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    host.deploy_ok(&sample(dir.path(), "v1", &[]));
+    let web = pid_of(&running(&host, "web"));
+    let nginx = host.status()["proxy"]["pid"].as_i64().expect("nginx pid") as i32;
+
+    let status = host.stop_agent(Signal::SIGTERM, Duration::from_secs(10));
+    assert!(status.success(), "a clean shutdown: {status}");
+    assert!(
+        alive(web) && alive(nginx),
+        "the agent's shutdown leaves them running"
+    );
+    assert_eq!(host.body("/"), "Hello from v1\n", "and serving");
+
+    host.start();
+    let adopted = running(&host, "web");
+    assert_eq!(pid_of(&adopted), web, "re-adopted, not restarted");
+    assert_eq!(adopted["restarts"], 0);
+    assert_eq!(
+        host.status()["proxy"]["pid"].as_i64(),
+        Some(i64::from(nginx))
+    );
+    assert_eq!(host.body("/"), "Hello from v1\n");
+}

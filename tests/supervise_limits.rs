@@ -13,6 +13,10 @@ use common::{TestHost, wait_for};
 
 #[test]
 fn the_app_runs_as_the_app_user_with_the_configured_groups_umask_and_rlimits() {
+    assert!(
+        common::is_root(),
+        "this test needs root: it checks the user, groups and raised hard limits a root agent gives the app (run the suite as root, as CI does)"
+    );
     let mut host = TestHost::new()
         .set("app", "groups", vec!["nogroup"])
         .set("supervise", "umask", "027")
@@ -39,40 +43,33 @@ fn the_app_runs_as_the_app_user_with_the_configured_groups_umask_and_rlimits() {
         "real, effective, saved, fs"
     );
     assert_eq!(ids("Gid"), [user.gid.as_raw(); 4]);
-    if common::is_root() {
-        assert_ne!(user.uid.as_raw(), 0, "never root");
-        let nogroup = nix::unistd::Group::from_name("nogroup")
-            .expect("lookup")
-            .expect("group nogroup");
-        assert_eq!(
-            ids("Groups"),
-            [nogroup.gid.as_raw()],
-            "exactly the configured groups, none of root's"
-        );
-    }
+    assert_ne!(user.uid.as_raw(), 0, "never root");
+    let nogroup = nix::unistd::Group::from_name("nogroup")
+        .expect("lookup")
+        .expect("group nogroup");
+    assert_eq!(
+        ids("Groups"),
+        [nogroup.gid.as_raw()],
+        "exactly the configured groups, none of root's"
+    );
     assert_eq!(procs::status_field(pid, "Umask").as_deref(), Some("0027"));
-
-    let (_, our_hard) =
-        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).expect("rl");
-    let nofile = if common::is_root() {
-        4242
-    } else {
-        4242.min(our_hard)
-    };
     assert_eq!(
         procs::limit(pid, "Max open files"),
-        Some((nofile.to_string(), nofile.to_string()))
+        Some(("4242".to_string(), "4242".to_string()))
     );
-    if common::is_root() {
-        assert_eq!(
-            procs::limit(pid, "Max core file size"),
-            Some(("1048576".to_string(), "1048576".to_string()))
-        );
-    }
+    assert_eq!(
+        procs::limit(pid, "Max core file size"),
+        Some(("1048576".to_string(), "1048576".to_string()))
+    );
 }
 
+/// Which branch runs is decided by the host, observed here independently of the agent: on a
+/// cgroup v1/hybrid host (this project's CI machine) the agent must refuse with this host's
+/// exact reason; on a cgroup v2 host the limits must be in the process's cgroup. The writer of
+/// memory.max and cpu.max is exercised on every host by the unit tests of
+/// `src/supervise/cgroup.rs` against a directory standing in for the cgroup fs.
 #[test]
-fn cgroup_limits_apply_or_an_event_says_why_not() {
+fn cgroup_limits_apply_on_cgroup_v2_and_are_refused_with_this_hosts_reason_elsewhere() {
     let mut host =
         TestHost::new()
             .set("supervise", "memory_max", "256M")
@@ -86,34 +83,30 @@ fn cgroup_limits_apply_or_an_event_says_why_not() {
     let refused = find_event(&host, |e, m| {
         e["severity"] == "warning" && m.starts_with("cgroup limits requested")
     });
-    match refused {
-        Some(event) => {
-            let message = event["message"].as_str().expect("message");
-            assert!(
-                message.contains("/sys/fs/cgroup is not writable cgroup v2"),
-                "{message}"
-            );
-            assert!(message.contains("memory, cpu"), "{message}");
-            assert_eq!(
-                host.body("/"),
-                "Hello from v1\n",
-                "the app runs without them"
-            );
-        }
-        None => {
-            assert!(is_cgroup2, "a cgroup v1/hybrid host cannot apply v2 limits");
-            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
-            let path = cgroup
-                .lines()
-                .find_map(|l| l.strip_prefix("0::"))
-                .expect("v2 line");
-            assert!(path.ends_with(&format!("/{}-web", record["id"])), "{path}");
-            let dir = PathBuf::from(format!("/sys/fs/cgroup{path}"));
-            let read = |f| std::fs::read_to_string(dir.join(f)).expect(f);
-            assert_eq!(read("memory.max").trim(), "268435456");
-            assert_eq!(read("cpu.max").trim(), "50000 100000");
-        }
+    if !is_cgroup2 {
+        let event = refused.expect("a cgroup v1/hybrid host: an event says why not");
+        assert_eq!(
+            event["message"],
+            "cgroup limits requested (memory_max/cpu_quota) but /sys/fs/cgroup is not writable cgroup v2 with the memory, cpu controller(s): /sys/fs/cgroup is not cgroup v2 (a cgroup v1 or hybrid hierarchy); app processes run without these limits"
+        );
+        assert_eq!(
+            host.body("/"),
+            "Hello from v1\n",
+            "the app runs without them"
+        );
+        return;
     }
+    assert!(refused.is_none(), "cgroup v2 here: {refused:?}");
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    let path = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("v2 line");
+    assert!(path.ends_with(&format!("/{}-web", record["id"])), "{path}");
+    let dir = PathBuf::from(format!("/sys/fs/cgroup{path}"));
+    let read = |f| std::fs::read_to_string(dir.join(f)).expect(f);
+    assert_eq!(read("memory.max").trim(), "268435456");
+    assert_eq!(read("cpu.max").trim(), "50000 100000");
 }
 
 #[test]

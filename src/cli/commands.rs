@@ -119,6 +119,7 @@ pub async fn execute(cli: &Cli) -> i32 {
             events(&client, &filter, *follow, *json).await
         }
         Command::StopApps => stop_apps(&client, &paths, cli).await,
+        Command::Start { wait, json } => start(&client, &paths, *wait, *json).await,
         Command::Health { watch, json } => super::health::health(&client, *watch, *json).await,
         Command::Metrics(command) => return super::health::metrics(command),
         Command::Logs { command } => super::logs::run(&client, command, cli).await,
@@ -341,9 +342,49 @@ async fn stop_apps(client: &ControlClient, paths: &Paths, cli: &Cli) -> Result<i
             let (config_path, required) = cli.config_path();
             let config =
                 config::load(&config_path, required).unwrap_or_else(|_| config::default_config());
+            // First, so that an agent started meanwhile does not start them again.
+            let hold = crate::supervise::hold_path(paths);
+            if let Err(error) = crate::supervise::set_hold_file(&hold) {
+                eprintln!("hostmanager stop-apps: cannot record the stop: {error}");
+                return Ok(EXIT_FAILED);
+            }
             let stopped = super::offline::stop_everything(paths, &config).await;
             println!("The agent is not running; stopped {stopped} process group(s) directly.");
             Ok(EXIT_OK)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+async fn start(
+    client: &ControlClient,
+    paths: &Paths,
+    wait: bool,
+    json: bool,
+) -> Result<i32, ClientError> {
+    match client
+        .post::<_, DeploymentRecord>("/v1/start", &serde_json::json!({}))
+        .await
+    {
+        Ok(record) => follow(client, record, wait, json).await,
+        Err(ClientError::NotRunning(socket)) => {
+            let hold = crate::supervise::hold_path(paths);
+            match crate::supervise::clear_hold_file(&hold) {
+                Ok(()) => {
+                    println!(
+                        "The agent is not running ({}); the stop is lifted: the agent starts the serving release when it starts.",
+                        socket.display()
+                    );
+                    Ok(EXIT_OK)
+                }
+                Err(error) => {
+                    eprintln!(
+                        "hostmanager start: cannot remove {}: {error}",
+                        hold.display()
+                    );
+                    Ok(EXIT_FAILED)
+                }
+            }
         }
         Err(other) => Err(other),
     }

@@ -136,8 +136,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Stop every app process and nginx (works when the agent is down, too).
+    /// Stop every app process and nginx (works when the agent is down, too). They stay
+    /// stopped, across agent restarts, until the next deployment or `hostmanager start`.
     StopApps,
+    /// Start what `stop-apps` stopped: the serving release's processes and nginx (a restart
+    /// job with its health gate).
+    #[command(visible_alias = "start-apps")]
+    Start {
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the graded health with its causes and the last window's request and host metrics.
     Health {
         /// Refresh every second until interrupted.

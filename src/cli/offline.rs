@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::config::Config;
 use crate::paths::Paths;
 use crate::proxy::NginxRunner;
-use crate::supervise::{Watched, group_alive};
+use crate::supervise::{Watched, group_gone};
 
 #[derive(Debug, Deserialize)]
 struct Entry {
@@ -40,9 +40,7 @@ pub async fn stop_everything(paths: &Paths, config: &Config) -> usize {
         let _ = process.signal_group(settings.stop_signal.signal());
         let gone = tokio::time::timeout(settings.stop_timeout, async {
             process.exited().await;
-            while group_alive(process.pgid()) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            group_gone(process.pgid()).await;
         })
         .await;
         if gone.is_err() {

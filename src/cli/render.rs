@@ -20,6 +20,9 @@ pub fn status(report: &StatusReport) -> String {
             "running (pid {pid}, config {})",
             proxy.generation.as_deref().unwrap_or("-")
         ),
+        (true, None) if proxy.held => {
+            "stopped by stop-apps (until `hostmanager start` or the next deployment)".to_string()
+        }
         (true, None) => "not running".to_string(),
     };
     let _ = writeln!(out, "URL:        {}", proxy.url);
@@ -236,6 +239,7 @@ mod tests {
                 pid: None,
                 generation: None,
                 upstream_port: None,
+                ..Default::default()
             },
             release: None,
             deployment: None,

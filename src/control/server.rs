@@ -44,6 +44,11 @@ pub struct ApiState {
     /// The controller link's state, when a controller is configured.
     pub controller: Option<Arc<std::sync::Mutex<crate::controller::LinkStatus>>>,
     pub logs: LogService,
+    /// The agent's shutdown: `stop-apps` is refused once it fired.
+    pub shutdown: CancellationToken,
+    /// Requests that must finish even when the agent shuts down meanwhile (`stop-apps`);
+    /// `serve` waits for them before it returns.
+    pub critical: TaskTracker,
 }
 
 /// Binds the socket (replacing a stale one) with mode 0600.
@@ -60,6 +65,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 pub async fn serve(listener: UnixListener, api: Arc<ApiState>, cancel: CancellationToken) {
+    let api_for_shutdown = api.clone();
     let connections = TaskTracker::new();
     let own_uid = nix::unistd::geteuid().as_raw();
     loop {
@@ -85,14 +91,27 @@ pub async fn serve(listener: UnixListener, api: Arc<ApiState>, cancel: Cancellat
             let service = service_fn(move |request| handle(api.clone(), request));
             let connection =
                 hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+            tokio::pin!(connection);
             tokio::select! {
-                _ = connection => {}
-                () = cancel.cancelled() => {}
+                _ = connection.as_mut() => {}
+                () = cancel.cancelled() => {
+                    // A request in flight (a stop-apps that began) still gets its answer; an
+                    // idle connection closes at once, and long polls end on the same token.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
             }
         });
     }
     connections.close();
     connections.wait().await;
+    // A `stop-apps` that had begun completes (within the agent's shutdown budget).
+    api_critical_wait(&api_for_shutdown).await;
+}
+
+async fn api_critical_wait(api: &ApiState) {
+    api.critical.close();
+    api.critical.wait().await;
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -173,15 +192,8 @@ async fn handle(api: Arc<ApiState>, request: Request<Incoming>) -> Result<Reply,
         }
         (&Method::POST, ["v1", "restart"]) => accepted(api.deployer.submit_restart()),
         (&Method::POST, ["v1", "rollback"]) => accepted(api.deployer.submit_rollback()),
-        (&Method::POST, ["v1", "stop-apps"]) => {
-            api.sink.warn(
-                "control",
-                "Stopping every app process and nginx on request (stop-apps)",
-            );
-            api.supervisor.stop_all().await;
-            api.proxy.stop(std::time::Duration::from_secs(10)).await;
-            json(StatusCode::OK, &serde_json::json!({ "stopped": true }))
-        }
+        (&Method::POST, ["v1", "stop-apps"]) => stop_apps(&api).await,
+        (&Method::POST, ["v1", "start"]) => start(&api),
         (_, ["v1", ..]) => error(
             StatusCode::NOT_FOUND,
             format!("no endpoint {method} {path}"),
@@ -192,6 +204,59 @@ async fn handle(api: Arc<ApiState>, request: Request<Incoming>) -> Result<Reply,
         ),
     };
     Ok(reply)
+}
+
+/// `stop-apps`: holds the apps and nginx down (persisted first, so a crash halfway leaves a
+/// stop the next agent run completes), then stops them. Refused once the agent shuts down:
+/// the monitors then leave their processes running, so a stop could only be partial.
+async fn stop_apps(api: &Arc<ApiState>) -> Reply {
+    if api.shutdown.is_cancelled() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, SHUTTING_DOWN);
+    }
+    if let Err(failure) = api.supervisor.hold().hold() {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot record the stop: {failure}"),
+        );
+    }
+    api.sink.warn(
+        "control",
+        "Stopping every app process and nginx on request (stop-apps); they stay stopped until the next deployment or `hostmanager start`",
+    );
+    let work = {
+        let api = api.clone();
+        // Tracked, not tied to the connection: a shutdown that begins now waits for it.
+        api.critical.clone().spawn(async move {
+            api.supervisor.stop_all().await;
+            api.proxy.stop(std::time::Duration::from_secs(10)).await;
+            api.supervisor.statuses().len()
+        })
+    };
+    match work.await {
+        Ok(0) => json(StatusCode::OK, &serde_json::json!({ "stopped": true })),
+        Ok(left) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{left} process(es) still run: {SHUTTING_DOWN}"),
+        ),
+        Err(failure) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("stop-apps: {failure}"),
+        ),
+    }
+}
+
+const SHUTTING_DOWN: &str = "the agent is shutting down and leaves the apps running; run `hostmanager stop-apps` again once it has exited (it then stops them directly)";
+
+/// `start`: ends a `stop-apps` by restarting the serving release (a restart job: its web
+/// process, the health gate, nginx back on it, then the other processes).
+fn start(api: &ApiState) -> Reply {
+    if !api.supervisor.hold().is_held() {
+        return error(
+            StatusCode::CONFLICT,
+            "nothing is stopped (no stop-apps in effect); use `hostmanager restart` to restart the apps",
+        );
+    }
+    accepted(api.deployer.submit_restart())
 }
 
 /// Longest wait of one `GET /v1/events?wait_ms=` long poll.
@@ -226,9 +291,13 @@ async fn events(api: &ApiState, pairs: &[(&str, &str)]) -> Reply {
     match query {
         Ok(query) if wait_ms > 0 => {
             let wait = std::time::Duration::from_millis(wait_ms);
-            json(StatusCode::OK, &api.events.wait(&query, wait).await)
+            tokio::select! {
+                events = api.events.wait(&query, wait) => json(StatusCode::OK, &events),
+                // The agent's shutdown must not wait for a long poll.
+                () = api.shutdown.cancelled() => json(StatusCode::OK, &Vec::<crate::events::Event>::new()),
+            }
         }
-        Ok(query) => json(StatusCode::OK, &api.events.query(&query)),
+        Ok(query) => json(StatusCode::OK, &api.events.query_blocking(&query).await),
         Err(message) => error(StatusCode::BAD_REQUEST, message),
     }
 }

@@ -22,6 +22,11 @@ use crate::events::{NewEvent, Severity};
 use crate::paths::Paths;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Largest controller answer the agent reads (a desired state with its properties and a few
+/// commands is a few KiB); a bigger one fails the round trip instead of filling memory.
+pub const MAX_REPLY_BYTES: usize = 4 << 20;
+/// How much of an error answer's body goes into the error message.
+const ERROR_BODY_BYTES: usize = 4 << 10;
 
 /// What `hostmanager status` shows about the link.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +63,9 @@ pub struct ControllerLink {
     client: reqwest::Client,
     token: Option<crate::secret::Secret<String>>,
     status: Arc<Mutex<LinkStatus>>,
+    /// The events of the report not yet acknowledged, with the cursor they follow: retries of
+    /// a failing round trip send the same batch instead of reading the journal again.
+    batch: Option<(u64, Vec<crate::events::Event>)>,
 }
 
 impl ControllerLink {
@@ -104,6 +112,7 @@ impl ControllerLink {
             client,
             token,
             status,
+            batch: None,
         })
     }
 
@@ -144,17 +153,24 @@ impl ControllerLink {
         }
     }
 
+    /// The events to send: the batch of the last failed attempt if the cursor has not moved,
+    /// else read once from the store.
+    fn events_batch(&mut self) -> Vec<crate::events::Event> {
+        let store = self.api.events.clone();
+        batch_after(&mut self.batch, self.state.events_cursor, |cursor| {
+            store.oldest_after(cursor, MAX_EVENTS_PER_REPORT)
+        })
+    }
+
     async fn round_trip(&mut self) -> Result<(), String> {
+        let events = self.events_batch();
         let report = Report {
             instance_id: self.instance_id.clone(),
             environment: self.api.info.environment.clone(),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             applied_serial: self.state.applied_serial,
             status: crate::control::status_report(&self.api),
-            events: self
-                .api
-                .events
-                .oldest_after(self.state.events_cursor, MAX_EVENTS_PER_REPORT),
+            events,
             command_results: self.state.pending_results.clone(),
         };
         let url = format!(
@@ -174,13 +190,18 @@ impl ControllerLink {
         let response = request.send().await.map_err(|error| describe(&error))?;
         let status = response.status();
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
+            let body = read_capped(response, ERROR_BODY_BYTES, true)
+                .await
+                .unwrap_or_default();
             return Err(format!(
                 "HTTP {status}: {}",
-                body.chars().take(200).collect::<String>()
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
             ));
         }
-        let bytes = response.bytes().await.map_err(|error| describe(&error))?;
+        let bytes = read_capped(response, MAX_REPLY_BYTES, false).await?;
         let reply: ReportReply =
             serde_json::from_slice(&bytes).map_err(|e| format!("unreadable answer: {e}"))?;
         let sent_up_to = report
@@ -188,6 +209,7 @@ impl ControllerLink {
             .last()
             .map_or(self.state.events_cursor, |e| e.id);
         self.state.acknowledge(&reply, sent_up_to);
+        self.batch = None;
         self.apply(&reply);
         self.save_state();
         let state = self.state.clone();
@@ -285,6 +307,50 @@ fn backoff(interval: Duration, failures: u32) -> Duration {
     base.mul_f64(0.8 + 0.4 * fastrand::f64())
 }
 
+/// The batch cached for `cursor`, or a fresh one from `read` (cached for the next retry).
+fn batch_after<T: Clone>(
+    cache: &mut Option<(u64, Vec<T>)>,
+    cursor: u64,
+    read: impl FnOnce(u64) -> Vec<T>,
+) -> Vec<T> {
+    match cache {
+        Some((after, batch)) if *after == cursor => batch.clone(),
+        _ => {
+            let batch = read(cursor);
+            *cache = Some((cursor, batch.clone()));
+            batch
+        }
+    }
+}
+
+/// Reads at most `cap` bytes of the body: more is an error, or with `truncate` cut off.
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+    truncate: bool,
+) -> Result<Vec<u8>, String> {
+    let too_big = || format!("the controller's answer is larger than {cap} bytes");
+    if !truncate
+        && response
+            .content_length()
+            .is_some_and(|len| len > cap as u64)
+    {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|error| describe(&error))? {
+        if body.len() + chunk.len() > cap {
+            if truncate {
+                body.extend_from_slice(&chunk[..cap - body.len()]);
+                return Ok(body);
+            }
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 fn read_token(path: &std::path::Path) -> Result<crate::secret::Secret<String>, LinkError> {
     use std::os::unix::fs::PermissionsExt;
     let token = |source| LinkError::Token {
@@ -301,4 +367,87 @@ fn read_token(path: &std::path::Path) -> Result<crate::secret::Secret<String>, L
 
 fn describe(error: &reqwest::Error) -> String {
     crate::errors::chain(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// One HTTP answer of `body_len` bytes on a loopback port (without a content-length when
+    /// `chunked`, so only the streaming cap can stop it).
+    fn serve_once(body_len: usize, chunked: bool) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let head = match chunked {
+                false => format!("HTTP/1.1 200 OK\r\ncontent-length: {body_len}\r\n\r\n"),
+                true => "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_string(),
+            };
+            let _ = stream.write_all(head.as_bytes());
+            let chunk = vec![b'x'; 64 << 10];
+            let mut left = body_len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if stream.write_all(&chunk[..n]).is_err() {
+                    return;
+                }
+                left -= n;
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn retries_reuse_the_batch_until_the_cursor_moves() {
+        let mut cache = None;
+        let mut reads = 0;
+        let mut read = |cursor: u64| {
+            reads += 1;
+            vec![cursor + 1, cursor + 2]
+        };
+        assert_eq!(batch_after(&mut cache, 10, &mut read), [11, 12]);
+        assert_eq!(batch_after(&mut cache, 10, &mut read), [11, 12], "a retry");
+        assert_eq!(batch_after(&mut cache, 10, &mut read), [11, 12], "another");
+        assert_eq!(
+            batch_after(&mut cache, 12, &mut read),
+            [13, 14],
+            "acknowledged"
+        );
+        assert_eq!(reads, 2, "the journal is read once per cursor");
+    }
+
+    #[tokio::test]
+    async fn answers_past_the_cap_are_refused_and_error_bodies_cut() {
+        let client = reqwest::Client::new();
+        for chunked in [false, true] {
+            let url = serve_once(MAX_REPLY_BYTES + 1, chunked);
+            let response = client.get(&url).send().await.expect("send");
+            let refused = read_capped(response, MAX_REPLY_BYTES, false).await;
+            assert_eq!(
+                refused,
+                Err(format!(
+                    "the controller's answer is larger than {MAX_REPLY_BYTES} bytes"
+                )),
+                "chunked: {chunked}"
+            );
+        }
+        let url = serve_once(100_000, true);
+        let response = client.get(&url).send().await.expect("send");
+        let cut = read_capped(response, ERROR_BODY_BYTES, true)
+            .await
+            .expect("cut");
+        assert_eq!(cut.len(), ERROR_BODY_BYTES);
+        let url = serve_once(1000, false);
+        let response = client.get(&url).send().await.expect("send");
+        assert_eq!(
+            read_capped(response, MAX_REPLY_BYTES, false)
+                .await
+                .map(|b| b.len()),
+            Ok(1000)
+        );
+    }
 }

@@ -139,6 +139,17 @@ impl Engine {
     /// Makes what runs match `state.current`: only its processes, nginx on its port, `current`
     /// pointing at its directory.
     async fn reconcile(&self) {
+        if self.supervisor.hold().is_held() {
+            // `stop-apps` holds until the next job or `hostmanager start`: finish the stop
+            // (it may have been cut short), start nothing.
+            self.supervisor.stop_all().await;
+            self.proxy.stop(self.config.supervise.stop_timeout).await;
+            self.events.warn(
+                "deploy",
+                "the apps and nginx stay stopped (stop-apps); `hostmanager start` or the next deployment starts them",
+            );
+            return;
+        }
         let Some(current) = self.current() else {
             // Nothing committed: whatever a crashed first deployment started must go.
             self.supervisor.stop_all().await;

@@ -2,6 +2,7 @@
 //! events task stamps each event with an id and a time, appends it to the durable journal and
 //! keeps the newest ones in memory for the control API.
 
+mod index;
 mod journal;
 mod model;
 
@@ -73,9 +74,8 @@ struct StoreInner {
 impl EventStore {
     pub fn open(dir: &Path, retention: Retention) -> std::io::Result<Arc<Self>> {
         let journal = journal::Journal::open(dir, retention)?;
-        let recent = journal
-            .read(&EventQuery::default(), RECENT_CAPACITY)?
-            .into();
+        let newest = journal.last_id().saturating_sub(RECENT_CAPACITY as u64);
+        let recent = journal.read_after(newest, RECENT_CAPACITY)?.into();
         let (feed, _) = broadcast::channel(256);
         Ok(Arc::new(Self {
             inner: Mutex::new(StoreInner {
@@ -87,54 +87,76 @@ impl EventStore {
         }))
     }
 
-    /// Events matching `query`, oldest first.
+    /// Events matching `query`, oldest first. Served from memory when the ring holds the
+    /// answer; otherwise read from the journal after the lock is released (the journal is
+    /// append-only), starting at the query's `after` through the index. Blocking: async
+    /// callers use `query_blocking`.
     pub fn query(&self, query: &EventQuery) -> Vec<Event> {
         let limit = query.limit.unwrap_or(500).min(10_000);
-        let inner = self.lock();
-        let matching: Vec<Event> = inner
-            .recent
-            .iter()
-            .filter(|e| query.matches(e))
-            .cloned()
-            .collect();
-        let oldest_in_memory = inner.recent.front().map_or(0, |e| e.id);
-        let memory_is_enough = inner.recent.len() < RECENT_CAPACITY
-            || matching.len() >= limit
-            || query
-                .after
-                .is_some_and(|after| after + 1 >= oldest_in_memory);
-        if !memory_is_enough && let Ok(events) = inner.journal.read(query, limit) {
+        let (journal, matching) = {
+            let inner = self.lock();
+            let matching: Vec<Event> = inner
+                .recent
+                .iter()
+                .filter(|e| query.matches(e))
+                .cloned()
+                .collect();
+            let oldest_in_memory = inner.recent.front().map_or(0, |e| e.id);
+            let memory_is_enough = inner.recent.len() < RECENT_CAPACITY
+                || matching.len() >= limit
+                || query
+                    .after
+                    .is_some_and(|after| after + 1 >= oldest_in_memory);
+            let snapshot = match memory_is_enough {
+                true => None,
+                false => inner.journal.snapshot(query.after).ok(),
+            };
+            (snapshot, matching)
+        };
+        // The lock is released: the journal is read without it.
+        if let Some(journal) = journal
+            && let Ok(events) = journal.read(query, limit)
+        {
             return events;
         }
         let skip = matching.len().saturating_sub(limit);
         matching.into_iter().skip(skip).collect()
     }
 
-    /// The oldest `limit` events after `cursor` (for delivery that must not skip any).
+    /// `query` on the blocking pool: a journal read never runs on a runtime thread.
+    pub async fn query_blocking(self: &Arc<Self>, query: &EventQuery) -> Vec<Event> {
+        let store = self.clone();
+        let query = query.clone();
+        tokio::task::spawn_blocking(move || store.query(&query))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The oldest `limit` events after `cursor` (for delivery that must not skip any). Past
+    /// the ring, the journal is read from the index entry before `cursor` and only until
+    /// `limit` events are found.
     pub fn oldest_after(&self, cursor: u64, limit: usize) -> Vec<Event> {
-        let query = EventQuery {
-            after: Some(cursor),
-            ..Default::default()
-        };
         let inner = self.lock();
         let in_memory = inner
             .recent
             .front()
             .is_some_and(|oldest| oldest.id <= cursor + 1)
             || inner.recent.len() < RECENT_CAPACITY;
-        let mut events: Vec<Event> = if in_memory {
-            inner
+        if in_memory {
+            return inner
                 .recent
                 .iter()
                 .filter(|e| e.id > cursor)
                 .take(limit)
                 .cloned()
-                .collect()
-        } else {
-            inner.journal.read(&query, usize::MAX).unwrap_or_default()
-        };
-        events.truncate(limit);
-        events
+                .collect();
+        }
+        inner.journal.read_after(cursor, limit).unwrap_or_default()
+    }
+
+    /// Bytes the journal's reads have read since it was opened.
+    pub fn journal_bytes_read(&self) -> u64 {
+        self.lock().journal.bytes_read()
     }
 
     /// New events as they are recorded.
@@ -144,10 +166,14 @@ impl EventStore {
 
     /// Like `query`, but when nothing matches yet, waits up to `timeout` for a matching event
     /// (the long poll behind `hostmanager events --follow`).
-    pub async fn wait(&self, query: &EventQuery, timeout: std::time::Duration) -> Vec<Event> {
+    pub async fn wait(
+        self: &Arc<Self>,
+        query: &EventQuery,
+        timeout: std::time::Duration,
+    ) -> Vec<Event> {
         // Subscribe before looking, so an event recorded in between is not missed.
         let mut feed = self.subscribe();
-        let found = self.query(query);
+        let found = self.query_blocking(query).await;
         if !found.is_empty() {
             return found;
         }
@@ -156,9 +182,9 @@ impl EventStore {
         loop {
             tokio::select! {
                 received = feed.recv() => match received {
-                    Ok(event) if query.matches(&event) => return self.query(query),
+                    Ok(event) if query.matches(&event) => return self.query_blocking(query).await,
                     Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => return self.query(query),
+                    Err(broadcast::error::RecvError::Lagged(_)) => return self.query_blocking(query).await,
                     Err(broadcast::error::RecvError::Closed) => return Vec::new(),
                 },
                 () = &mut deadline => return Vec::new(),
@@ -251,5 +277,38 @@ pub async fn run(
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_past_the_ring_reads_a_bounded_slice_of_the_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let retention = Retention {
+            segment_bytes: 1 << 20,
+            ..Retention::default()
+        };
+        let store = EventStore::open(dir.path(), retention).expect("open");
+        for n in 0..20_000 {
+            store.record(NewEvent::new(Severity::Info, "test", format!("event {n}")));
+        }
+        let before = store.journal_bytes_read();
+        let events = store.oldest_after(4_321, 100);
+        let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
+        assert_eq!(ids, (4_322..=4_421).collect::<Vec<u64>>());
+        let read = store.journal_bytes_read() - before;
+        assert!(read < 2 * index::STRIDE, "read {read} bytes for 100 events");
+
+        // A query that needs the journal reads it after the lock: it still answers.
+        let found = store.query(&EventQuery {
+            after: Some(10),
+            limit: Some(5),
+            ..Default::default()
+        });
+        assert_eq!(found.len(), 5);
+        assert!(found.iter().all(|e| e.id > 10));
     }
 }

@@ -5,6 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty};
+
+/// Bytes of a health answer's body that are read (and dropped, never kept): a slow body still
+/// counts against the timeout, an endless one does not hold the check or memory.
+pub const MAX_BODY_BYTES: usize = 64 << 10;
 use hyper::body::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
@@ -71,12 +75,18 @@ async fn request(addr: SocketAddr, path: &str) -> Result<u16, String> {
         .await
         .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
-    // Read the body so a slow body counts against the timeout too.
-    response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
+    // Read the body so a slow body counts against the timeout too, up to the cap.
+    let mut body = response.into_body();
+    let mut read = 0;
+    while read < MAX_BODY_BYTES {
+        match body.frame().await {
+            Some(frame) => {
+                let frame = frame.map_err(|e| e.to_string())?;
+                read += frame.data_ref().map_or(0, |data| data.len());
+            }
+            None => break,
+        }
+    }
     Ok(status)
 }
 
@@ -100,6 +110,28 @@ mod tests {
         let result = probe(addr, "/", Duration::from_secs(2)).await;
         assert!(!result.ok);
         assert_eq!(result.error.as_deref(), Some("connection refused"));
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_is_read_only_up_to_the_cap() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut buffer = [0u8; 1024];
+            let _ = socket.read(&mut buffer).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n")
+                .await;
+            let chunk = vec![b'x'; 16 << 10];
+            // Never ends (until the probe hangs up).
+            while socket.write_all(&chunk).await.is_ok() {}
+        });
+        let result = probe(addr, "/health", Duration::from_secs(3)).await;
+        assert_eq!((result.ok, result.status), (true, Some(200)), "{result:?}");
     }
 
     #[tokio::test]

@@ -5,25 +5,27 @@
 //! Invariant: `active` always points at a generation that passed `nginx -t`.
 
 mod generations;
+mod keeper;
 mod nginx;
 mod render;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 pub use generations::StagedConfig;
 pub use nginx::NginxRunner;
 pub use render::{NginxModel, RenderedFile, UPSTREAM, render};
 
 use crate::config::ProxyConfig;
-use crate::events::{EventSink, NewEvent, Severity};
+use crate::events::EventSink;
 use crate::paths::Paths;
+use crate::supervise::{StopHold, Watched, read_stat};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -49,6 +51,13 @@ pub struct ProxyStatus {
     pub pid: Option<i32>,
     pub generation: Option<String>,
     pub upstream_port: Option<u16>,
+    /// Stopped by `stop-apps`: nginx stays down until a job starts the apps again.
+    #[serde(default)]
+    pub held: bool,
+    /// How many times the proxy task has checked that nginx runs as it should (after each
+    /// master exit, hold change or activation).
+    #[serde(default)]
+    pub checks: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -65,10 +74,15 @@ struct Inner {
     /// One config change at a time.
     change: tokio::sync::Mutex<()>,
     active: Mutex<Option<StagedConfig>>,
+    /// `stop-apps`: keeps nginx down.
+    hold: StopHold,
+    /// Wakes the proxy task after a change of master (activation, stop); one stored permit.
+    wake: tokio::sync::Notify,
+    checks: AtomicU64,
 }
 
 impl Proxy {
-    pub fn new(config: ProxyConfig, paths: Paths, events: EventSink) -> Self {
+    pub fn new(config: ProxyConfig, paths: Paths, events: EventSink, hold: StopHold) -> Self {
         let runner = NginxRunner::new(config.nginx_binary.clone(), paths.nginx_dir());
         let active = generations::read_active(&runner);
         let inner = Inner {
@@ -78,6 +92,9 @@ impl Proxy {
             events,
             change: tokio::sync::Mutex::new(()),
             active: Mutex::new(active),
+            hold,
+            wake: tokio::sync::Notify::new(),
+            checks: AtomicU64::new(0),
         };
         Self {
             inner: Arc::new(inner),
@@ -125,6 +142,8 @@ impl Proxy {
             pid,
             generation: active.as_ref().map(|a| a.generation.clone()),
             upstream_port: active.map(|a| a.upstream_port),
+            held: self.inner.hold.is_held(),
+            checks: self.inner.checks.load(Ordering::SeqCst),
         }
     }
 
@@ -166,6 +185,8 @@ impl Proxy {
             Ok(()) => {
                 *self.inner.active.lock().unwrap_or_else(|p| p.into_inner()) = Some(staged.clone());
                 generations::prune(runner, staged, previous.as_ref());
+                // The master may be new: the proxy task watches that one now.
+                self.inner.wake.notify_one();
                 Ok(())
             }
             Err(error) => {
@@ -178,10 +199,11 @@ impl Proxy {
         }
     }
 
-    /// Starts nginx on the active generation if it is not running (agent start, crash).
+    /// Starts nginx on the active generation if it is not running (agent start, crash), unless
+    /// `stop-apps` holds it down.
     pub async fn ensure_running(&self) -> Result<Option<i32>, ProxyError> {
-        if !self.enabled() || self.active().is_none() {
-            return Ok(None);
+        if !self.enabled() || self.active().is_none() || self.inner.hold.is_held() {
+            return Ok(self.inner.runner.master());
         }
         let _change = self.inner.change.lock().await;
         if let Some(pid) = self.inner.runner.master() {
@@ -196,50 +218,26 @@ impl Proxy {
             .map_err(ProxyError::Start)
     }
 
-    /// Graceful stop (SIGQUIT), for `hostmanager stop-apps`.
+    /// Graceful stop (SIGQUIT), for `hostmanager stop-apps`: waits for the master's exit on its
+    /// pidfd, SIGKILL at the deadline.
     pub async fn stop(&self, deadline: Duration) {
         let _change = self.inner.change.lock().await;
         let Some(master) = self.inner.runner.master() else {
             return;
         };
+        let watched = read_stat(master)
+            .and_then(|stat| Watched::adopt(master, stat.start_time).ok().flatten());
         let _ = self.inner.runner.signal(master, Signal::SIGQUIT);
-        let until = Instant::now() + deadline;
-        while self.inner.runner.master().is_some() && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if self.inner.runner.master().is_some() {
+        let exited = match &watched {
+            Some(watched) => tokio::time::timeout(deadline, watched.exited())
+                .await
+                .is_ok(),
+            None => self.inner.runner.master().is_none(),
+        };
+        if !exited && self.inner.runner.master().is_some() {
             let _ = self.inner.runner.signal(master, Signal::SIGKILL);
         }
-    }
-
-    /// Keeps nginx running: restarts the master if it dies. Leaves it running on shutdown.
-    pub async fn run(self, cancel: CancellationToken) {
-        let mut reported = false;
-        loop {
-            match self.ensure_running().await {
-                Ok(_) => reported = false,
-                Err(error) if !reported => {
-                    self.inner.events.emit(NewEvent::new(
-                        Severity::Error,
-                        "proxy",
-                        error.to_string(),
-                    ));
-                    reported = true;
-                }
-                Err(_) => {}
-            }
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-            if let (true, Some(_), None) =
-                (self.enabled(), self.active(), self.inner.runner.master())
-            {
-                self.inner
-                    .events
-                    .warn("proxy", "nginx is not running; starting it again");
-            }
-        }
+        self.inner.wake.notify_one();
     }
 
     async fn reload(&self, master: i32, drain: Duration) -> Result<(), ProxyError> {
@@ -248,7 +246,9 @@ impl Proxy {
             .runner
             .signal(master, Signal::SIGHUP)
             .map_err(ProxyError::Reload)?;
-        // New workers prove the new config is live; the old ones leave once drained.
+        // New workers prove the new config is live; the old ones leave once drained. Each
+        // check reads only the master's children; the pause between checks grows.
+        let mut pause = nginx::Pause::new();
         let load_deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let current = nginx::workers(master);
@@ -264,8 +264,9 @@ impl Proxy {
                     "no new workers after SIGHUP; error.log: {tail}"
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            pause.sleep().await;
         }
+        let mut pause = nginx::Pause::new();
         let drain_deadline = Instant::now() + drain;
         while nginx::workers(master)
             .iter()
@@ -278,7 +279,7 @@ impl Proxy {
                 );
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            pause.sleep().await;
         }
         Ok(())
     }

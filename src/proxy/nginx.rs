@@ -142,15 +142,60 @@ impl NginxRunner {
     }
 }
 
-/// Worker processes of `master`, with whether each is shutting down (an old generation).
+/// Worker processes of `master` (its live children). Reads the master's own
+/// `/proc/<pid>/task/<tid>/children` lists instead of walking every process on the host.
 pub fn workers(master: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{master}/task")) else {
         return Vec::new();
     };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| read_stat(*pid).is_some_and(|stat| stat.ppid == master && !stat.is_zombie()))
+    let mut children: Vec<i32> = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("children")).ok())
+        .flat_map(|list| parse_children(&list))
+        .collect();
+    // A worker that exited stays listed until the master reaps it.
+    children
+        .retain(|pid| read_stat(*pid).is_some_and(|stat| stat.ppid == master && !stat.is_zombie()));
+    children
+}
+
+/// The pids of a `/proc/<pid>/task/<tid>/children` list ("12 34 "). Pure.
+pub fn parse_children(list: &str) -> Vec<i32> {
+    list.split_ascii_whitespace()
+        .filter_map(|pid| pid.parse().ok())
         .collect()
+}
+
+/// Pauses between checks of a reload: short at first (a reload usually takes milliseconds),
+/// then doubling up to `MAX`, so a long drain checks a few times a second, not 100.
+#[derive(Debug)]
+pub struct Pause {
+    next: Duration,
+}
+
+impl Default for Pause {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pause {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_millis(250);
+
+    pub fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    /// The pause to take now; the next one is twice as long (capped). Pure.
+    pub fn advance(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        now
+    }
+
+    pub async fn sleep(&mut self) {
+        tokio::time::sleep(self.advance()).await;
+    }
 }
 
 fn nginx_message(stderr: &[u8], status: std::process::ExitStatus) -> String {
@@ -186,5 +231,31 @@ mod tests {
             nginx_message(b"", std::process::ExitStatus::from_raw(256)),
             "nginx exited with exit status: 1"
         );
+    }
+
+    #[test]
+    fn children_lists_parse() {
+        assert_eq!(parse_children("12 34 \n"), vec![12, 34]);
+        assert!(parse_children("").is_empty());
+    }
+
+    #[test]
+    fn reload_pauses_back_off_to_a_cap() {
+        let mut pause = Pause::new();
+        let pauses: Vec<u128> = (0..8).map(|_| pause.advance().as_millis()).collect();
+        assert_eq!(pauses, vec![5, 10, 20, 40, 80, 160, 250, 250]);
+    }
+
+    #[test]
+    fn workers_are_the_live_children_of_the_master() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("spawn");
+        let me = std::process::id() as i32;
+        assert!(workers(me).contains(&(child.id() as i32)));
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        assert!(!workers(me).contains(&(child.id() as i32)));
     }
 }

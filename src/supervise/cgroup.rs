@@ -36,6 +36,12 @@ impl Cgroups {
                 "{CGROUP_MOUNT} is not cgroup v2 (a cgroup v1 or hybrid hierarchy)"
             ));
         }
+        Self::prepare_in(mount, base_name, controllers)
+    }
+
+    /// `prepare` under `mount`, which must be a cgroup v2 hierarchy (a directory that stands
+    /// in for one in tests).
+    pub fn prepare_in(mount: &Path, base_name: &str, controllers: &[&str]) -> Result<Self, String> {
         let available = read(&mount.join("cgroup.controllers"))?;
         let missing = missing_controllers(&available, controllers);
         if !missing.is_empty() {
@@ -204,4 +210,56 @@ fn write(path: &Path, value: &str) -> io::Result<()> {
 
 fn annotate(path: &Path, error: io::Error) -> io::Error {
     io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory laid out like a cgroup v2 root (the kernel creates the interface files of
+    /// a new cgroup; here the test does).
+    fn fake_hierarchy(controllers: &str) -> tempfile::TempDir {
+        let root = tempfile::tempdir().expect("tempdir");
+        fs::write(root.path().join("cgroup.controllers"), controllers).expect("controllers");
+        fs::write(root.path().join("cgroup.subtree_control"), "").expect("subtree");
+        fs::create_dir(root.path().join("hm")).expect("base");
+        fs::write(root.path().join("hm/cgroup.subtree_control"), "").expect("subtree");
+        fs::create_dir(root.path().join("hm/7-web")).expect("leaf");
+        fs::write(root.path().join("hm/7-web/cgroup.procs"), "").expect("procs");
+        root
+    }
+
+    #[test]
+    fn limits_are_written_to_the_leaf_and_controllers_enabled_on_the_way() {
+        let root = fake_hierarchy("cpuset cpu io memory pids\n");
+        let cgroups = Cgroups::prepare_in(root.path(), "hm", &["memory", "cpu"]).expect("prepare");
+        let read = |f: &str| fs::read_to_string(root.path().join(f)).expect(f);
+        assert_eq!(read("cgroup.subtree_control"), "+memory +cpu");
+        assert_eq!(read("hm/cgroup.subtree_control"), "+memory +cpu");
+        let limits = ProcessLimits {
+            memory_max: Some(256 << 20),
+            cpu_quota_percent: Some(50),
+            ..Default::default()
+        };
+        cgroups.enter("7-web", &limits).expect("enter");
+        assert_eq!(read("hm/7-web/memory.max"), "268435456");
+        assert_eq!(read("hm/7-web/cpu.max"), "50000 100000");
+
+        // A limit removed from the config goes away on the next start.
+        cgroups
+            .enter("7-web", &ProcessLimits::default())
+            .expect("enter");
+        assert_eq!(read("hm/7-web/memory.max"), "max");
+        assert_eq!(read("hm/7-web/cpu.max"), "max 100000");
+    }
+
+    #[test]
+    fn a_missing_controller_is_named() {
+        let root = fake_hierarchy("cpuset io pids\n");
+        let refused = Cgroups::prepare_in(root.path(), "hm", &["memory", "cpu"]).map(|_| ());
+        let expected = format!(
+            "the memory, cpu controller(s) are not available in {CGROUP_MOUNT}/cgroup.controllers (\"cpuset io pids\")"
+        );
+        assert_eq!(refused, Err(expected));
+    }
 }

@@ -12,6 +12,7 @@
 mod backoff;
 mod cgroup;
 mod crashloop;
+mod hold;
 mod limits;
 mod monitor;
 mod process;
@@ -31,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use cgroup::remove_all as remove_cgroups;
-pub use process::{ExitStatus, Watched, group_alive, read_stat, signal_group};
+pub use hold::{StopHold, clear_hold_file, hold_path, set_hold_file};
+pub use process::{ExitStatus, Watched, group_alive, group_gone, read_stat, signal_group};
 pub use reaper::become_child_subreaper;
 pub use spawn::{ChildSetup, OutputFiles, UserError, launch, resolve_app_user};
 pub use spec::{APP_PATH, AppUser, ProcessKey, ProcessSpec, process_env};
@@ -118,6 +120,8 @@ struct Inner {
     cgroups: Option<cgroup::Cgroups>,
     /// Serialises writes of `processes.json`, so the last write is always the latest table.
     persisting: Mutex<()>,
+    /// Set by `stop-apps`; ended by the next start of a process.
+    hold: StopHold,
 }
 
 impl Supervisor {
@@ -127,6 +131,7 @@ impl Supervisor {
         paths: Paths,
         events: EventSink,
         shutdown: CancellationToken,
+        hold: StopHold,
     ) -> Self {
         let cgroups = cgroup::prepare_for(&config, &paths, &events);
         let inner = Inner {
@@ -140,6 +145,7 @@ impl Supervisor {
             leaders: reaper::Leaders::default(),
             cgroups,
             persisting: Mutex::new(()),
+            hold,
         };
         Self {
             inner: Arc::new(inner),
@@ -148,6 +154,11 @@ impl Supervisor {
 
     pub fn user(&self) -> &AppUser {
         &self.inner.user
+    }
+
+    /// The `stop-apps` hold, shared with the proxy.
+    pub fn hold(&self) -> &StopHold {
+        &self.inner.hold
     }
 
     /// Re-adopts the processes an earlier agent run left behind; restarts those that died.
@@ -188,8 +199,10 @@ impl Supervisor {
         self.persist()
     }
 
-    /// Starts `spec` now. Returns once the process runs (or failed to start).
+    /// Starts `spec` now. Returns once the process runs (or failed to start). A job that starts
+    /// a process ends the `stop-apps` hold (the apps run again, and so may nginx).
     pub fn start(&self, spec: ProcessSpec) -> Result<i32, SuperviseError> {
+        self.inner.hold.release();
         let watched = self.launch(&spec)?;
         let pid = watched.pid();
         self.insert_and_monitor(spec, Some(watched), 0);

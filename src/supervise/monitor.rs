@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::Backoff;
 use super::crashloop::{CrashLoopDetector, ExitVerdict};
 use super::limits::{self, Rlimit};
-use super::process::{self, ExitStatus, Watched, group_alive, signal_group};
+use super::process::{
+    self, ExitStatus, Watched, group_alive_off_runtime, group_gone, signal_group,
+};
 use super::spawn::resource;
 use super::{CrashLoop, ProcessKey, ProcessState, Supervisor};
 use crate::config::ProcessLimits;
@@ -59,11 +61,14 @@ impl Supervisor {
         loop {
             if let Some(process) = watched.take() {
                 let stable_at = started + config.stable_after;
+                // Biased, stop first: a stop that was asked for (`stop-apps`) is carried out
+                // even when the agent's shutdown begins at the same moment.
                 let wake = tokio::select! {
-                    status = process.exited() => Wake::Exited(status),
-                    () = tokio::time::sleep_until(stable_at), if crash_loop.is_looping() => Wake::Stable,
+                    biased;
                     () = stop.cancelled() => Wake::Stop,
                     () = self.inner.shutdown.cancelled() => Wake::Shutdown,
+                    status = process.exited() => Wake::Exited(status),
+                    () = tokio::time::sleep_until(stable_at), if crash_loop.is_looping() => Wake::Stable,
                 };
                 match wake {
                     Wake::Shutdown => return,
@@ -227,7 +232,7 @@ impl Supervisor {
 
     /// After the leader exited on its own: stops what it left running in its group.
     async fn stop_leftovers(&self, key: &ProcessKey, pgid: i32) {
-        if group_alive(pgid) {
+        if group_alive_off_runtime(pgid).await {
             tracing::info!(process = %key.name, pgid, "the leader exited; stopping the rest of its group");
             self.stop_group(key, pgid, None).await;
         }
@@ -247,9 +252,7 @@ impl Supervisor {
                 leader.exited().await;
             }
             // The leader is gone; children it forked may still hold on.
-            while group_alive(pgid) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            group_gone(pgid).await;
         })
         .await;
         if gone.is_err() {

@@ -214,6 +214,27 @@ pub fn group_alive(pgid: i32) -> bool {
         .any(|pid| read_stat(pid).is_some_and(|stat| stat.pgid == pgid && !stat.is_zombie()))
 }
 
+/// Waits until no live process is left in group `pgid`. Each check runs on the blocking pool
+/// (a check may walk /proc), and the pause between checks doubles from 10 ms to 500 ms: a group
+/// that goes at once is seen at once, one that lingers costs a few walks a second.
+pub async fn group_gone(pgid: i32) {
+    let mut pause = GROUP_CHECK_FIRST;
+    while group_alive_off_runtime(pgid).await {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(GROUP_CHECK_MAX);
+    }
+}
+
+/// `group_alive` on the blocking pool.
+pub async fn group_alive_off_runtime(pgid: i32) -> bool {
+    tokio::task::spawn_blocking(move || group_alive(pgid))
+        .await
+        .unwrap_or(true)
+}
+
+const GROUP_CHECK_FIRST: std::time::Duration = std::time::Duration::from_millis(10);
+const GROUP_CHECK_MAX: std::time::Duration = std::time::Duration::from_millis(500);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +250,25 @@ mod tests {
     fn our_own_process_is_readable() {
         let stat = read_stat(std::process::id() as i32).expect("self stat");
         assert!(stat.start_time > 0);
+    }
+
+    #[tokio::test]
+    async fn a_group_is_gone_once_its_last_member_is() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.3")
+            .process_group(0)
+            .spawn()
+            .expect("spawn");
+        let pgid = child.id() as i32;
+        assert!(group_alive(pgid));
+        // The exited child stays a zombie until waited for: zombies do not count.
+        let waiter = std::thread::spawn(move || child.wait());
+        tokio::time::timeout(std::time::Duration::from_secs(5), group_gone(pgid))
+            .await
+            .expect("the group goes within the deadline");
+        assert!(!group_alive(pgid));
+        waiter.join().expect("join").expect("wait");
     }
 
     #[test]

@@ -8,9 +8,13 @@
 //! which wait for their own pid). So the reaper looks at each zombie child and reaps it only if
 //! (1) it is not an app leader the supervisor spawned (those are registered under a lock
 //! held across the spawn, so even one that dies at once is never mistaken for an orphan), and
-//! (2) it is not in the agent's own session: every helper the agent spawns and waits for
-//! itself stays in the agent's session, while app processes and everything they fork live in
-//! the apps' sessions (as does nginx's daemonised master).
+//! (2) it is not a helper the agent waits for itself. Those stay in the agent's session and
+//! either in the agent's own process group (nginx -t, cp) or leading their own group (hooks,
+//! `process_group(0)`). App processes and everything they fork live in the apps' sessions (as
+//! does nginx's daemonised master); what a hook leaves behind (`daemon &`) is in the agent's
+//! session but in the hook's group without leading it: an orphan once the hook has exited.
+//!
+//! Candidates are the agent's own children (`/proc/self/task/*/children`), not every process.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
@@ -56,29 +60,44 @@ impl Leaders {
 /// Whether `stat` is an orphan the reaper may reap. Pure.
 pub fn is_reapable_orphan(
     stat: &ProcStat,
-    agent_pid: i32,
-    agent_session: i32,
+    agent: &AgentIds,
     is_leader: impl Fn(i32) -> bool,
 ) -> bool {
-    stat.ppid == agent_pid
-        && stat.is_zombie()
-        && stat.session != agent_session
-        && !is_leader(stat.pid)
+    // In the agent's session, only what neither shares the agent's group nor leads its own.
+    let waited_helper =
+        stat.session == agent.session && (stat.pgid == agent.pgid || stat.pgid == stat.pid);
+    stat.ppid == agent.pid && stat.is_zombie() && !waited_helper && !is_leader(stat.pid)
+}
+
+/// The agent's pid, process group and session.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentIds {
+    pub pid: i32,
+    pub pgid: i32,
+    pub session: i32,
+}
+
+impl AgentIds {
+    fn current() -> Option<Self> {
+        Some(Self {
+            pid: std::process::id() as i32,
+            pgid: nix::unistd::getpgrp().as_raw(),
+            session: nix::unistd::getsid(None).ok()?.as_raw(),
+        })
+    }
 }
 
 /// Reaps every reapable orphan now; returns how many.
 pub fn reap_orphans(leaders: &Leaders) -> usize {
-    let agent_pid = std::process::id() as i32;
-    let Ok(agent_session) = nix::unistd::getsid(None) else {
+    let Some(agent) = AgentIds::current() else {
         return 0;
     };
-    let agent_session = agent_session.as_raw();
     let no_leader = |_| false;
     // Scan without the lock, which a spawn holds: most scans find nothing.
-    let candidates: Vec<i32> = all_pids()
+    let candidates: Vec<i32> = own_children()
+        .into_iter()
         .filter(|pid| {
-            read_stat(*pid)
-                .is_some_and(|stat| is_reapable_orphan(&stat, agent_pid, agent_session, no_leader))
+            read_stat(*pid).is_some_and(|stat| is_reapable_orphan(&stat, &agent, no_leader))
         })
         .collect();
     if candidates.is_empty() {
@@ -89,9 +108,8 @@ pub fn reap_orphans(leaders: &Leaders) -> usize {
     let registered = leaders.lock();
     let mut reaped = 0;
     for pid in candidates {
-        let reapable = read_stat(pid).is_some_and(|stat| {
-            is_reapable_orphan(&stat, agent_pid, agent_session, |p| registered.contains(&p))
-        });
+        let reapable = read_stat(pid)
+            .is_some_and(|stat| is_reapable_orphan(&stat, &agent, |p| registered.contains(&p)));
         if reapable && waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)).is_ok() {
             tracing::debug!(pid, "reaped an orphan");
             reaped += 1;
@@ -100,11 +118,28 @@ pub fn reap_orphans(leaders: &Leaders) -> usize {
     reaped
 }
 
-fn all_pids() -> impl Iterator<Item = i32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+/// The agent's children, from every thread's children list (an orphan is re-parented to one
+/// of the subreaper's threads).
+fn own_children() -> Vec<i32> {
+    children_of("self")
+}
+
+/// The children of process `pid` ("self" for the agent), from its threads' children lists.
+pub(super) fn children_of(pid: &str) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut children: Vec<i32> = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_ascii_whitespace()
+                .filter_map(|pid| pid.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    children.sort_unstable();
+    children.dedup();
+    children
 }
 
 /// Reaps orphans on every SIGCHLD until `cancel` fires.
@@ -146,12 +181,12 @@ async fn periodic(leaders: &Leaders, cancel: CancellationToken) {
 mod tests {
     use super::*;
 
-    fn stat(pid: i32, ppid: i32, session: i32, state: char) -> ProcStat {
+    fn stat(pid: i32, ppid: i32, pgid: i32, session: i32, state: char) -> ProcStat {
         ProcStat {
             pid,
             state,
             ppid,
-            pgid: session,
+            pgid,
             session,
             start_time: 1,
             utime: 0,
@@ -159,31 +194,47 @@ mod tests {
         }
     }
 
+    const AGENT: AgentIds = AgentIds {
+        pid: 100,
+        pgid: 100,
+        session: 50,
+    };
+
     #[test]
-    fn only_zombie_orphans_outside_the_agents_session_are_reaped() {
-        let agent = 100;
-        let session = 50;
+    fn zombie_orphans_are_reaped_but_never_a_helper_the_agent_waits_for() {
         let not_leader = |_| false;
-        assert!(is_reapable_orphan(
-            &stat(7, agent, 7, 'Z'),
-            agent,
-            session,
-            not_leader
-        ));
+        let agent = AGENT.pid;
+        let session = AGENT.session;
         assert!(
-            !is_reapable_orphan(&stat(7, agent, 7, 'S'), agent, session, not_leader),
+            is_reapable_orphan(&stat(7, agent, 7, 7, 'Z'), &AGENT, not_leader),
+            "an app's orphan in its own session"
+        );
+        assert!(
+            !is_reapable_orphan(&stat(7, agent, 7, 7, 'S'), &AGENT, not_leader),
             "alive"
         );
         assert!(
-            !is_reapable_orphan(&stat(7, 1, 7, 'Z'), agent, session, not_leader),
+            !is_reapable_orphan(&stat(7, 1, 7, 7, 'Z'), &AGENT, not_leader),
             "someone else's child"
         );
         assert!(
-            !is_reapable_orphan(&stat(7, agent, session, 'Z'), agent, session, not_leader),
-            "in the agent's session: tokio or std waits for it"
+            !is_reapable_orphan(
+                &stat(7, agent, AGENT.pgid, session, 'Z'),
+                &AGENT,
+                not_leader
+            ),
+            "in the agent's group: tokio or std waits for it (nginx -t)"
         );
         assert!(
-            !is_reapable_orphan(&stat(7, agent, 7, 'Z'), agent, session, |p| p == 7),
+            !is_reapable_orphan(&stat(7, agent, 7, session, 'Z'), &AGENT, not_leader),
+            "leading its own group in the agent's session: a hook, waited for"
+        );
+        assert!(
+            is_reapable_orphan(&stat(8, agent, 7, session, 'Z'), &AGENT, not_leader),
+            "in a hook's group without leading it: what the hook left behind"
+        );
+        assert!(
+            !is_reapable_orphan(&stat(7, agent, 7, 7, 'Z'), &AGENT, |p| p == 7),
             "an app leader: its monitor reaps it"
         );
     }

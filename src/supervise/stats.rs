@@ -67,9 +67,21 @@ impl Sampler {
     }
 
     /// Stats of the sessions led by `leaders`.
+    /// Blocking (reads /proc): run it off the runtime. Refreshes only the leaders, their
+    /// descendants and the agent's children (orphans of the apps), not every process.
     pub fn sample(&mut self, leaders: &[i32]) -> HashMap<i32, ProcessStats> {
+        let mut pids: Vec<sysinfo::Pid> = candidates(leaders)
+            .into_iter()
+            .filter_map(|pid| u32::try_from(pid).ok().map(sysinfo::Pid::from_u32))
+            .collect();
+        // The ones seen before too: refreshing them drops those that exited.
+        for known in self.system.processes().keys() {
+            if !pids.contains(known) {
+                pids.push(*known);
+            }
+        }
         self.system.refresh_processes_specifics(
-            ProcessesToUpdate::All,
+            ProcessesToUpdate::Some(&pids),
             true,
             // Threads are counted in their process already.
             ProcessRefreshKind::nothing()
@@ -112,7 +124,15 @@ impl Supervisor {
             }
             // Each app leads its own session, whose id is the leader's pid.
             let sessions: Vec<i32> = running.iter().map(|(_, pid)| *pid).collect();
-            let sampled = sampler.sample(&sessions);
+            let Ok((back, sampled)) = tokio::task::spawn_blocking(move || {
+                let sampled = sampler.sample(&sessions);
+                (sampler, sampled)
+            })
+            .await
+            else {
+                return;
+            };
+            sampler = back;
             let mut table = self.lock();
             for (key, pid) in running {
                 if let Some(slot) = table.get_mut(&key)
@@ -123,6 +143,34 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// The processes that can be in an app's session: each leader and its descendants, and the
+/// agent's children (the apps' orphans are re-parented to it) with theirs.
+fn candidates(leaders: &[i32]) -> Vec<i32> {
+    // No duplicates: sysinfo would count a pid listed twice as not updated and drop it.
+    let mut found: Vec<i32> = Vec::new();
+    for pid in leaders
+        .iter()
+        .copied()
+        .chain(super::reaper::children_of("self"))
+    {
+        if !found.contains(&pid) {
+            found.push(pid);
+        }
+    }
+    let mut next = 0;
+    // Breadth first; a pid seen twice is not expanded again.
+    while next < found.len() {
+        let pid = found[next];
+        next += 1;
+        for child in super::reaper::children_of(&pid.to_string()) {
+            if !found.contains(&child) {
+                found.push(child);
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -166,5 +214,34 @@ mod tests {
         let ours = stats.get(&session).expect("this test's session");
         assert!(ours.rss_bytes > 0);
         assert!(ours.processes >= 1);
+    }
+
+    #[test]
+    fn an_apps_session_is_sampled_from_its_tree_not_from_every_process() {
+        let mut child = std::process::Command::new("setsid")
+            .args(["sh", "-c", "sleep 5 & sleep 5 & wait"])
+            .spawn()
+            .expect("spawn");
+        let session = child.id() as i32;
+        let mut sampler = Sampler::new().expect("sysinfo");
+        let mut sampled = None;
+        for _ in 0..100 {
+            let stats = sampler.sample(&[session]);
+            if stats.get(&session).is_some_and(|s| s.processes == 3) {
+                sampled = stats.get(&session).copied();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = super::super::process::signal_group(session, nix::sys::signal::Signal::SIGKILL);
+        let _ = child.wait();
+        let stats = sampled.expect("the shell and its two sleeps");
+        assert!(stats.rss_bytes > 0);
+        // Only the app's tree and the agent's (here: the test's) children were read.
+        let known = sampler.system.processes().len();
+        assert!(
+            known <= 3 + candidates(&[]).len() + 1,
+            "{known} processes read"
+        );
     }
 }

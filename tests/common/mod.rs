@@ -36,15 +36,40 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Opt
     }
 }
 
-/// Free loopback ports, all held until every one is chosen so they differ.
+/// Free loopback ports, reserved for this test process's life. They are picked below the
+/// kernel's ephemeral range (32768+), so no outgoing connection takes one meanwhile, and each
+/// is held by a lock file, so parallel tests (one process each under nextest) never pick the
+/// same one between choosing it and the agent binding it.
 pub fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
+    static HELD: std::sync::Mutex<Vec<nix::fcntl::Flock<std::fs::File>>> =
+        std::sync::Mutex::new(Vec::new());
+    let dir =
+        std::env::temp_dir().join(format!("hostmanager-test-ports-{}", nix::unistd::geteuid()));
+    std::fs::create_dir_all(&dir).expect("port lock dir");
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    let mut chosen = Vec::new();
+    while chosen.len() < count {
+        let port = fastrand::u16(20_000..32_000);
+        if chosen.contains(&port) {
+            continue;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+            .expect("port lock file");
+        let Ok(lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        else {
+            continue; // Another test process holds it.
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue; // Something outside the tests uses it.
+        }
+        held.push(lock);
+        chosen.push(port);
+    }
+    chosen
 }
 
 pub fn is_root() -> bool {
