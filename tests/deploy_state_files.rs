@@ -97,7 +97,10 @@ fn recovery_never_starts_the_app_without_its_properties() {
     );
     assert_eq!(v1["status"], "succeeded", "{v1:#}");
     host.stop_agent(Signal::SIGKILL, Duration::from_secs(5));
+    // The apps are gone while the agent is down (as after a reboot): stop them, then drop
+    // stop-apps' hold so that the next agent's recovery does try to start the serving release.
     host.cli_ok(&["stop-apps"]);
+    std::fs::remove_file(host.path("var/lib/hostmanager/apps-stopped")).expect("the hold");
     let v1_env = env_file(&host, &v1["id"]);
     std::fs::write(&v1_env, "not json").expect("corrupt v1's properties");
 
