@@ -9,25 +9,11 @@
 use std::path::Path;
 
 use crate::metrics::Checkpoint;
-
-const PREFIX: &str = "application.log.";
+use crate::metrics::{HEALTHD_PREFIX as PREFIX, is_hour_file};
 
 /// `application.log.YYYY-MM-DD-HH` for the hour `at` falls in (UTC).
 fn hour_name(at: jiff::Timestamp) -> String {
     format!("{PREFIX}{}", at.strftime("%Y-%m-%d-%H"))
-}
-
-fn is_hour_file(name: &str) -> bool {
-    name.strip_prefix(PREFIX).is_some_and(|hour| {
-        hour.len() == 13
-            && hour.bytes().enumerate().all(|(i, b)| {
-                if [4, 7, 10].contains(&i) {
-                    b == b'-'
-                } else {
-                    b.is_ascii_digit()
-                }
-            })
-    })
 }
 
 /// Whether the follower (at `checkpoint`) is done with `name`.

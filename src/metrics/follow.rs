@@ -18,9 +18,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::healthd::{LineError, LogLine, parse_line};
+use super::healthd::{LineError, LogLine, is_hour_file, parse_line};
 
-const PREFIX: &str = "application.log.";
 /// Longer lines are not healthd lines: they are dropped and counted as malformed.
 const MAX_LINE: usize = 16 * 1024;
 const READ_CHUNK: usize = 256 * 1024;
@@ -283,20 +282,6 @@ impl LogFollower {
         names.sort_unstable();
         Ok(names)
     }
-}
-
-/// `application.log.YYYY-MM-DD-HH`: rotated (`.gz`) or odd names are not followed.
-fn is_hour_file(name: &str) -> bool {
-    name.strip_prefix(PREFIX).is_some_and(|hour| {
-        hour.len() == 13
-            && hour.bytes().enumerate().all(|(i, b)| {
-                if [4, 7, 10].contains(&i) {
-                    b == b'-'
-                } else {
-                    b.is_ascii_digit()
-                }
-            })
-    })
 }
 
 fn emit<F>(line: &[u8], on_line: &mut F)

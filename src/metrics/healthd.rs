@@ -173,6 +173,23 @@ fn digit(byte: u8) -> Option<u8> {
     byte.is_ascii_digit().then(|| byte - b'0')
 }
 
+/// The hourly files nginx writes: `application.log.YYYY-MM-DD-HH` (UTC).
+pub const PREFIX: &str = "application.log.";
+
+/// `application.log.YYYY-MM-DD-HH`: rotated (`.gz`) or odd names are neither followed nor pruned.
+pub fn is_hour_file(name: &str) -> bool {
+    name.strip_prefix(PREFIX).is_some_and(|hour| {
+        hour.len() == 13
+            && hour.bytes().enumerate().all(|(i, b)| {
+                if [4, 7, 10].contains(&i) {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,7 +32,7 @@ pub use cloudwatch::{
 };
 pub use cpu::{CpuPercent, CpuTimes, parse_proc_stat};
 pub use follow::{Checkpoint, LogFollower, PollOutcome};
-pub use healthd::{LineError, LogLine, parse_line};
+pub use healthd::{LineError, LogLine, PREFIX as HEALTHD_PREFIX, is_hour_file, parse_line};
 pub use host::{Filesystem, HostSample, HostSampler, LoadAverage, Memory, ProcessUsage};
 pub use sink::{CloudWatchSink, SinkStatus};
 pub use window::{Latency, PERCENTILES, RequestStats, RequestWindow, StatusCounts, TimeWindows};
