@@ -117,7 +117,11 @@ pub fn discover(paths: &Paths, config: &LogsConfig, owners: &Owners) -> Discover
 
 /// Directories whose changes may concern a log (watched with inotify).
 pub fn watch_dirs(paths: &Paths, config: &LogsConfig) -> Vec<PathBuf> {
-    let mut dirs = vec![paths.log_dir(), paths.nginx_log_dir()];
+    let mut dirs = vec![
+        paths.log_dir(),
+        paths.agent_log_dir(),
+        paths.nginx_log_dir(),
+    ];
     for pattern in config.extra_files.iter().chain(&config.watch.files) {
         let fixed: PathBuf = Path::new(pattern.trim_start_matches('/'))
             .components()

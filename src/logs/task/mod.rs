@@ -1,4 +1,4 @@
-//! The logs task: follows every watched log (inotify through `notify`, plus a 1 s safety poll),
+//! The logs task: follows every watched log (inotify through `notify`, plus a safety poll),
 //! groups and fingerprints severe errors, rotates logs by size and age, compresses rotated
 //! files and prunes nginx's hourly healthd logs. Rotation and tailing share this one task, so a
 //! copytruncate adjusts the tail offset in the same step and no line is read twice or skipped.
@@ -38,8 +38,16 @@ use crate::paths::Paths;
 /// Bytes read per file per poll: bounds the lines held at once (a few MiB with their
 /// `String`s) and how long one poll keeps the task from its commands.
 const POLL_BUDGET: u64 = 1 << 20;
-/// The safety poll (and rediscovery) when inotify works, and when it does not.
+/// A read of every followed file (through the descriptors it holds), due summaries and changed
+/// checkpoints, this often.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Rediscovery when inotify works: its events rediscover on every entry created, removed or
+/// renamed in a watched directory, so this is only a safety net (a log under a directory
+/// created later, a missed event). Discovery opens every log through its directories without
+/// following links: once a second it was most of the agent's idle cost.
+const REDISCOVER_WATCHED: Duration = Duration::from_secs(10);
+/// Without inotify, new logs are found only by looking.
+const REDISCOVER_UNWATCHED: Duration = Duration::from_secs(1);
 
 struct Followed {
     tailer: Tailer,
@@ -103,7 +111,26 @@ impl LogTask {
                 .error("logs", format!("recovering rotated logs: {error}")),
         }
         let (changed_tx, mut changed) = mpsc::channel::<()>(1);
-        let watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+        // Set when a watched directory gained, lost or renamed an entry: the next wake-up
+        // rediscovers before it reads.
+        let renamed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let renamed_by_watcher = renamed.clone();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            use notify::EventKind;
+            use notify::event::ModifyKind;
+            let structural = event.as_ref().map_or(true, |event| {
+                matches!(
+                    event.kind,
+                    EventKind::Create(_)
+                        | EventKind::Remove(_)
+                        | EventKind::Modify(ModifyKind::Name(_))
+                        | EventKind::Other
+                        | EventKind::Any
+                )
+            });
+            if structural {
+                renamed_by_watcher.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             // Coalesced: one wake-up reads every followed file.
             let _ = changed_tx.try_send(());
         });
@@ -118,15 +145,25 @@ impl LogTask {
             }
         };
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        let mut rediscover = tokio::time::interval(match watcher {
+            Some(_) => REDISCOVER_WATCHED,
+            None => REDISCOVER_UNWATCHED,
+        });
         let mut rotation = tokio::time::interval(self.config.logs.check_interval);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        rediscover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         rotation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.refresh(&mut state, watcher.as_mut());
         loop {
             let wake_at = self.next_deadline(&state);
             tokio::select! {
                 () = cancel.cancelled() => break,
-                Some(()) = changed.recv() => self.poll_all(&mut state),
+                Some(()) = changed.recv() => {
+                    if renamed.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                        self.refresh(&mut state, watcher.as_mut());
+                    }
+                    self.poll_all(&mut state);
+                }
                 // Catching up on a backlog: one more budget per file, between everything else
                 // (a yield, so timers and inotify are looked at in between).
                 () = tokio::task::yield_now(), if state.behind => self.poll_all(&mut state),
@@ -134,8 +171,8 @@ impl LogTask {
                     self.flush_idle(&mut state);
                     self.finish_pending(&mut state);
                 }
+                _ = rediscover.tick() => self.refresh(&mut state, watcher.as_mut()),
                 _ = housekeeping.tick() => {
-                    self.refresh(&mut state, watcher.as_mut());
                     self.poll_all(&mut state);
                     self.summaries();
                     self.save_checkpoints(&mut state);
@@ -188,7 +225,17 @@ impl LogTask {
         self.refusals
             .retain(|relative, _| refused.contains_key(relative));
         if let Some(watcher) = watcher {
-            for dir in watch_dirs(&self.paths, &self.config.logs) {
+            // The configured directories, and each followed log's own: a glob such as
+            // `var/log/hostmanager/*.log` lives below them, and its new files must wake us too.
+            let mut dirs = watch_dirs(&self.paths, &self.config.logs);
+            for source in &state.sources {
+                if let Some(parent) = source.path.parent()
+                    && !dirs.iter().any(|d| d == parent)
+                {
+                    dirs.push(parent.to_path_buf());
+                }
+            }
+            for dir in dirs {
                 if !state.watched_dirs.contains(&dir)
                     && dir.is_dir()
                     && watcher
