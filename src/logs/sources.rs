@@ -127,12 +127,15 @@ pub fn watch_dirs(paths: &Paths, config: &LogsConfig) -> Vec<PathBuf> {
             .components()
             .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
             .collect();
-        let dir = paths.root().join(fixed);
-        let dir = if dir.is_dir() {
-            dir
-        } else {
-            dir.parent().map(Path::to_path_buf).unwrap_or(dir)
-        };
+        // The nearest directory that exists (the root at worst): creating the missing ones
+        // below it is an event that makes the task rediscover and watch them.
+        let mut dir = paths.root().join(fixed);
+        while !dir.is_dir() && dir != paths.root() {
+            match dir.parent() {
+                Some(parent) => dir = parent.to_path_buf(),
+                None => break,
+            }
+        }
         if !dirs.contains(&dir) {
             dirs.push(dir);
         }

@@ -214,7 +214,11 @@ impl LogTask {
     }
 
     /// Re-discovers the logs, follows new ones and watches their directories.
-    fn refresh(&mut self, state: &mut State, watcher: Option<&mut notify::RecommendedWatcher>) {
+    fn refresh(&mut self, state: &mut State, mut watcher: Option<&mut notify::RecommendedWatcher>) {
+        // Watches first, then discovery: a log created in between is found by one or the other.
+        if let Some(watcher) = watcher.as_deref_mut() {
+            Self::watch(state, watcher, watch_dirs(&self.paths, &self.config.logs));
+        }
         let found = discover(&self.paths, &self.config.logs, &self.owners);
         state.sources = found.sources;
         let refused: HashMap<String, String> = found.refused.into_iter().collect();
@@ -225,26 +229,14 @@ impl LogTask {
         self.refusals
             .retain(|relative, _| refused.contains_key(relative));
         if let Some(watcher) = watcher {
-            // The configured directories, and each followed log's own: a glob such as
-            // `var/log/hostmanager/*.log` lives below them, and its new files must wake us too.
-            let mut dirs = watch_dirs(&self.paths, &self.config.logs);
-            for source in &state.sources {
-                if let Some(parent) = source.path.parent()
-                    && !dirs.iter().any(|d| d == parent)
-                {
-                    dirs.push(parent.to_path_buf());
-                }
-            }
-            for dir in dirs {
-                if !state.watched_dirs.contains(&dir)
-                    && dir.is_dir()
-                    && watcher
-                        .watch(&dir, notify::RecursiveMode::NonRecursive)
-                        .is_ok()
-                {
-                    state.watched_dirs.insert(dir);
-                }
-            }
+            // Each followed log's own directory too: a glob such as `srv/*/app.log` matches
+            // below the directory configured, and new files there must wake us as well.
+            let parents: Vec<PathBuf> = state
+                .sources
+                .iter()
+                .filter_map(|s| s.path.parent().map(PathBuf::from))
+                .collect();
+            Self::watch(state, watcher, parents);
         }
         if !self.config.logs.watch.enabled {
             return;
@@ -329,6 +321,19 @@ impl LogTask {
         let now_ms = jiff::Timestamp::now().as_millisecond();
         for report in self.shared.due_summaries(now_ms) {
             self.emit(&report);
+        }
+    }
+
+    fn watch(state: &mut State, watcher: &mut notify::RecommendedWatcher, dirs: Vec<PathBuf>) {
+        for dir in dirs {
+            if !state.watched_dirs.contains(&dir)
+                && dir.is_dir()
+                && watcher
+                    .watch(&dir, notify::RecursiveMode::NonRecursive)
+                    .is_ok()
+            {
+                state.watched_dirs.insert(dir);
+            }
         }
     }
 
