@@ -15,6 +15,7 @@ mod platform;
 mod prepare;
 mod procfile;
 mod reach;
+mod records;
 mod recovery;
 mod retention;
 mod steps;
@@ -80,7 +81,7 @@ impl Engine {
         events: EventSink,
     ) -> std::io::Result<(Deployer, mpsc::Receiver<u64>)> {
         let state: AgentState = crate::fsutil::read_json(&paths.state_file())?.unwrap_or_default();
-        let records = load_records(&paths)?;
+        let records = records::load_records(&paths)?;
         let (publish, _) = watch::channel(DeployState {
             current: state.current.clone(),
             active: None,
@@ -308,49 +309,6 @@ impl Engine {
         }
     }
 
-    /// The requested property change of a configuration deployment (values: 0600).
-    fn change_file(&self, id: u64) -> std::path::PathBuf {
-        self.paths
-            .deployments_dir()
-            .join(format!("{id}.change.json"))
-    }
-
-    /// The full source of a deployment whose record shows it redacted (0600: a presigned URL
-    /// lets whoever holds it read the bundle).
-    fn source_file(&self, id: u64) -> std::path::PathBuf {
-        self.paths
-            .deployments_dir()
-            .join(format!("{id}.source.json"))
-    }
-
-    fn env_file(&self, id: u64) -> std::path::PathBuf {
-        self.paths.deployments_dir().join(format!("{id}.env.json"))
-    }
-
-    fn save_record(&self, record: &DeploymentRecord) {
-        let path = self.paths.deployment_record(record.id);
-        if let Err(error) = crate::fsutil::write_json_atomic(&path, record, 0o600) {
-            tracing::error!(%error, path = %path.display(), "cannot persist deployment record");
-        }
-        let mut records = self.lock_records();
-        records.insert(record.id, record.clone());
-        while records.len() > RECORDS_IN_MEMORY {
-            records.pop_first();
-        }
-    }
-
-    fn update_record(&self, id: u64, change: impl FnOnce(&mut DeploymentRecord)) {
-        let updated = {
-            let mut records = self.lock_records();
-            let Some(record) = records.get_mut(&id) else {
-                return;
-            };
-            change(record);
-            record.clone()
-        };
-        self.save_record(&updated);
-    }
-
     /// Changes the state on disk first and in memory only once the write succeeded, so memory
     /// never claims a commit the disk does not hold.
     fn persist_state(&self, change: impl FnOnce(&mut AgentState)) -> std::io::Result<()> {
@@ -396,22 +354,4 @@ impl Engine {
     fn lock_requests(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Job>> {
         self.requests.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-fn load_records(paths: &Paths) -> std::io::Result<BTreeMap<u64, DeploymentRecord>> {
-    let mut records = BTreeMap::new();
-    // Bounded: records beyond `deploy.records_keep` are pruned at every start.
-    let mut ids = retention::record_ids(&paths.deployments_dir());
-    ids.sort_unstable();
-    for id in ids.into_iter().rev().take(RECORDS_IN_MEMORY) {
-        // Records are history: one the agent cannot read must not keep it from starting.
-        match crate::fsutil::read_json::<DeploymentRecord>(&paths.deployment_record(id)) {
-            Ok(Some(record)) => {
-                records.insert(id, record);
-            }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "skipping an unreadable deployment record"),
-        }
-    }
-    Ok(records)
 }
