@@ -226,20 +226,7 @@ fn crash_recovery_reruns_postdeploy_hooks_from_roots_copy() {
 
 #[test]
 fn crash_recovery_restages_nginx_from_roots_copy() {
-    let mut host = TestHost::new();
-    host.start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mark = marker_dir();
-    let legit_conf = logging_conf(mark.path(), "legit-nginx");
-    let v1 = host.deploy_ok(&sample(
-        dir.path(),
-        "v1",
-        &[Entry::File(
-            ".platform/nginx/conf.d/legit.conf",
-            legit_conf.as_bytes(),
-            0o644,
-        )],
-    ));
+    let (mut host, dir, mark, v1) = serving_v1_with_a_legit_override();
     plant(&release(&host, &v1["id"]), mark.path());
     // A slow request keeps v1's nginx workers draining: the agent dies in switch-traffic,
     // with nginx on v2's config and v1 still the serving release it must restage.
@@ -449,20 +436,7 @@ fn a_release_the_app_user_cannot_reach_fails_the_deployment_naming_the_directory
 
 #[test]
 fn a_release_from_an_earlier_agent_without_a_root_copy_loses_its_overrides_with_a_warning() {
-    let mut host = TestHost::new();
-    host.start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mark = marker_dir();
-    let legit_conf = logging_conf(mark.path(), "legit-nginx");
-    let v1 = host.deploy_ok(&sample(
-        dir.path(),
-        "v1",
-        &[Entry::File(
-            ".platform/nginx/conf.d/legit.conf",
-            legit_conf.as_bytes(),
-            0o644,
-        )],
-    ));
+    let (mut host, dir, _mark, v1) = serving_v1_with_a_legit_override();
     host.deploy_ok(&sample(dir.path(), "v2", &[]));
     host.stop_agent(Signal::SIGTERM, Duration::from_secs(10));
     // What an earlier agent version wrote: no `platform` for the releases it deployed.
@@ -492,4 +466,29 @@ fn a_release_from_an_earlier_agent_without_a_root_copy_loses_its_overrides_with_
             })
     });
     assert!(warned, "a warning event says why v1's overrides are gone");
+}
+
+/// A running agent serving v1, whose bundle carries a conf.d override that leaves a marker
+/// when nginx loads it: (host, bundle dir, marker dir, v1's record).
+fn serving_v1_with_a_legit_override() -> (
+    TestHost,
+    tempfile::TempDir,
+    tempfile::TempDir,
+    serde_json::Value,
+) {
+    let mut host = TestHost::new();
+    host.start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mark = marker_dir();
+    let legit_conf = logging_conf(mark.path(), "legit-nginx");
+    let v1 = host.deploy_ok(&sample(
+        dir.path(),
+        "v1",
+        &[Entry::File(
+            ".platform/nginx/conf.d/legit.conf",
+            legit_conf.as_bytes(),
+            0o644,
+        )],
+    ));
+    (host, dir, mark, v1)
 }
