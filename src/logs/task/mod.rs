@@ -198,6 +198,7 @@ impl LogTask {
                             Err(error) => self.events.error("logs", format!("compressing {}: {error}", staged.raw.display())),
                         }
                     }
+                    self.finish_pending(&mut state);
                 }
             }
         }
@@ -306,11 +307,14 @@ impl LogTask {
             .values()
             .filter(|f| f.grouper.is_open())
             .map(|f| f.last_line + idle);
+        // While a compression runs, its end looks at the pending files again; otherwise a
+        // file nobody can still be writing is due now.
+        let now = Instant::now();
         let pending = state
             .pending
             .iter()
-            .filter(|s| s.wait_for.is_some())
-            .map(|s| s.next_check);
+            .filter(|_| state.compressing.is_empty())
+            .map(|s| s.wait_for.map_or(now, |_| s.next_check));
         traces
             .chain(pending)
             .min()

@@ -83,12 +83,16 @@ impl LogTask {
         rotated
     }
 
-    /// Compresses staged files nobody holds open any more. Whether a writer still holds a
+    /// Compresses staged files nobody holds open any more, one at a time and in the order they
+    /// were rotated: a log's rotated files then reach the spool oldest first, so the publisher
+    /// never sheds a newer file because an older one was still being compressed (and one gzip
+    /// at a time bounds the CPU a burst of rotations takes). Whether a writer still holds a
     /// renamed log is looked at after 100 ms, then ever less often (up to every 30 s): each
     /// look scans `/proc`. A writer that keeps it past `reopen_timeout` is reported once and
     /// waited for: compressing earlier would lose what it still writes.
     pub(super) fn finish_pending(&mut self, state: &mut State) {
-        if state.pending.is_empty() {
+        if state.pending.is_empty() || !state.compressing.is_empty() {
+            // A running compression calls this again when it ends.
             return;
         }
         let now = Instant::now();
@@ -123,6 +127,10 @@ impl LogTask {
                 let _ = followed.tailer.release(dev, ino, &mut lines);
                 let file = super::super::sources::relative(self.paths.root(), &staged.source);
                 self.feed(followed, lines, &file);
+            }
+            if !state.compressing.is_empty() {
+                waiting.push(staged);
+                continue;
             }
             let job = staged.clone();
             state.compressing.spawn_blocking(move || {
