@@ -112,8 +112,8 @@ mod tests {
         assert_eq!(result.error.as_deref(), Some("connection refused"));
     }
 
-    #[tokio::test]
-    async fn an_endless_body_is_read_only_up_to_the_cap() {
+    /// A server that answers one request with `head`, then (`endless`) a body that never ends.
+    async fn answer_once(head: &'static [u8], endless: bool) -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -123,32 +123,28 @@ mod tests {
             let (mut socket, _) = listener.accept().await.expect("accept");
             let mut buffer = [0u8; 1024];
             let _ = socket.read(&mut buffer).await;
-            let _ = socket
-                .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n")
-                .await;
+            let _ = socket.write_all(head).await;
             let chunk = vec![b'x'; 16 << 10];
-            // Never ends (until the probe hangs up).
-            while socket.write_all(&chunk).await.is_ok() {}
+            // Until the probe hangs up.
+            while endless && socket.write_all(&chunk).await.is_ok() {}
         });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_is_read_only_up_to_the_cap() {
+        let addr = answer_once(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n", true).await;
         let result = probe(addr, "/health", Duration::from_secs(3)).await;
         assert_eq!((result.ok, result.status), (true, Some(200)), "{result:?}");
     }
 
     #[tokio::test]
     async fn a_status_is_read_from_a_real_server() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let (mut socket, _) = listener.accept().await.expect("accept");
-            let mut buffer = [0u8; 1024];
-            let _ = socket.read(&mut buffer).await;
-            let _ = socket
-                .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
-                .await;
-        });
+        let addr = answer_once(
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
+            false,
+        )
+        .await;
         let result = probe(addr, "/health", Duration::from_secs(2)).await;
         assert!(!result.ok);
         assert_eq!(result.status, Some(503));
