@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::moto::Moto;
 use common::{TestHost, wait_for};
@@ -177,7 +177,12 @@ fn an_outage_loses_nothing_duplicates_nothing_and_keeps_the_spool_in_budget() {
     moto.stop();
     let mut during = writer(&log, 2000, 4000, 50);
     let mut rotations = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
     while during.try_wait().expect("writer").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the writer did not finish in 60 s"
+        );
         host.cli_ok(&["logs", "rotate"]);
         rotations += 1;
         let status = log_status(&host);
