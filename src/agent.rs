@@ -102,7 +102,13 @@ pub async fn run(
     supervisor
         .restore()
         .map_err(|e| AgentError::Startup(e.to_string()))?;
-    let proxy = Proxy::new(config.proxy.clone(), paths.clone(), sink.clone(), hold);
+    let proxy = Proxy::new(
+        config.proxy.clone(),
+        [config.app.port, config.app.alternate_port],
+        paths.clone(),
+        sink.clone(),
+        hold,
+    );
     let (deployer, queue) = Engine::load(
         config.clone(),
         paths.clone(),

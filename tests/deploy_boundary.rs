@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::attack::{
-    active_nginx_config, lines, logging_conf, marker_dir, plant, planted, release,
+    active_nginx_config, lines, logging_conf, marker_dir, nginx_marker, plant, planted, release,
 };
 use common::bundles::{Entry, sample};
 use common::procs::alive;
@@ -30,7 +30,7 @@ fn a_planted_platform_is_never_run_or_loaded_by_configure_rollback_or_restart() 
         "#!/bin/sh\necho \"$(stat -c %u .) $(find . ! -user 0 | wc -l)\" >> {m}/legit-confighooks-prebuild\n"
     );
     let config_postdeploy = format!("#!/bin/sh\necho ran >> {m}/legit-confighooks-postdeploy\n");
-    let legit_conf = logging_conf(mark.path(), "legit-nginx");
+    let legit_conf = logging_conf("legit-nginx");
     let v1 = host.deploy_ok(&sample(
         dir.path(),
         "v1",
@@ -60,7 +60,7 @@ fn a_planted_platform_is_never_run_or_loaded_by_configure_rollback_or_restart() 
     assert_eq!(configured["status"], "succeeded", "{configured:#}");
     assert_eq!(host.body("/env/X"), "1\n");
     assert_eq!(
-        planted(mark.path()),
+        planted(&host, mark.path()),
         Vec::<String>::new(),
         "nothing planted ran"
     );
@@ -85,14 +85,14 @@ fn a_planted_platform_is_never_run_or_loaded_by_configure_rollback_or_restart() 
     assert!(!active_nginx_config(&host).contains("planted"));
 
     // Back to v1's release, the planted one: its overrides come from root's copy.
-    std::fs::remove_file(mark.path().join("legit-nginx.log")).expect("legit log from v1");
+    std::fs::remove_file(nginx_marker(&host, "legit-nginx")).expect("legit log from v1");
     let rolled = host.cli(&["rollback", "--wait", "--json"]);
     let rolled: serde_json::Value = serde_json::from_slice(&rolled.stdout).expect("json");
     assert_eq!(rolled["status"], "succeeded", "{rolled:#}");
     assert_eq!(host.status()["release"]["deployment_id"], v1["id"]);
     assert_eq!(host.body("/"), "Hello from v1\n");
     assert!(
-        mark.path().join("legit-nginx.log").exists(),
+        nginx_marker(&host, "legit-nginx").exists(),
         "nginx parsed v1's own override again"
     );
     let active = active_nginx_config(&host);
@@ -101,20 +101,20 @@ fn a_planted_platform_is_never_run_or_loaded_by_configure_rollback_or_restart() 
         "{active}"
     );
     assert_eq!(
-        planted(mark.path()),
+        planted(&host, mark.path()),
         Vec::<String>::new(),
         "nothing planted ran"
     );
 
     // A restart of the planted release stages the same overrides, from root's copy.
-    std::fs::remove_file(mark.path().join("legit-nginx.log")).expect("legit log");
+    std::fs::remove_file(nginx_marker(&host, "legit-nginx")).expect("legit log");
     let restarted = host.cli(&["restart", "--wait", "--json"]);
     let restarted: serde_json::Value = serde_json::from_slice(&restarted.stdout).expect("json");
     assert_eq!(restarted["status"], "succeeded", "{restarted:#}");
-    assert!(mark.path().join("legit-nginx.log").exists());
+    assert!(nginx_marker(&host, "legit-nginx").exists());
     assert!(!active_nginx_config(&host).contains("planted"));
     assert_eq!(
-        planted(mark.path()),
+        planted(&host, mark.path()),
         Vec::<String>::new(),
         "nothing planted ran"
     );
@@ -218,7 +218,7 @@ fn crash_recovery_reruns_postdeploy_hooks_from_roots_copy() {
     );
     assert_eq!(host.body("/"), "Hello from v2\n");
     assert_eq!(
-        planted(mark.path()),
+        planted(&host, mark.path()),
         Vec::<String>::new(),
         "nothing planted ran"
     );
@@ -257,7 +257,7 @@ fn crash_recovery_restages_nginx_from_roots_copy() {
         || (host.status()["deployment"]["step"] == "switch-traffic").then_some(()),
     );
     host.stop_agent(Signal::SIGKILL, Duration::from_secs(5));
-    std::fs::remove_file(mark.path().join("legit-nginx.log")).expect("legit log from v1");
+    std::fs::remove_file(nginx_marker(&host, "legit-nginx")).expect("legit log from v1");
     host.start();
     let record = concluded(&host, &id);
     assert_eq!(record["status"], "failed", "{record:#}");
@@ -266,7 +266,7 @@ fn crash_recovery_restages_nginx_from_roots_copy() {
         (host.get("/").ok()?.body == "Hello from v1\n").then_some(())
     });
     assert!(
-        mark.path().join("legit-nginx.log").exists(),
+        nginx_marker(&host, "legit-nginx").exists(),
         "recovery staged v1's own override"
     );
     let active = active_nginx_config(&host);
@@ -275,7 +275,7 @@ fn crash_recovery_restages_nginx_from_roots_copy() {
         "{active}"
     );
     assert_eq!(
-        planted(mark.path()),
+        planted(&host, mark.path()),
         Vec::<String>::new(),
         "nginx loaded nothing planted"
     );
@@ -293,7 +293,7 @@ fn a_symlink_under_platform_fails_the_deployment_and_is_never_followed() {
         "#!/bin/sh\ntouch {}/planted-through-link\n",
         mark.path().display()
     );
-    let conf = logging_conf(mark.path(), "planted-through-link-conf");
+    let conf = logging_conf("planted-through-link-conf");
     let cases = [
         (".platform/hooks/prebuild/01.sh", "../../../hook.sh"),
         (".platform/nginx/conf.d/x.conf", "../../../x.conf"),
@@ -330,7 +330,7 @@ fn a_symlink_under_platform_fails_the_deployment_and_is_never_followed() {
         );
     }
     assert_eq!(
-        planted(mark.path()),
+        planted(&host, mark.path()),
         Vec::<String>::new(),
         "no link was followed"
     );
@@ -480,7 +480,7 @@ fn serving_v1_with_a_legit_override() -> (
     host.start();
     let dir = tempfile::tempdir().expect("tempdir");
     let mark = marker_dir();
-    let legit_conf = logging_conf(mark.path(), "legit-nginx");
+    let legit_conf = logging_conf("legit-nginx");
     let v1 = host.deploy_ok(&sample(
         dir.path(),
         "v1",

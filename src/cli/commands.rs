@@ -123,6 +123,7 @@ pub async fn execute(cli: &Cli) -> i32 {
         Command::Health { watch, json } => super::health::health(&client, *watch, *json).await,
         Command::Metrics(command) => return super::health::metrics(command),
         Command::Logs { command } => super::logs::run(&client, command, cli).await,
+        Command::Proxy { command } => super::proxy::run(&client, command).await,
     };
     match outcome {
         Ok(code) => code,

@@ -6,6 +6,7 @@ mod health;
 mod logs;
 mod offline;
 mod properties;
+mod proxy;
 mod render;
 mod render_health;
 
@@ -163,6 +164,21 @@ pub enum Command {
     Logs {
         #[command(subcommand)]
         command: LogsCommand,
+    },
+    /// nginx: the configuration it serves.
+    Proxy {
+        #[command(subcommand)]
+        command: ProxyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProxyCommand {
+    /// The files of the configuration nginx serves, the bundle's overrides as translated for
+    /// this host, and each translation with its reason.
+    Config {
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -182,6 +182,10 @@ pub struct ProxyConfig {
     /// `auto` or a number.
     pub worker_processes: String,
     pub worker_connections: u32,
+    /// Ports Elastic Beanstalk's platforms run the app on (8080 Node.js, 8000 Python, 5000
+    /// Go and Java): an override's `proxy_pass` to 127.0.0.1 or localhost on one of them goes
+    /// to the app's web process.
+    pub platform_ports: Vec<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -161,6 +161,10 @@ fn proxy(mut s: Section) -> ProxyConfig {
             format!("{worker_connections} must be between 16 and 1000000"),
         );
     }
+    let platform_ports: Vec<u16> = s.get("platform_ports", vec![5000, 8000, 8080]);
+    if platform_ports.contains(&0) {
+        s.problem("platform_ports", "0 is not a port");
+    }
     s.finish();
     ProxyConfig {
         enabled,
@@ -169,6 +173,7 @@ fn proxy(mut s: Section) -> ProxyConfig {
         client_max_body_size,
         worker_processes,
         worker_connections,
+        platform_ports,
     }
 }
 

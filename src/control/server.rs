@@ -144,6 +144,13 @@ async fn handle(api: Arc<ApiState>, request: Request<Incoming>) -> Result<Reply,
         (&Method::GET, ["v1", "status"]) => json(StatusCode::OK, &super::status_report(&api)),
         (&Method::GET, ["v1", "health"]) => json(StatusCode::OK, &super::health_view(&api)),
         (&Method::GET, ["v1", "events"]) => events(&api, &pairs).await,
+        (&Method::GET, ["v1", "proxy", "config"]) => match api.proxy.config_view() {
+            Some(view) => json(StatusCode::OK, &view),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "nginx has no configuration yet: nothing has been deployed",
+            ),
+        },
         (&Method::GET, ["v1", "logs", "status"]) => json(StatusCode::OK, &api.logs.status()),
         (&Method::GET, ["v1", "logs", "errors"]) => json(StatusCode::OK, &api.logs.errors()),
         (&Method::POST, ["v1", "logs", "rotate"]) => match api.logs.rotate_now().await {

@@ -2,7 +2,8 @@
 //!
 //! Zero-downtime: the new web process starts on the port the serving one does not use and
 //! takes traffic only after the health gate; nginx switches with a reload and its old workers
-//! drain before the old process stops. The commit point (`state.current` + `committed`,
+//! drain before the old process stops. The switch holds only once the health path answers
+//! through nginx (`verify.rs`); otherwise nginx goes back to the config that served. The commit point (`state.current` + `committed`,
 //! written atomically) separates "undo" (before) from "roll back" (after): a failure after it
 //! restores the previous release the same way, with its processes, its env and its nginx config.
 
@@ -43,6 +44,9 @@ impl Engine {
             ),
             false => None,
         };
+        if let Some(staged) = &staged {
+            self.report_translations(id, staged);
+        }
         started.staged = staged.clone();
         let all_at_once = self.config.deploy.strategy == DeployStrategy::AllAtOnce;
         if let (true, Some(current)) = (all_at_once, &current) {
@@ -76,6 +80,14 @@ impl Engine {
                 Ok(self.proxy.activate(staged, drain).await?)
             })
             .await?;
+            if has_web {
+                self.step(
+                    id,
+                    "verify-through-nginx",
+                    self.verify_through_nginx(port, staged),
+                )
+                .await?;
+            }
         }
         let release = ReleaseInfo {
             deployment_id: id,
@@ -290,6 +302,14 @@ impl Engine {
                 Ok(self.proxy.activate(staged, drain).await?)
             })
             .await?;
+            if has_web {
+                self.step(
+                    id,
+                    "rollback-verify-through-nginx",
+                    self.verify_through_nginx(port, staged),
+                )
+                .await?;
+            }
         }
         let restored = ReleaseInfo {
             web_port: port,

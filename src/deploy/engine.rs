@@ -162,6 +162,8 @@ impl Engine {
         // nginx already serves the new release: point it back before its processes stop.
         let mut staged_in_use = false;
         if let Some(previous) = started.switched_from.take() {
+            // A first deployment has no config that served before: nothing to point back at.
+            let served_before = previous.is_some();
             let restored = match previous {
                 Some(previous) => self
                     .proxy
@@ -174,7 +176,7 @@ impl Engine {
             if let Some(current) = self.current() {
                 let _ = crate::fsutil::replace_symlink(&current.dir, &self.paths.current_link());
             }
-            if !restored {
+            if !restored && served_before {
                 self.events.error(
                     "deploy",
                     "nginx could not be pointed back at the serving release after a failed switch",

@@ -19,6 +19,7 @@ mod records;
 mod recovery;
 mod retention;
 mod steps;
+mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -254,6 +255,7 @@ impl Engine {
             finished_ms: None,
             web_port: None,
             message: None,
+            proxy_translations: Vec::new(),
         };
         // A change is applied when the job runs; kept on disk so a restarted agent can run it.
         if let Job::Configure(change) = &job {

@@ -202,6 +202,9 @@ pub struct DeploymentRecord {
     /// Why it failed, in one line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How the bundle's nginx overrides were translated for this host (`proxy/overrides`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_translations: Vec<crate::proxy::overrides::Translation>,
 }
 
 /// A release that served (or serves) traffic.

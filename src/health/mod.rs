@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use hysteresis::{Hysteresis, PendingStatus, Step};
-pub use probe::{ProbeResult, probe};
+pub use probe::{ELB_USER_AGENT, ProbeResult, probe, probe_as};
 pub use rules::{
     Cause, CheckHistory, HealthInputs, HealthStatus, MetricInputs, evaluate, severe_errors_cause,
     with_causes,

@@ -23,10 +23,29 @@ pub struct ProbeResult {
     pub error: Option<String>,
 }
 
+/// The agent's own checks.
+pub const AGENT_USER_AGENT: &str = "hostmanager-health/1";
+/// Marks every check of the agent: nginx leaves them out of the healthd log (they are not
+/// traffic), whatever their User-Agent.
+pub const CHECK_HEADER: &str = "x-hostmanager-check";
+/// What Elastic Beanstalk's load balancer sends: overrides that treat its health checker
+/// differently (e.g. exempt it from an HTTPS redirect) see the check as on EB.
+pub const ELB_USER_AGENT: &str = "ELB-HealthChecker/2.0";
+
 /// GETs `path` from `addr` and waits at most `timeout` for the whole answer.
 pub async fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> ProbeResult {
+    probe_as(addr, path, timeout, AGENT_USER_AGENT).await
+}
+
+/// `probe`, sending `user_agent`.
+pub async fn probe_as(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    user_agent: &str,
+) -> ProbeResult {
     let started = Instant::now();
-    let outcome = tokio::time::timeout(timeout, request(addr, path)).await;
+    let outcome = tokio::time::timeout(timeout, request(addr, path, user_agent)).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(Ok(status)) => {
@@ -54,7 +73,7 @@ pub async fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> ProbeResu
     }
 }
 
-async fn request(addr: SocketAddr, path: &str) -> Result<u16, String> {
+async fn request(addr: SocketAddr, path: &str, user_agent: &str) -> Result<u16, String> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|error| describe_io(&error))?;
@@ -67,7 +86,9 @@ async fn request(addr: SocketAddr, path: &str) -> Result<u16, String> {
     });
     let request = hyper::Request::get(path)
         .header(hyper::header::HOST, "localhost")
-        .header(hyper::header::USER_AGENT, "hostmanager-health/1")
+        .header(hyper::header::USER_AGENT, user_agent)
+        // nginx leaves requests carrying it out of the healthd log (`healthd_logformat.conf`).
+        .header(CHECK_HEADER, "1")
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
     let response = sender

@@ -9,12 +9,16 @@ use serde::{Deserialize, Serialize};
 
 use super::ProxyError;
 use super::nginx::NginxRunner;
+use super::overrides::{self, ConfFile, Host, ProxyTarget, Refusal, Translation};
 use super::render::RenderedFile;
 use crate::fsutil;
 use crate::paths::Paths;
 
 const META_FILE: &str = "hostmanager.json";
 const KEEP_EXTRA: usize = 3;
+/// nginx's worker user when its master is root: Debian's nginx is built without `--user`,
+/// so its default, `nobody`, applies (the agent's config names no `user`).
+pub const WORKER_USER: &str = "nobody";
 
 /// A config that passed `nginx -t`, ready to activate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,11 +26,30 @@ pub struct StagedConfig {
     pub generation: String,
     pub dir: PathBuf,
     pub upstream_port: u16,
+    /// What the bundle's overrides were changed into (`overrides.rs`).
+    #[serde(default)]
+    pub translations: Vec<Translation>,
+    /// Loopback addresses the overrides proxy to that are not the app.
+    #[serde(default)]
+    pub targets: Vec<ProxyTarget>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// The bundle's files in this generation (relative paths).
+    #[serde(default)]
+    pub overrides: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Meta {
     upstream_port: u16,
+    #[serde(default)]
+    translations: Vec<Translation>,
+    #[serde(default)]
+    targets: Vec<ProxyTarget>,
+    #[serde(default)]
+    warnings: Vec<String>,
+    #[serde(default)]
+    overrides: Vec<String>,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ProxyError + '_ {
@@ -52,7 +75,7 @@ pub fn prepare_dirs(paths: &Paths, runner: &NginxRunner) -> Result<(), ProxyErro
     // agent is root the workers run as nginx's default unprivileged user and need write access.
     if nix::unistd::geteuid().is_root() {
         let healthd = paths.healthd_log_dir();
-        if let Ok(Some(worker)) = nix::unistd::User::from_name("nobody") {
+        if let Ok(Some(worker)) = nix::unistd::User::from_name(WORKER_USER) {
             nix::unistd::chown(&healthd, Some(worker.uid), Some(worker.gid)).map_err(|errno| {
                 ProxyError::Io {
                     path: healthd.clone(),
@@ -64,13 +87,31 @@ pub fn prepare_dirs(paths: &Paths, runner: &NginxRunner) -> Result<(), ProxyErro
     Ok(())
 }
 
-/// Writes a new generation: our rendered files, then the app's overrides on top.
+/// Writes a new generation: our rendered files, then the app's overrides on top, translated
+/// for this host (`overrides.rs`). A refused override writes nothing.
 pub fn write(
     runner: &NginxRunner,
     files: &[RenderedFile],
+    host: &Host,
     upstream_port: u16,
     overrides: Option<&Path>,
 ) -> Result<StagedConfig, ProxyError> {
+    let mut all: Vec<ConfFile> = files
+        .iter()
+        .map(|file| ConfFile {
+            path: file.path.to_string(),
+            text: file.content.clone(),
+            from_bundle: false,
+        })
+        .collect();
+    let bundle = match overrides {
+        Some(source) => read_overrides(source)?,
+        None => Vec::new(),
+    };
+    let bundle_paths: Vec<String> = bundle.iter().map(|f| f.path.clone()).collect();
+    all.retain(|file| !bundle_paths.contains(&file.path));
+    all.extend(bundle);
+    let translated = overrides::translate(&all, host).map_err(ProxyError::Refused)?;
     let generations = runner.generations_dir();
     let number = list(&generations).last().map_or(1, |(n, _)| n + 1);
     let generation = format!("g{number:06}");
@@ -78,35 +119,47 @@ pub fn write(
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
     }
-    for file in files {
-        let path = dir.join(file.path);
-        fsutil::write_atomic(&path, file.content.as_bytes(), 0o644).map_err(io_error(&path))?;
+    for file in &translated.files {
+        let path = dir.join(&file.path);
+        fsutil::write_atomic(&path, file.text.as_bytes(), 0o644).map_err(io_error(&path))?;
     }
-    if let Some(overrides) = overrides {
-        copy_overrides(overrides, &dir)?;
-    }
-    let meta = dir.join(META_FILE);
-    fsutil::write_json_atomic(&meta, &Meta { upstream_port }, 0o644).map_err(io_error(&meta))?;
-    Ok(StagedConfig {
+    let meta = Meta {
+        upstream_port,
+        translations: translated.translations,
+        targets: translated.targets,
+        warnings: translated.warnings,
+        overrides: bundle_paths,
+    };
+    let meta_path = dir.join(META_FILE);
+    fsutil::write_json_atomic(&meta_path, &meta, 0o644).map_err(io_error(&meta_path))?;
+    Ok(staged_from(generation, dir, meta))
+}
+
+fn staged_from(generation: String, dir: PathBuf, meta: Meta) -> StagedConfig {
+    StagedConfig {
         generation,
         dir,
-        upstream_port,
-    })
+        upstream_port: meta.upstream_port,
+        translations: meta.translations,
+        targets: meta.targets,
+        warnings: meta.warnings,
+        overrides: meta.overrides,
+    }
 }
 
 /// `.platform/nginx/nginx.conf` replaces ours; `.platform/nginx/conf.d/**/*.conf` are added or
 /// replace ours of the same name. nginx's master is root and `nginx -t` parses what is copied,
 /// so nothing here follows a symlink: each entry is judged by its own type and opened with
 /// `O_NOFOLLOW` (the deployment engine passes root's own copy of `.platform/nginx`).
-fn copy_overrides(source: &Path, dir: &Path) -> Result<(), ProxyError> {
+fn read_overrides(source: &Path) -> Result<Vec<ConfFile>, ProxyError> {
     let is_dir = |path: &Path| fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+    let mut found = Vec::new();
     if !is_dir(source) {
-        return Ok(());
+        return Ok(found);
     }
     let main = source.join("nginx.conf");
     if fs::symlink_metadata(&main).is_ok_and(|m| m.is_file()) {
-        let target = dir.join("nginx.conf");
-        fsutil::copy_regular_nofollow(&main, &target, 0o644).map_err(io_error(&main))?;
+        found.push(read_override(&main, "nginx.conf".into())?);
     }
     for sub in ["conf.d", "conf.d/elasticbeanstalk"] {
         let from = source.join(sub);
@@ -116,18 +169,41 @@ fn copy_overrides(source: &Path, dir: &Path) -> Result<(), ProxyError> {
         let Ok(entries) = fs::read_dir(&from) else {
             continue;
         };
-        let to = dir.join(sub);
-        fs::create_dir_all(&to).map_err(io_error(&to))?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        let mut names: Vec<(std::ffi::OsString, bool)> = entries
+            .flatten()
+            .map(|e| (e.file_name(), e.file_type().is_ok_and(|t| t.is_file())))
+            .collect();
+        names.sort();
+        for (name, regular) in names {
+            let path = from.join(&name);
             if regular && path.extension().is_some_and(|ext| ext == "conf") {
-                fsutil::copy_regular_nofollow(&path, &to.join(entry.file_name()), 0o644)
-                    .map_err(io_error(&path))?;
+                let relative = format!("{sub}/{}", name.to_string_lossy());
+                found.push(read_override(&path, relative)?);
             }
         }
     }
-    Ok(())
+    Ok(found)
+}
+
+fn read_override(path: &Path, relative: String) -> Result<ConfFile, ProxyError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    fsutil::open_regular_nofollow(path)
+        .and_then(|mut file| file.read_to_end(&mut bytes))
+        .map_err(io_error(path))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        ProxyError::Refused(vec![Refusal {
+            file: relative.clone(),
+            line: 1,
+            directive: String::new(),
+            why: "not UTF-8 text (Elastic Beanstalk requires UTF-8 too)".into(),
+        }])
+    })?;
+    Ok(ConfFile {
+        path: relative,
+        text,
+        from_bundle: true,
+    })
 }
 
 pub fn discard(staged: &StagedConfig) {
@@ -144,11 +220,7 @@ pub fn read_active(runner: &NginxRunner) -> Option<StagedConfig> {
     let dir = fs::read_link(runner.active_link()).ok()?;
     let meta: Meta = fsutil::read_json(&dir.join(META_FILE)).ok()??;
     let generation = dir.file_name()?.to_string_lossy().into_owned();
-    Some(StagedConfig {
-        generation,
-        dir,
-        upstream_port: meta.upstream_port,
-    })
+    Some(staged_from(generation, dir, meta))
 }
 
 /// Deletes old generations, keeping the active one, the previous one and a few recent others.
@@ -205,26 +277,16 @@ mod tests {
             source.join("conf.d/elasticbeanstalk"),
         )
         .expect("symlink");
-        let generation = dir.path().join("g1");
-        fs::create_dir_all(&generation).expect("mkdir");
-        copy_overrides(&source, &generation).expect("copy");
-        assert_eq!(
-            fs::read_to_string(generation.join("conf.d/real.conf")).expect("real"),
-            "real;"
-        );
-        for skipped in [
-            "nginx.conf",
-            "conf.d/link.conf",
-            "conf.d/elasticbeanstalk/planted.conf",
-        ] {
-            assert!(!generation.join(skipped).exists(), "{skipped} was followed");
-        }
+        let read = read_overrides(&source).expect("read");
+        let paths: Vec<(&str, &str)> = read
+            .iter()
+            .map(|f| (f.path.as_str(), f.text.as_str()))
+            .collect();
+        // Neither the linked nginx.conf, nor the linked file, nor the linked directory.
+        assert_eq!(paths, [("conf.d/real.conf", "real;")]);
         // A linked overrides directory is not entered at all.
         let linked = dir.path().join("linked");
         symlink(&outside, &linked).expect("symlink");
-        let other = dir.path().join("g2");
-        fs::create_dir_all(&other).expect("mkdir");
-        copy_overrides(&linked, &other).expect("copy");
-        assert!(!other.join("nginx.conf").exists());
+        assert!(read_overrides(&linked).expect("read").is_empty());
     }
 }

@@ -7,7 +7,9 @@
 mod generations;
 mod keeper;
 mod nginx;
+pub mod overrides;
 mod render;
+mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +23,7 @@ use tokio::time::Instant;
 pub use generations::StagedConfig;
 pub use nginx::NginxRunner;
 pub use render::{NginxModel, RenderedFile, UPSTREAM, render};
+pub use view::{ConfigFile, ConfigView};
 
 use crate::config::ProxyConfig;
 use crate::events::EventSink;
@@ -40,6 +43,16 @@ pub enum ProxyError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the bundle's nginx overrides cannot be used on this host: {}", shown_refusals(.0))]
+    Refused(Vec<overrides::Refusal>),
+}
+
+fn shown_refusals(refusals: &[overrides::Refusal]) -> String {
+    refusals
+        .iter()
+        .map(|refusal| format!(".platform/nginx/{refusal}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// What `hostmanager status` shows about nginx.
@@ -68,6 +81,8 @@ pub struct Proxy {
 #[derive(Debug)]
 struct Inner {
     config: ProxyConfig,
+    /// `app.port` and `app.alternate_port`: an override that proxies to them means the app.
+    app_ports: [u16; 2],
     paths: Paths,
     runner: NginxRunner,
     events: EventSink,
@@ -82,11 +97,18 @@ struct Inner {
 }
 
 impl Proxy {
-    pub fn new(config: ProxyConfig, paths: Paths, events: EventSink, hold: StopHold) -> Self {
+    pub fn new(
+        config: ProxyConfig,
+        app_ports: [u16; 2],
+        paths: Paths,
+        events: EventSink,
+        hold: StopHold,
+    ) -> Self {
         let runner = NginxRunner::new(config.nginx_binary.clone(), paths.nginx_dir());
         let active = generations::read_active(&runner);
         let inner = Inner {
             config,
+            app_ports,
             paths,
             runner,
             events,
@@ -147,6 +169,11 @@ impl Proxy {
         }
     }
 
+    /// The generation nginx serves, file by file (`hostmanager proxy config`).
+    pub fn config_view(&self) -> Option<ConfigView> {
+        self.active().as_ref().map(view::config_view)
+    }
+
     /// Renders a config for `upstream_port` plus the app's `.platform/nginx` overrides, writes it
     /// to a new generation and runs `nginx -t` on it. Nothing that serves is touched.
     pub async fn stage(
@@ -158,7 +185,8 @@ impl Proxy {
         let runner = &self.inner.runner;
         generations::prepare_dirs(&self.inner.paths, runner)?;
         let files = render(&self.model(upstream_port));
-        let staged = generations::write(runner, &files, upstream_port, overrides)?;
+        let host = self.host(upstream_port);
+        let staged = generations::write(runner, &files, &host, upstream_port, overrides)?;
         if let Err(message) = runner.test(&staged.dir.join("nginx.conf")).await {
             let generation = staged.generation.clone();
             generations::discard(&staged);
@@ -282,6 +310,23 @@ impl Proxy {
             pause.sleep().await;
         }
         Ok(())
+    }
+
+    /// What the translations of a bundle's overrides map EB's platform to.
+    fn host(&self, upstream_port: u16) -> overrides::Host {
+        let config = &self.inner.config;
+        let mut app_ports: std::collections::BTreeSet<u16> =
+            config.platform_ports.iter().copied().collect();
+        app_ports.extend(self.inner.app_ports);
+        overrides::Host {
+            app_ports,
+            app_endpoint: format!("127.0.0.1:{upstream_port}"),
+            upstream: UPSTREAM.to_string(),
+            listen: config.listen,
+            pid_file: self.inner.runner.pid_file(),
+            log_dir: self.inner.paths.nginx_log_dir(),
+            worker_user: generations::WORKER_USER.to_string(),
+        }
     }
 
     fn model(&self, upstream_port: u16) -> NginxModel {

@@ -125,10 +125,11 @@ fn healthd_logformat() -> String {
     out.push_str("    \"~^(\\d{4})-(\\d{2})-(\\d{2})T(\\d{2})\" \"$1-$2-$3-$4\";\n");
     out.push_str("    default \"unknown\";\n}\n\n");
     // The agent's own health checks through nginx are not traffic: they would dilute the
-    // request statistics (and its 5xx rate) of a quiet app.
-    out.push_str("map $http_user_agent $healthd_loggable {\n");
-    out.push_str("    \"~^hostmanager-health/\" 0;\n");
-    out.push_str("    default 1;\n}\n\n");
+    // request statistics (and its 5xx rate) of a quiet app. They say so in a header, not in
+    // the User-Agent, because the check after a switch must look like EB's health checker.
+    out.push_str("map $http_x_hostmanager_check $healthd_loggable {\n");
+    out.push_str("    \"\" 1;\n");
+    out.push_str("    default 0;\n}\n\n");
     out.push_str("open_log_file_cache max=16 inactive=60s valid=60s min_uses=1;\n");
     out
 }
@@ -156,27 +157,29 @@ fn healthd_conf(m: &NginxModel) -> String {
     )
 }
 
+/// The model the golden files and the override tests render.
+#[cfg(test)]
+pub(crate) fn sample_model() -> NginxModel {
+    NginxModel {
+        worker_processes: "auto".into(),
+        worker_connections: 1024,
+        listen: "127.0.0.1:8080".parse().expect("addr"),
+        client_max_body_size: "10m".into(),
+        upstream_port: 5000,
+        pid_file: "/srv/hm/var/lib/hostmanager/nginx/run/nginx.pid".into(),
+        temp_dir: "/srv/hm/var/lib/hostmanager/nginx/tmp".into(),
+        html_dir: "/srv/hm/var/lib/hostmanager/nginx/html".into(),
+        error_log: "/srv/hm/var/log/nginx/error.log".into(),
+        access_log: "/srv/hm/var/log/nginx/access.log".into(),
+        healthd_dir: "/srv/hm/var/log/nginx/healthd".into(),
+        mime_types: Some("/etc/nginx/mime.types".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
-
-    pub(crate) fn sample_model() -> NginxModel {
-        NginxModel {
-            worker_processes: "auto".into(),
-            worker_connections: 1024,
-            listen: "127.0.0.1:8080".parse().expect("addr"),
-            client_max_body_size: "10m".into(),
-            upstream_port: 5000,
-            pid_file: "/srv/hm/var/lib/hostmanager/nginx/run/nginx.pid".into(),
-            temp_dir: "/srv/hm/var/lib/hostmanager/nginx/tmp".into(),
-            html_dir: "/srv/hm/var/lib/hostmanager/nginx/html".into(),
-            error_log: "/srv/hm/var/log/nginx/error.log".into(),
-            access_log: "/srv/hm/var/log/nginx/access.log".into(),
-            healthd_dir: "/srv/hm/var/log/nginx/healthd".into(),
-            mime_types: Some("/etc/nginx/mime.types".into()),
-        }
-    }
 
     /// Compares with `tests/fixtures/nginx/<case>/`; `UPDATE_GOLDEN=1` rewrites the files.
     fn assert_golden(case: &str, files: &[RenderedFile]) {

@@ -14,9 +14,16 @@ pub fn marker_dir() -> tempfile::TempDir {
     mark
 }
 
-/// An nginx override nginx opens a file for as soon as it parses it (`nginx -t` included).
-pub fn logging_conf(mark: &Path, name: &str) -> String {
-    format!("error_log {}/{name}.log;\n", mark.display())
+/// An nginx override nginx opens a file for as soon as it parses it (`nginx -t` included):
+/// `var/log/nginx/<name>.log` under the host's root (EB's `/var/log/nginx`, translated; a log
+/// anywhere else is refused).
+pub fn logging_conf(name: &str) -> String {
+    format!("error_log /var/log/nginx/{name}.log;\n")
+}
+
+/// The file `logging_conf(name)` makes nginx open.
+pub fn nginx_marker(host: &TestHost, name: &str) -> PathBuf {
+    host.path(&format!("var/log/nginx/{name}.log"))
 }
 
 /// The app user's attack on a release it owns: `.platform` moved aside, its own put in place
@@ -26,11 +33,8 @@ pub fn plant(release: &Path, mark: &Path) {
         "#!/bin/sh\ntouch {}/planted-hook-ran-as-$(id -u)\n",
         mark.display()
     );
-    let main = format!(
-        "load_module {m}/planted.so;\nerror_log {m}/planted-main.log;\nevents {{}}\nhttp {{ include conf.d/*.conf; }}\n",
-        m = mark.display()
-    );
-    let conf = logging_conf(mark, "planted-conf");
+    let main = "load_module /usr/lib/nginx/modules/planted.so;\nerror_log /var/log/nginx/planted-main.log;\nevents {}\nhttp { include conf.d/*.conf; }\n".to_string();
+    let conf = logging_conf("planted-conf");
     let script = r#"set -e
 cd "$RELEASE"
 mv .platform .platform-aside
@@ -56,11 +60,13 @@ printf '%s' "$CONF" > .platform/nginx/conf.d/elasticbeanstalk/x.conf
     );
 }
 
-/// Markers a planted hook or planted nginx file would have left.
-pub fn planted(mark: &Path) -> Vec<String> {
-    std::fs::read_dir(mark)
-        .expect("mark dir")
-        .flatten()
+/// Markers a planted hook (in `mark`) or planted nginx file (in the host's nginx log
+/// directory) would have left.
+pub fn planted(host: &TestHost, mark: &Path) -> Vec<String> {
+    let nginx_logs = host.path("var/log/nginx");
+    [mark, nginx_logs.as_path()]
+        .into_iter()
+        .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("planted"))
         .collect()

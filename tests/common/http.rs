@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.0 client for tests: one request per connection, the whole answer read.
+//! A minimal HTTP client for tests: one request per connection, the whole answer read.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -21,12 +21,42 @@ impl Response {
 }
 
 pub fn get(port: u16, path: &str) -> std::io::Result<Response> {
+    send(port, "HTTP/1.0", "GET", path, &[], &[])
+}
+
+/// Any request as HTTP/1.1 (what nginx compresses for), with extra headers and a body (sent
+/// with its Content-Length). The body is read raw: check headers, not chunked bodies.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    send(port, "HTTP/1.1", method, path, headers, body)
+}
+
+fn send(
+    port: u16,
+    version: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut head = format!("{method} {path} {version}\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    // A server may answer (413) before it has read the whole body: its answer is what counts.
+    let _ = stream.write_all(body);
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
