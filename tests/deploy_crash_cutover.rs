@@ -155,7 +155,7 @@ fn assert_finished(host: &TestHost, crash: &Crash, pause: &str) {
 
 #[test]
 fn a_crash_with_nginx_switched_but_before_the_flip_rolls_back() {
-    for pause in ["switch-traffic:done", "flip"] {
+    for pause in ["switch-traffic:done", "verify-through-nginx", "flip"] {
         let (host, crash) = crash_at(TestHost::new(), pause);
         assert_rolled_back(&host, &crash, pause);
     }

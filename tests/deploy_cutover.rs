@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::bundles::{Entry, sample};
-use common::load::Load;
+use common::load::{Load, assert_every_request_served};
 use common::procs::hook_processes;
 use common::{TestHost, wait_for};
 
@@ -32,22 +32,7 @@ fn ten_deploys_and_three_restarts_under_load_fail_no_request() {
     }
     let outcomes = load.finish();
     assert_eq!(host.body("/"), "Hello from v10\n");
-    let failed: Vec<_> = outcomes
-        .iter()
-        .filter(|o| !matches!(o, Ok((200, body)) if valid.contains(body)))
-        .collect();
-    assert!(
-        outcomes.len() > 100,
-        "the load ran throughout: {} requests",
-        outcomes.len()
-    );
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed, e.g. {:?}",
-        failed.len(),
-        outcomes.len(),
-        &failed[..failed.len().min(5)]
-    );
+    assert_every_request_served(&outcomes, &valid);
     let status = host.status();
     assert_eq!(
         status["processes"].as_array().expect("processes").len(),

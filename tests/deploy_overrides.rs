@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::bundles::{Entry, sample};
 use common::http::request;
-use common::load::Load;
+use common::load::{Load, assert_every_request_served};
 use common::{TestHost, free_ports};
 use serde_json::Value;
 
@@ -380,20 +380,5 @@ fn cutovers_with_translated_overrides_under_load_fail_no_request() {
     }
     let outcomes = load.finish();
     assert_eq!(host.body("/"), "Hello from v4\n", "rolled back to v4");
-    let failed: Vec<_> = outcomes
-        .iter()
-        .filter(|o| !matches!(o, Ok((200, body)) if valid.contains(body)))
-        .collect();
-    assert!(
-        outcomes.len() > 100,
-        "the load ran throughout: {} requests",
-        outcomes.len()
-    );
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed, e.g. {:?}",
-        failed.len(),
-        outcomes.len(),
-        &failed[..failed.len().min(5)]
-    );
+    assert_every_request_served(&outcomes, &valid);
 }

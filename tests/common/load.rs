@@ -43,3 +43,27 @@ impl Load {
             .collect()
     }
 }
+
+/// The load ran throughout (over 100 requests) and every request got a 200 with one of the
+/// `valid` bodies.
+pub fn assert_every_request_served(
+    outcomes: &[Outcome],
+    valid: &std::collections::BTreeSet<String>,
+) {
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter(|o| !matches!(o, Ok((200, body)) if valid.contains(body)))
+        .collect();
+    assert!(
+        outcomes.len() > 100,
+        "the load ran throughout: {} requests",
+        outcomes.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed, e.g. {:?}",
+        failed.len(),
+        outcomes.len(),
+        &failed[..failed.len().min(5)]
+    );
+}

@@ -9,7 +9,10 @@
 //! files in, files out.
 
 mod edit;
+mod main_file;
+mod paths;
 mod rules;
+mod targets;
 mod tree;
 
 use std::collections::BTreeSet;
@@ -68,6 +71,9 @@ pub struct Translation {
 
 impl std::fmt::Display for Translation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.directive.is_empty() {
+            return write!(f, "{}: added `{}`: {}", self.file, self.became, self.why);
+        }
         let became = match self.became.as_str() {
             "" => "removed".to_string(),
             text => format!("-> `{text}`"),
@@ -163,7 +169,7 @@ pub fn translate(files: &[ConfFile], host: &Host) -> Result<Translated, Vec<Refu
     if !refusals.is_empty() {
         return Err(refusals);
     }
-    if let Some(added) = rules::eb_upstreams(&facts, host) {
+    if let Some(added) = main_file::eb_upstreams(&facts, host) {
         out.translations.push(added.translation);
         out.files.push(added.file);
     }

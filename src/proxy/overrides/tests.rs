@@ -280,6 +280,11 @@ fn a_minimal_nginx_conf_gets_the_pid_file_error_log_and_agent_includes_it_relies
         removed,
         ["user www-data www-data", "daemon off", "listen [::]:80"]
     );
+    let shown = shown(&out);
+    assert!(
+        shown.contains(&"nginx.conf: added `pid /srv/hm/var/lib/hostmanager/nginx/run/nginx.pid`: the agent finds its nginx master by this pid file".to_string()),
+        "{shown:?}"
+    );
 }
 
 #[test]
