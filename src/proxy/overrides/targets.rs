@@ -51,11 +51,7 @@ pub(super) fn proxy_pass(pass: &mut Pass<'_>, directive: &Directive) {
         );
         pass.translated(directive, became, why);
     } else {
-        pass.out.targets.push(ProxyTarget {
-            file: pass.file.path.clone(),
-            line: directive.line(),
-            address: target.address,
-        });
+        remember(pass, directive, target.address);
     }
 }
 
@@ -75,12 +71,17 @@ pub(super) fn upstream_server(pass: &mut Pass<'_>, directive: &Directive) {
         );
         pass.translated(directive, became, why);
     } else {
-        pass.out.targets.push(ProxyTarget {
-            file: pass.file.path.clone(),
-            line: directive.line(),
-            address: target.address,
-        });
+        remember(pass, directive, target.address);
     }
+}
+
+/// A loopback target that is not the app: the likely cause when nginx answers 502.
+fn remember(pass: &mut Pass<'_>, directive: &Directive, address: String) {
+    pass.out.targets.push(ProxyTarget {
+        file: pass.file.path.clone(),
+        line: directive.line(),
+        address,
+    });
 }
 
 struct Loopback {
