@@ -29,7 +29,7 @@ pub(super) fn log_path(pass: &mut Pass<'_>, directive: &Directive) {
         || path.starts_with("memory:");
     if special || path.starts_with(&ours) || !path.starts_with('/') {
         // Relative paths are under the agent's own nginx prefix.
-        if path.split('/').any(|part| part == "..") {
+        if climbs(&path) {
             pass.refuse(
                 directive,
                 "a log path with `..` could leave the agent's directories",
@@ -38,7 +38,7 @@ pub(super) fn log_path(pass: &mut Pass<'_>, directive: &Directive) {
         return;
     }
     if let Some(rest) = path.strip_prefix(EB_LOG_DIR)
-        && !rest.split('/').any(|part| part == "..")
+        && !climbs(rest)
     {
         let became = pass.replace_arg(directive, 0, &format!("{ours}{rest}"));
         pass.translated(
@@ -60,7 +60,7 @@ pub(super) fn include(pass: &mut Pass<'_>, directive: &Directive) {
     let Some(path) = directive.args.first().map(|a| a.value.clone()) else {
         return;
     };
-    if path.split('/').any(|part| part == "..") {
+    if climbs(&path) {
         pass.refuse(
             directive,
             "root's nginx would load a file from outside the configuration: an include may not use `..`",
@@ -89,7 +89,7 @@ pub(super) fn load_module(pass: &mut Pass<'_>, directive: &Directive) {
         return;
     };
     let name = path.rsplit('/').next().unwrap_or_default().to_string();
-    let safe_name = !name.is_empty() && !path.split('/').any(|part| part == "..");
+    let safe_name = !name.is_empty() && !climbs(&path);
     if MODULE_TREES.iter().any(|tree| path.starts_with(tree)) && safe_name {
         return;
     }
@@ -106,4 +106,9 @@ pub(super) fn load_module(pass: &mut Pass<'_>, directive: &Directive) {
         directive,
         "root's nginx would load this code: only modules installed in /usr/lib/nginx/modules are loaded",
     );
+}
+
+/// A path with a `..` component could lead out of any tree it starts in.
+fn climbs(path: &str) -> bool {
+    path.split('/').any(|part| part == "..")
 }
