@@ -11,8 +11,11 @@ need() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ] || packages+=("$3"); }
 
 need nginx /usr/sbin/nginx nginx
 need curl /usr/bin/curl curl
+# nginx's Lua module: cutovers switch the app's port without reloading nginx (docs/nginx.md).
+[ -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] || packages+=(libnginx-mod-http-lua)
 if [ "$want" = test ]; then
     need systemd-analyze /usr/bin/systemd-analyze systemd
+    need wrk /usr/bin/wrk wrk
 fi
 
 sudo=""

@@ -98,10 +98,8 @@ fn overrides_written_for_eb_serve_through_nginx_with_each_translation_listed() {
             "conf.d/elasticbeanstalk/00_application.conf proxy_pass http://127.0.0.1:8080",
         ),
         ("eb-upstream-name", "conf.d/hostmanager_eb_upstreams.conf "),
-        (
-            "upstream-defined",
-            "conf.d/upstream.conf server 127.0.0.1:8080",
-        ),
+        // The bundle's upstream picks the app's port per request (the runtime switch).
+        ("upstream-defined", "conf.d/upstream.conf upstream nodejs"),
         ("full-nginx-conf", "nginx.conf user nginx"),
         (
             "sse",

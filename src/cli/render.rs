@@ -27,6 +27,18 @@ pub fn status(report: &StatusReport) -> String {
     };
     let _ = writeln!(out, "URL:        {}", proxy.url);
     let _ = writeln!(out, "nginx:      {nginx}");
+    match &proxy.switch {
+        Some(crate::proxy::SwitchMode::Runtime) => out.push_str(
+            "Switch:     in nginx's memory, no reload (keep-alive clients keep their connections)\n",
+        ),
+        Some(crate::proxy::SwitchMode::Reload { reason }) => {
+            let _ = writeln!(
+                out,
+                "Switch:     by reloading nginx, which costs each keep-alive client connection one request: {reason}"
+            );
+        }
+        None => {}
+    }
     match &report.release {
         Some(release) => {
             let _ = writeln!(

@@ -186,6 +186,9 @@ pub struct ProxyConfig {
     /// Go and Java): an override's `proxy_pass` to 127.0.0.1 or localhost on one of them goes
     /// to the app's web process.
     pub platform_ports: Vec<u16>,
+    /// Where nginx's dynamic modules are: the traffic switch loads the NDK and Lua modules
+    /// from here; without them each cutover reloads nginx.
+    pub modules_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -165,6 +165,13 @@ fn proxy(mut s: Section) -> ProxyConfig {
     if platform_ports.contains(&0) {
         s.problem("platform_ports", "0 is not a port");
     }
+    let modules_dir = PathBuf::from(s.get("modules_dir", "/usr/lib/nginx/modules".to_string()));
+    if !modules_dir.is_absolute() {
+        s.problem(
+            "modules_dir",
+            format!("{} must be an absolute path", modules_dir.display()),
+        );
+    }
     s.finish();
     ProxyConfig {
         enabled,
@@ -174,6 +181,7 @@ fn proxy(mut s: Section) -> ProxyConfig {
         worker_processes,
         worker_connections,
         platform_ports,
+        modules_dir,
     }
 }
 

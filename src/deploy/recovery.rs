@@ -158,12 +158,14 @@ impl Engine {
             }
             return;
         };
+        // nginx first: it may be sending traffic to an interrupted deployment's release,
+        // which must not stop before the traffic is back on the serving one.
+        self.restore_serving_proxy(&current).await;
         for release in self.supervisor.releases() {
             if release != current.deployment_id {
                 self.supervisor.stop_release(release).await;
             }
         }
-        self.restore_serving_proxy(&current).await;
         let _ = crate::fsutil::replace_symlink(&current.dir, &self.paths.current_link());
         self.restart_current().await;
     }

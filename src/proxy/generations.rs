@@ -3,6 +3,7 @@
 //! previous generations on disk is what makes "keep the last good config" and rollback cheap.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,7 @@ use super::ProxyError;
 use super::nginx::NginxRunner;
 use super::overrides::{self, ConfFile, Host, ProxyTarget, Refusal, Translation};
 use super::render::RenderedFile;
+use super::switch::{RuntimeSwitch, conf as switch_conf};
 use crate::fsutil;
 use crate::paths::Paths;
 
@@ -37,6 +39,13 @@ pub struct StagedConfig {
     /// The bundle's files in this generation (relative paths).
     #[serde(default)]
     pub overrides: Vec<String>,
+    /// The sha256 of every file nginx reads: two generations with the same digest are the
+    /// same config, and switching between them needs no reload.
+    #[serde(default)]
+    pub digest: String,
+    /// The app's port is picked by the runtime switch, not written in the config.
+    #[serde(default)]
+    pub runtime_switch: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,6 +59,10 @@ struct Meta {
     warnings: Vec<String>,
     #[serde(default)]
     overrides: Vec<String>,
+    #[serde(default)]
+    digest: String,
+    #[serde(default)]
+    runtime_switch: bool,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ProxyError + '_ {
@@ -71,6 +84,12 @@ pub fn prepare_dirs(paths: &Paths, runner: &NginxRunner) -> Result<(), ProxyErro
     ] {
         fs::create_dir_all(&dir).map_err(io_error(&dir))?;
     }
+    // The switch socket lives in run/: whoever can connect to it decides where nginx sends
+    // the traffic. nginx's workers need nothing there (they accept on inherited sockets).
+    let run = runner.dir().join("run");
+    fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).map_err(io_error(&run))?;
+    let lua = runner.lua_dir();
+    fs::create_dir_all(&lua).map_err(io_error(&lua))?;
     // The healthd log name changes every hour, so the WORKERS open it, not the master: when the
     // agent is root the workers run as nginx's default unprivileged user and need write access.
     if nix::unistd::geteuid().is_root() {
@@ -94,6 +113,7 @@ pub fn write(
     files: &[RenderedFile],
     host: &Host,
     upstream_port: u16,
+    runtime_switch: bool,
     overrides: Option<&Path>,
 ) -> Result<StagedConfig, ProxyError> {
     let mut all: Vec<ConfFile> = files
@@ -129,6 +149,8 @@ pub fn write(
         targets: translated.targets,
         warnings: translated.warnings,
         overrides: bundle_paths,
+        digest: digest(&translated.files),
+        runtime_switch,
     };
     let meta_path = dir.join(META_FILE);
     fsutil::write_json_atomic(&meta_path, &meta, 0o644).map_err(io_error(&meta_path))?;
@@ -144,7 +166,28 @@ fn staged_from(generation: String, dir: PathBuf, meta: Meta) -> StagedConfig {
         targets: meta.targets,
         warnings: meta.warnings,
         overrides: meta.overrides,
+        digest: meta.digest,
+        runtime_switch: meta.runtime_switch,
     }
+}
+
+/// The sha256 of the files' paths and texts, in path order.
+fn digest(files: &[ConfFile]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&ConfFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut hasher = Sha256::new();
+    for file in sorted {
+        for part in [file.path.as_bytes(), file.text.as_bytes()] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `.platform/nginx/nginx.conf` replaces ours; `.platform/nginx/conf.d/**/*.conf` are added or
@@ -204,6 +247,39 @@ fn read_override(path: &Path, relative: String) -> Result<ConfFile, ProxyError> 
         text,
         from_bundle: true,
     })
+}
+
+/// Writes the switch's Lua module where nginx's master loads it from, when it changed (the
+/// config carries its digest, so a change reloads nginx).
+pub fn write_switch_module(switch: &RuntimeSwitch) -> Result<(), ProxyError> {
+    let path = switch.module_path();
+    let text = switch_conf::module(switch);
+    if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        fsutil::write_atomic(&path, text.as_bytes(), 0o644).map_err(io_error(&path))?;
+    }
+    Ok(())
+}
+
+/// The port a (re)started nginx sends traffic to, written before each switch.
+pub fn write_port_file(runner: &NginxRunner, port: u16) -> Result<(), ProxyError> {
+    let path = runner.port_file();
+    fsutil::write_atomic(&path, format!("{port}\n").as_bytes(), 0o600).map_err(io_error(&path))
+}
+
+/// Remembers that `master` loaded the files with `digest`.
+pub fn record_loaded(runner: &NginxRunner, master: i32, digest: &str) {
+    let _ = fsutil::write_atomic(
+        &runner.loaded_file(),
+        format!("{master} {digest}\n").as_bytes(),
+        0o600,
+    );
+}
+
+/// The digest `master` loaded, if this agent (or the one before it) recorded it.
+pub fn read_loaded(runner: &NginxRunner, master: i32) -> Option<String> {
+    let text = fs::read_to_string(runner.loaded_file()).ok()?;
+    let (pid, digest) = text.trim().split_once(' ')?;
+    (pid.parse::<i32>().ok()? == master).then(|| digest.to_string())
 }
 
 pub fn discard(staged: &StagedConfig) {

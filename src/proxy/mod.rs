@@ -1,34 +1,38 @@
 //! The nginx in front of the app. Each config is rendered into its own generation directory,
-//! checked with `nginx -t`, and only then made active (symlink flip + SIGHUP). A config that
+//! checked with `nginx -t`, and only then made active. A cutover changes the app's port in
+//! nginx's memory through the traffic switch (`switch/`), without a reload; nginx is reloaded
+//! only when the config itself changes (or where its Lua module is missing). A config that
 //! fails the check is never activated: the previous generation keeps serving.
 //!
 //! Invariant: `active` always points at a generation that passed `nginx -t`.
 
+mod activation;
 mod generations;
 mod keeper;
 mod nginx;
 pub mod overrides;
 mod render;
+pub mod switch;
 mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 pub use generations::StagedConfig;
 pub use nginx::NginxRunner;
 pub use render::{NginxModel, RenderedFile, UPSTREAM, render};
+pub use switch::SwitchMode;
 pub use view::{ConfigFile, ConfigView};
+
+use switch::RuntimeSwitch;
 
 use crate::config::ProxyConfig;
 use crate::events::EventSink;
 use crate::paths::Paths;
-use crate::supervise::{StopHold, Watched, read_stat};
+use crate::supervise::StopHold;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -38,6 +42,8 @@ pub enum ProxyError {
     Start(String),
     #[error("nginx did not load the new configuration: {0}")]
     Reload(String),
+    #[error("nginx's traffic switch did not take the new port: {0}")]
+    Switch(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -71,6 +77,9 @@ pub struct ProxyStatus {
     /// master exit, hold change or activation).
     #[serde(default)]
     pub checks: u64,
+    /// How a cutover changes the port (known once the agent has checked nginx's modules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<SwitchMode>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +103,8 @@ struct Inner {
     /// Wakes the proxy task after a change of master (activation, stop); one stored permit.
     wake: tokio::sync::Notify,
     checks: AtomicU64,
+    /// Whether nginx runs the traffic switch, checked once (`switch::detect`).
+    switch: tokio::sync::OnceCell<Result<RuntimeSwitch, String>>,
 }
 
 impl Proxy {
@@ -117,6 +128,7 @@ impl Proxy {
             hold,
             wake: tokio::sync::Notify::new(),
             checks: AtomicU64::new(0),
+            switch: tokio::sync::OnceCell::new(),
         };
         Self {
             inner: Arc::new(inner),
@@ -166,7 +178,47 @@ impl Proxy {
             upstream_port: active.map(|a| a.upstream_port),
             held: self.inner.hold.is_held(),
             checks: self.inner.checks.load(Ordering::SeqCst),
+            switch: self.inner.switch.get().map(|found| match found {
+                Ok(_) => SwitchMode::Runtime,
+                Err(reason) => SwitchMode::Reload {
+                    reason: reason.clone(),
+                },
+            }),
         }
+    }
+
+    /// The runtime switch when this host's nginx can run it; checked once, and said once in
+    /// an event when it cannot.
+    async fn runtime_switch(&self) -> Option<RuntimeSwitch> {
+        let inner = &self.inner;
+        let found = inner
+            .switch
+            .get_or_init(|| async {
+                let runner = &inner.runner;
+                let probe = runner.dir().join("probe");
+                let detected = switch::detect(runner, &inner.config.modules_dir, &probe).await;
+                let _ = std::fs::remove_dir_all(&probe);
+                match detected {
+                    Ok(modules) => Ok(RuntimeSwitch {
+                        modules,
+                        lua_dir: runner.lua_dir(),
+                        socket: runner.switch_socket(),
+                        port_file: runner.port_file(),
+                        ports: inner.app_ports,
+                    }),
+                    Err(reason) => {
+                        inner.events.warn(
+                            "proxy",
+                            format!(
+                                "{reason}: each cutover reloads nginx instead, which closes every client keep-alive connection (each fails one request); see docs/nginx.md"
+                            ),
+                        );
+                        Err(reason)
+                    }
+                }
+            })
+            .await;
+        found.as_ref().ok().cloned()
     }
 
     /// The generation nginx serves, file by file (`hostmanager proxy config`).
@@ -175,18 +227,31 @@ impl Proxy {
     }
 
     /// Renders a config for `upstream_port` plus the app's `.platform/nginx` overrides, writes it
-    /// to a new generation and runs `nginx -t` on it. Nothing that serves is touched.
+    /// to a new generation and runs `nginx -t` on it. Nothing that serves is touched. With the
+    /// runtime switch the port is not in the config: staging the same bundle again for the
+    /// other port gives the same files (the same digest), which activate without a reload.
     pub async fn stage(
         &self,
         upstream_port: u16,
         overrides: Option<&Path>,
     ) -> Result<StagedConfig, ProxyError> {
+        let switch = self.runtime_switch().await;
         let _change = self.inner.change.lock().await;
         let runner = &self.inner.runner;
         generations::prepare_dirs(&self.inner.paths, runner)?;
-        let files = render(&self.model(upstream_port));
-        let host = self.host(upstream_port);
-        let staged = generations::write(runner, &files, &host, upstream_port, overrides)?;
+        if let Some(switch) = &switch {
+            generations::write_switch_module(switch)?;
+        }
+        let files = render(&self.model(upstream_port, switch.clone()));
+        let host = self.host(upstream_port, switch.as_ref());
+        let staged = generations::write(
+            runner,
+            &files,
+            &host,
+            upstream_port,
+            switch.is_some(),
+            overrides,
+        )?;
         if let Err(message) = runner.test(&staged.dir.join("nginx.conf")).await {
             let generation = staged.generation.clone();
             generations::discard(&staged);
@@ -198,122 +263,8 @@ impl Proxy {
         Ok(staged)
     }
 
-    /// Makes `staged` the live config: flip `active`, then reload (or start) nginx, then wait up
-    /// to `drain` for the old workers to finish their in-flight requests.
-    pub async fn activate(&self, staged: &StagedConfig, drain: Duration) -> Result<(), ProxyError> {
-        let _change = self.inner.change.lock().await;
-        let runner = &self.inner.runner;
-        let previous = self.active();
-        generations::point_active(runner, staged)?;
-        let outcome = match runner.master() {
-            None => runner.start().await.map(|_| ()).map_err(ProxyError::Start),
-            Some(master) => self.reload(master, drain).await,
-        };
-        match outcome {
-            Ok(()) => {
-                *self.inner.active.lock().unwrap_or_else(|p| p.into_inner()) = Some(staged.clone());
-                generations::prune(runner, staged, previous.as_ref());
-                // The master may be new: the proxy task watches that one now.
-                self.inner.wake.notify_one();
-                Ok(())
-            }
-            Err(error) => {
-                // Keep the symlink on a config nginx is known to run.
-                if let Some(previous) = &previous {
-                    let _ = generations::point_active(runner, previous);
-                }
-                Err(error)
-            }
-        }
-    }
-
-    /// Starts nginx on the active generation if it is not running (agent start, crash), unless
-    /// `stop-apps` holds it down.
-    pub async fn ensure_running(&self) -> Result<Option<i32>, ProxyError> {
-        if !self.enabled() || self.active().is_none() || self.inner.hold.is_held() {
-            return Ok(self.inner.runner.master());
-        }
-        let _change = self.inner.change.lock().await;
-        if let Some(pid) = self.inner.runner.master() {
-            return Ok(Some(pid));
-        }
-        generations::prepare_dirs(&self.inner.paths, &self.inner.runner)?;
-        self.inner
-            .runner
-            .start()
-            .await
-            .map(Some)
-            .map_err(ProxyError::Start)
-    }
-
-    /// Graceful stop (SIGQUIT), for `hostmanager stop-apps`: waits for the master's exit on its
-    /// pidfd, SIGKILL at the deadline.
-    pub async fn stop(&self, deadline: Duration) {
-        let _change = self.inner.change.lock().await;
-        let Some(master) = self.inner.runner.master() else {
-            return;
-        };
-        let watched = read_stat(master)
-            .and_then(|stat| Watched::adopt(master, stat.start_time).ok().flatten());
-        let _ = self.inner.runner.signal(master, Signal::SIGQUIT);
-        let exited = match &watched {
-            Some(watched) => tokio::time::timeout(deadline, watched.exited())
-                .await
-                .is_ok(),
-            None => self.inner.runner.master().is_none(),
-        };
-        if !exited && self.inner.runner.master().is_some() {
-            let _ = self.inner.runner.signal(master, Signal::SIGKILL);
-        }
-        self.inner.wake.notify_one();
-    }
-
-    async fn reload(&self, master: i32, drain: Duration) -> Result<(), ProxyError> {
-        let old_workers = nginx::workers(master);
-        self.inner
-            .runner
-            .signal(master, Signal::SIGHUP)
-            .map_err(ProxyError::Reload)?;
-        // New workers prove the new config is live; the old ones leave once drained. Each
-        // check reads only the master's children; the pause between checks grows.
-        let mut pause = nginx::Pause::new();
-        let load_deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let current = nginx::workers(master);
-            if current.iter().any(|pid| !old_workers.contains(pid)) {
-                break;
-            }
-            if Instant::now() > load_deadline {
-                let tail = crate::fsutil::tail_lines(
-                    &self.inner.paths.nginx_log_dir().join("error.log"),
-                    3,
-                );
-                return Err(ProxyError::Reload(format!(
-                    "no new workers after SIGHUP; error.log: {tail}"
-                )));
-            }
-            pause.sleep().await;
-        }
-        let mut pause = nginx::Pause::new();
-        let drain_deadline = Instant::now() + drain;
-        while nginx::workers(master)
-            .iter()
-            .any(|pid| old_workers.contains(pid))
-        {
-            if Instant::now() > drain_deadline {
-                self.inner.events.warn(
-                    "proxy",
-                    format!("old nginx workers still busy after the {drain:?} drain deadline"),
-                );
-                break;
-            }
-            pause.sleep().await;
-        }
-        Ok(())
-    }
-
     /// What the translations of a bundle's overrides map EB's platform to.
-    fn host(&self, upstream_port: u16) -> overrides::Host {
+    fn host(&self, upstream_port: u16, switch: Option<&RuntimeSwitch>) -> overrides::Host {
         let config = &self.inner.config;
         let mut app_ports: std::collections::BTreeSet<u16> =
             config.platform_ports.iter().copied().collect();
@@ -321,6 +272,8 @@ impl Proxy {
         overrides::Host {
             app_ports,
             app_endpoint: format!("127.0.0.1:{upstream_port}"),
+            balancer: switch.map(|_| switch::conf::BALANCER.to_string()),
+            modules: switch.map(|s| s.modules.clone()).unwrap_or_default(),
             upstream: UPSTREAM.to_string(),
             listen: config.listen,
             pid_file: self.inner.runner.pid_file(),
@@ -329,7 +282,7 @@ impl Proxy {
         }
     }
 
-    fn model(&self, upstream_port: u16) -> NginxModel {
+    fn model(&self, upstream_port: u16, switch: Option<RuntimeSwitch>) -> NginxModel {
         let config = &self.inner.config;
         let runner = &self.inner.runner;
         let paths = &self.inner.paths;
@@ -340,6 +293,7 @@ impl Proxy {
             listen: config.listen,
             client_max_body_size: config.client_max_body_size.clone(),
             upstream_port,
+            switch,
             pid_file: runner.pid_file(),
             temp_dir: runner.temp_dir(),
             html_dir: runner.html_dir(),

@@ -47,6 +47,26 @@ impl NginxRunner {
         self.dir.join("run/nginx.pid")
     }
 
+    /// The traffic switch's socket (`switch/`), in `run/`, which only root can enter.
+    pub fn switch_socket(&self) -> PathBuf {
+        self.dir.join("run/switch.sock")
+    }
+
+    /// The serving port, for nginx to read at its start and at each reload.
+    pub fn port_file(&self) -> PathBuf {
+        self.dir.join("run/upstream_port")
+    }
+
+    /// Which master loaded which generation digest.
+    pub fn loaded_file(&self) -> PathBuf {
+        self.dir.join("run/loaded")
+    }
+
+    /// The traffic switch's Lua module.
+    pub fn lua_dir(&self) -> PathBuf {
+        self.dir.join("lua")
+    }
+
     pub fn temp_dir(&self) -> PathBuf {
         self.dir.join("tmp")
     }

@@ -8,6 +8,8 @@ use std::fmt::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::switch::{RuntimeSwitch, conf as switch_conf};
+
 /// Everything that varies between two generated configs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NginxModel {
@@ -15,8 +17,11 @@ pub struct NginxModel {
     pub worker_connections: u32,
     pub listen: SocketAddr,
     pub client_max_body_size: String,
-    /// Loopback port of the web process nginx proxies to.
+    /// Loopback port of the web process nginx proxies to. Written in the config only when
+    /// there is no runtime switch: then a new port is a new config, and a reload.
     pub upstream_port: u16,
+    /// The runtime switch (`switch/`): the port is not in the config at all.
+    pub switch: Option<RuntimeSwitch>,
     pub pid_file: PathBuf,
     pub temp_dir: PathBuf,
     pub html_dir: PathBuf,
@@ -69,6 +74,9 @@ fn main_conf(m: &NginxModel) -> String {
     out.push_str(
         "# in http and `include conf.d/elasticbeanstalk/*.conf;` in the server block.\n\n",
     );
+    if let Some(switch) = &m.switch {
+        out.push_str(&switch_conf::load_modules(switch));
+    }
     let _ = writeln!(out, "worker_processes {};", m.worker_processes);
     let _ = writeln!(out, "pid {};", m.pid_file.display());
     let _ = writeln!(out, "error_log {} warn;\n", m.error_log.display());
@@ -135,6 +143,9 @@ fn healthd_logformat() -> String {
 }
 
 fn upstream_conf(m: &NginxModel) -> String {
+    if let Some(switch) = &m.switch {
+        return switch_conf::upstream_conf(HEADER, UPSTREAM, switch);
+    }
     format!(
         "{HEADER}upstream {UPSTREAM} {{\n    server 127.0.0.1:{};\n    keepalive 16;\n}}\n",
         m.upstream_port
@@ -166,6 +177,7 @@ pub(crate) fn sample_model() -> NginxModel {
         listen: "127.0.0.1:8080".parse().expect("addr"),
         client_max_body_size: "10m".into(),
         upstream_port: 5000,
+        switch: Some(sample_switch()),
         pid_file: "/srv/hm/var/lib/hostmanager/nginx/run/nginx.pid".into(),
         temp_dir: "/srv/hm/var/lib/hostmanager/nginx/tmp".into(),
         html_dir: "/srv/hm/var/lib/hostmanager/nginx/html".into(),
@@ -173,6 +185,20 @@ pub(crate) fn sample_model() -> NginxModel {
         access_log: "/srv/hm/var/log/nginx/access.log".into(),
         healthd_dir: "/srv/hm/var/log/nginx/healthd".into(),
         mime_types: Some("/etc/nginx/mime.types".into()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn sample_switch() -> RuntimeSwitch {
+    RuntimeSwitch {
+        modules: vec![
+            "/usr/lib/nginx/modules/ndk_http_module.so".into(),
+            "/usr/lib/nginx/modules/ngx_http_lua_module.so".into(),
+        ],
+        lua_dir: "/srv/hm/var/lib/hostmanager/nginx/lua".into(),
+        socket: "/srv/hm/var/lib/hostmanager/nginx/run/switch.sock".into(),
+        port_file: "/srv/hm/var/lib/hostmanager/nginx/run/upstream_port".into(),
+        ports: [5000, 5001],
     }
 }
 
@@ -214,8 +240,10 @@ mod tests {
 
     #[test]
     fn alternate_port_and_settings_match_golden() {
+        // Without the runtime switch: the port is written in the config.
         let model = NginxModel {
             upstream_port: 5001,
+            switch: None,
             listen: "0.0.0.0:80".parse().expect("addr"),
             worker_processes: "2".into(),
             client_max_body_size: "100m".into(),
@@ -226,11 +254,25 @@ mod tests {
     }
 
     #[test]
-    fn only_the_upstream_file_depends_on_the_port() {
+    fn with_the_runtime_switch_nothing_depends_on_the_port() {
         let a = render(&sample_model());
         let b = render(&NginxModel {
             upstream_port: 5001,
             ..sample_model()
+        });
+        assert_eq!(a, b, "a cutover must not need a new config");
+    }
+
+    #[test]
+    fn without_it_only_the_upstream_file_depends_on_the_port() {
+        let reload = NginxModel {
+            switch: None,
+            ..sample_model()
+        };
+        let a = render(&reload);
+        let b = render(&NginxModel {
+            upstream_port: 5001,
+            ..reload
         });
         let differing: Vec<_> = a
             .iter()

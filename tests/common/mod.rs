@@ -8,6 +8,7 @@ pub mod bundles;
 pub mod cloudwatch;
 pub mod http;
 pub mod imds;
+pub mod keepalive;
 pub mod load;
 pub mod moto;
 pub mod procs;

@@ -36,8 +36,14 @@ pub struct Host {
     /// Loopback ports that mean "the app" in an override: EB's platform ports
     /// (`proxy.platform_ports`), `app.port` and `app.alternate_port`.
     pub app_ports: BTreeSet<u16>,
-    /// Where the web process of the release being staged listens: `127.0.0.1:18500`.
+    /// Where the web process of the release being staged listens: `127.0.0.1:18500`. Written
+    /// in an upstream only without a `balancer` (or one that mixes the app with other servers).
     pub app_endpoint: String,
+    /// With the runtime switch: the directive that makes an upstream pick the app's port per
+    /// request, so that it follows cutovers without a reload.
+    pub balancer: Option<String>,
+    /// `load_module` lines a bundle's whole nginx.conf needs for the balancer.
+    pub modules: Vec<PathBuf>,
     /// The name of the upstream that follows the web process across cutovers.
     pub upstream: String,
     pub listen: SocketAddr,

@@ -109,6 +109,8 @@ pub(super) struct Pass<'a> {
     pub facts: &'a Facts,
     pub editor: Editor,
     pub out: FileOutcome,
+    /// Inside an upstream that got the balancer: its servers are placeholders, left alone.
+    pub balanced_upstream: bool,
 }
 
 impl Pass<'_> {
@@ -176,6 +178,7 @@ pub fn translate_file(
         facts,
         editor: Editor::default(),
         out: FileOutcome::default(),
+        balanced_upstream: false,
     };
     if file.from_bundle {
         walk(&mut pass, tree, context_of(&file.path));
@@ -242,7 +245,14 @@ fn walk(pass: &mut Pass<'_>, tree: &[Directive], context: Context) {
             ("include", _) => paths::include(pass, directive),
             ("listen", Context::Server) => targets::listen(pass, directive, &mut listen_translated),
             ("proxy_pass", _) => targets::proxy_pass(pass, directive),
-            ("server", Context::Upstream) => targets::upstream_server(pass, directive),
+            ("upstream", Context::Http) => targets::upstream_block(pass, directive),
+            ("server", Context::Upstream) if !pass.balanced_upstream => {
+                targets::upstream_server(pass, directive)
+            }
+            (name, _) if is_lua(name) => pass.refuse(
+                directive,
+                "Lua in an override would run inside nginx (init_by_lua as root, in its master) and could change where its traffic goes; the agent loads nginx's Lua module only for its traffic switch, and Elastic Beanstalk's nginx has no Lua either",
+            ),
             ("log_format", Context::Http)
                 if pass.file.path == "nginx.conf"
                     && pass.facts.agent_healthd_format
@@ -265,6 +275,11 @@ fn walk(pass: &mut Pass<'_>, tree: &[Directive], context: Context) {
             walk(pass, directive.children(), inner);
         }
     }
+}
+
+/// The directives of nginx's Lua module: `content_by_lua_block`, `lua_shared_dict`, ...
+fn is_lua(name: &str) -> bool {
+    name.contains("_by_lua") || name.starts_with("lua_")
 }
 
 /// A word as nginx must read it back: quoted when it holds what would end a bare word.

@@ -55,6 +55,60 @@ pub(super) fn proxy_pass(pass: &mut Pass<'_>, directive: &Directive) {
     }
 }
 
+/// An upstream whose servers are all the app gets the balancer (with the runtime switch), so
+/// it follows each cutover without a reload; its `server` lines stay, as placeholders.
+pub(super) fn upstream_block(pass: &mut Pass<'_>, directive: &Directive) {
+    pass.balanced_upstream = false;
+    let (Some(balancer), Some(block)) = (pass.host.balancer.clone(), &directive.block) else {
+        return;
+    };
+    let servers: Vec<&Directive> = block
+        .children
+        .iter()
+        .filter(|d| d.name.value == "server")
+        .collect();
+    let app = servers.iter().filter(|s| is_app_server(pass, s)).count();
+    if app == 0 {
+        return;
+    }
+    let name = directive.shown();
+    if app < servers.len() {
+        pass.out.warnings.push(format!(
+            "{} line {}: `{name}` mixes the app with other servers, so the app's servers get this release's port written in and each cutover reloads nginx (a keep-alive client then sees one failed request per connection); give the app its own upstream",
+            pass.file.path,
+            directive.line()
+        ));
+        return;
+    }
+    pass.balanced_upstream = true;
+    let line_end = pass.file.text[block.inner_start..]
+        .find('\n')
+        .map_or(pass.file.text.len(), |n| block.inner_start + n);
+    let rest_of_line = pass.file.text[block.inner_start..line_end].trim();
+    let inserted = match rest_of_line.is_empty() {
+        true => format!(
+            " {balancer} # hostmanager: added (the app's port changes at each cutover; the balancer picks it per request)"
+        ),
+        false => format!(" {balancer}"),
+    };
+    pass.editor.insert(block.inner_start, inserted);
+    pass.out.translations.push(super::Translation {
+        file: pass.file.path.clone(),
+        line: directive.line(),
+        directive: name.clone(),
+        became: format!("{name} {{ {balancer} ... }}"),
+        why: "its servers are where EB's platform runs the app; here the app's port changes at each cutover, and the balancer picks the serving one per request, without reloading nginx (its server lines are not used)".into(),
+    });
+}
+
+fn is_app_server(pass: &Pass<'_>, server: &Directive) -> bool {
+    server
+        .args
+        .first()
+        .and_then(|a| loopback(&format!("http://{}", a.value)))
+        .is_some_and(|t| pass.host.app_ports.contains(&t.port) && t.rest.is_empty())
+}
+
 pub(super) fn upstream_server(pass: &mut Pass<'_>, directive: &Directive) {
     let Some(address) = directive.args.first().map(|a| a.value.clone()) else {
         return;

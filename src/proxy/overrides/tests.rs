@@ -10,6 +10,8 @@ fn host() -> Host {
     Host {
         app_ports: [5000, 8000, 8080, 18500, 18501].into(),
         app_endpoint: "127.0.0.1:18501".into(),
+        balancer: None,
+        modules: Vec::new(),
         upstream: "hostmanager_web".into(),
         listen: "127.0.0.1:18080".parse().expect("addr"),
         pid_file: "/srv/hm/var/lib/hostmanager/nginx/run/nginx.pid".into(),
