@@ -14,11 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config, ConfigError};
-use crate::control::{self, AgentInfo, ApiState};
-use crate::controller::{ControllerLink, LinkStatus};
+use crate::controller_link::{ControllerLink, LinkStatus};
 use crate::deploy::Engine;
 use crate::events::{self, EventStore, Retention};
 use crate::health::HealthMonitor;
+use crate::local_api::{self, AgentInfo, ApiState};
 use crate::logs::LogService;
 use crate::metrics::{CloudWatchSink, MetricsTask};
 use crate::paths::Paths;
@@ -32,7 +32,7 @@ pub enum AgentError {
     #[error("{0}")]
     AppUser(#[from] supervise::UserError),
     #[error(transparent)]
-    Controller(#[from] crate::controller::LinkError),
+    Controller(#[from] crate::controller_link::LinkError),
     #[error("another hostmanager agent already runs on root {0} (it holds {1})")]
     AlreadyRunning(PathBuf, PathBuf),
     #[error("{context}: {source}")]
@@ -152,7 +152,7 @@ pub async fn run(
     tasks.spawn(metrics.run(root.child_token()));
     tasks.spawn(health.run(root.child_token()));
 
-    let listener = control::bind(&paths.control_socket())
+    let listener = local_api::bind(&paths.control_socket())
         .map_err(io(format!("binding {}", paths.control_socket().display())))?;
     let link_status = config.controller.url.as_ref().map(|url| {
         Arc::new(std::sync::Mutex::new(LinkStatus {
@@ -187,7 +187,7 @@ pub async fn run(
         )?;
         tasks.spawn(link.run(root.child_token()));
     }
-    tasks.spawn(control::serve(listener, api, root.child_token()));
+    tasks.spawn(local_api::serve(listener, api, root.child_token()));
     sink.info(
         "agent",
         format!(

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use super::{Cli, Command, render};
 use crate::config::{self, ConfigError};
-use crate::control::{ClientError, ControlClient, StatusReport};
 use crate::deploy::{ConfigureRequest, DeploymentRecord, DeploymentRequest};
 use crate::events::Event;
+use crate::local_api::{ClientError, ControlClient, StatusReport};
 use crate::paths::Paths;
 
 pub const EXIT_OK: i32 = 0;

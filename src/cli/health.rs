@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::MetricsCommand;
 use super::commands::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use super::render_health;
-use crate::control::{ClientError, ControlClient, HealthView};
+use crate::local_api::{ClientError, ControlClient, HealthView};
 
 const REFRESH: Duration = Duration::from_secs(1);
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::commands::{EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use super::{Cli, LogsCommand};
 use crate::config::{self, PublishDestination};
-use crate::control::{ClientError, ControlClient};
+use crate::local_api::{ClientError, ControlClient};
 use crate::logs::plan::{path_key, publish_prefix, rotated_name};
 use crate::logs::{
     BundleJob, ErrorEntry, JobState, LogStatus, TailReport, gzip_file, upload_verified,

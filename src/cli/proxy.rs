@@ -2,7 +2,7 @@
 
 use super::ProxyCommand;
 use super::commands::EXIT_OK;
-use crate::control::{ClientError, ControlClient};
+use crate::local_api::{ClientError, ControlClient};
 use crate::proxy::ConfigView;
 
 pub async fn run(client: &ControlClient, command: &ProxyCommand) -> Result<i32, ClientError> {

@@ -2,9 +2,9 @@
 
 use std::fmt::Write;
 
-use crate::control::StatusReport;
 use crate::deploy::{DeploymentRecord, DeploymentStatus, JobKind, StepRecord, StepStatus};
 use crate::events::Event;
+use crate::local_api::StatusReport;
 
 pub fn status(report: &StatusReport) -> String {
     let mut out = String::new();
@@ -193,8 +193,8 @@ pub fn summary(record: &DeploymentRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{AgentInfo, StatusReport};
     use crate::health::HealthReport;
+    use crate::local_api::{AgentInfo, StatusReport};
     use crate::proxy::ProxyStatus;
     use crate::supervise::{CrashLoop, ExitStatus, ProcessState, ProcessStats, ProcessStatus};
 

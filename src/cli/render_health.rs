@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
-use crate::control::HealthView;
 use crate::health::HealthStatus;
+use crate::local_api::HealthView;
 use crate::metrics::{HostSample, Latency, RequestStats, RequestWindow, StatusCounts};
 
 /// The compact live view. `colour` adds ANSI colours (for a terminal).

@@ -1,33 +1,8 @@
 //! What an event is and how a query selects events. Pure.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Error,
-}
-
-impl Severity {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text.to_ascii_lowercase().as_str() {
-            "info" => Some(Self::Info),
-            "warn" | "warning" => Some(Self::Warning),
-            "error" | "severe" => Some(Self::Error),
-            _ => None,
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Info => "INFO",
-            Self::Warning => "WARN",
-            Self::Error => "ERROR",
-        }
-    }
-}
+pub use hostmanager_protocol::{Event, Severity};
 
 /// An event as a producer hands it over; the journal gives it an id and a time.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,23 +34,6 @@ impl NewEvent {
         self.details = details;
         self
     }
-}
-
-/// A recorded event, as stored in the journal and served by the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub id: u64,
-    /// RFC 3339, UTC.
-    pub time: String,
-    /// Milliseconds since the Unix epoch (Elastic Beanstalk's event timestamp).
-    pub time_ms: i64,
-    pub severity: Severity,
-    pub source: String,
-    pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployment_id: Option<u64>,
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub details: serde_json::Value,
 }
 
 /// Which events a reader wants.

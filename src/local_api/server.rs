@@ -42,7 +42,7 @@ pub struct ApiState {
     pub events: Arc<EventStore>,
     pub sink: EventSink,
     /// The controller link's state, when a controller is configured.
-    pub controller: Option<Arc<std::sync::Mutex<crate::controller::LinkStatus>>>,
+    pub controller: Option<Arc<std::sync::Mutex<crate::controller_link::LinkStatus>>>,
     pub logs: LogService,
     /// The agent's shutdown: `stop-apps` is refused once it fired.
     pub shutdown: CancellationToken,

@@ -44,7 +44,7 @@ pub struct StatusReport {
     pub processes: Vec<ProcessStatus>,
     /// The central controller link; absent when the agent is standalone.
     #[serde(default)]
-    pub controller: Option<crate::controller::LinkStatus>,
+    pub controller: Option<crate::controller_link::LinkStatus>,
     pub health: HealthReport,
 }
 

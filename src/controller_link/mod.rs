@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 pub use protocol::*;
 
 use crate::config::ControllerConfig;
-use crate::control::ApiState;
 use crate::deploy::SubmitError;
 use crate::events::{NewEvent, Severity};
+use crate::local_api::ApiState;
 use crate::paths::Paths;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -169,9 +169,12 @@ impl ControllerLink {
             environment: self.api.info.environment.clone(),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             applied_serial: self.state.applied_serial,
-            status: crate::control::status_report(&self.api),
+            status: crate::local_api::status_report(&self.api),
             events,
             command_results: self.state.pending_results.clone(),
+            desired_results: Vec::new(),
+            metrics: None,
+            facts: None,
         };
         let url = format!(
             "{}/v1/hosts/{}/report",
@@ -276,12 +279,14 @@ impl ControllerLink {
                     accepted: true,
                     deployment_id: Some(record.id),
                     error: None,
+                    outcome: None,
                 },
                 Err(error) => CommandResult {
                     id: command.id,
                     accepted: false,
                     deployment_id: None,
                     error: Some(error.to_string()),
+                    outcome: None,
                 },
             };
             self.state.pending_results.push(result);

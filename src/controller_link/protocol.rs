@@ -7,70 +7,19 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use crate::control::StatusReport;
-use crate::deploy::DeploymentRequest;
-use crate::events::Event;
+pub use hostmanager_protocol::{
+    Command, CommandKind, CommandResult, DesiredResult, DesiredState, MAX_EVENTS_PER_REPORT,
+    Outcome, ReportReply,
+};
 
-/// Most events sent in one report; the rest follow in the next round trips.
-pub const MAX_EVENTS_PER_REPORT: usize = 500;
+use crate::local_api::StatusReport;
+
+/// The report as the agent sends it: its whole local status (the controller reads the part it
+/// needs, `hostmanager_protocol::HostStatus`).
+pub type Report = hostmanager_protocol::Report<StatusReport>;
+
 /// Command ids remembered so that a command sent twice runs once.
 pub const REMEMBERED_COMMANDS: usize = 1000;
-
-/// `POST {url}/v1/hosts/{instance_id}/report`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Report {
-    pub instance_id: String,
-    pub environment: String,
-    pub agent_version: String,
-    /// The serial of the last desired state the agent accepted.
-    pub applied_serial: u64,
-    pub status: StatusReport,
-    /// Journal events after the controller's last acknowledgement, oldest first.
-    pub events: Vec<Event>,
-    pub command_results: Vec<CommandResult>,
-}
-
-/// The controller's answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ReportReply {
-    /// Every event up to this id is stored by the controller.
-    pub events_ack: Option<u64>,
-    /// Command results the controller has stored.
-    pub commands_ack: Vec<String>,
-    pub desired: Option<DesiredState>,
-    pub commands: Vec<Command>,
-}
-
-/// What should run on this host. A higher serial replaces a lower one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DesiredState {
-    pub serial: u64,
-    pub deployment: DeploymentRequest,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Command {
-    /// Unique per command; a command id seen before is not run again.
-    pub id: String,
-    pub kind: CommandKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CommandKind {
-    Restart,
-    Rollback,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandResult {
-    pub id: String,
-    pub accepted: bool,
-    /// The deployment that carries the command out, when accepted.
-    pub deployment_id: Option<u64>,
-    pub error: Option<String>,
-}
 
 /// What survives agent restarts (`var/lib/hostmanager/controller.json`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +74,7 @@ impl LinkState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::DeploymentRequest;
 
     fn reply(serial: Option<u64>, commands: &[&str]) -> ReportReply {
         ReportReply {
@@ -141,6 +91,7 @@ mod tests {
                     kind: CommandKind::Restart,
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 
@@ -156,12 +107,14 @@ mod tests {
                 accepted: true,
                 deployment_id: Some(1),
                 error: None,
+                outcome: None,
             },
             CommandResult {
                 id: "b".into(),
                 accepted: true,
                 deployment_id: Some(2),
                 error: None,
+                outcome: None,
             },
         ];
         state.acknowledge(&reply(None, &[]), 100);

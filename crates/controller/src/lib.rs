@@ -1,0 +1,4 @@
+//! hostmanager's central controller. See ARCHITECTURE.md ("The controller") for the map.
+
+pub mod model;
+pub mod store;
