@@ -1,11 +1,15 @@
 # The two commands a newcomer needs:
 #   make demo   the agent deploys the sample app behind nginx (embedded default, no AWS)
 #   make test   installs the test dependencies and runs the whole suite
+#   make fleet-demo  a controller and three agents on this machine, deployed through the controller
 #   make bench  benchmarks against peers on this machine (prints ratios)
-.PHONY: demo test bench build clean
+.PHONY: demo fleet-demo test bench build clean
 
 demo:
 	scripts/demo.sh
+
+fleet-demo:
+	scripts/fleet-demo.sh
 
 test:
 	scripts/test.sh
@@ -14,7 +18,7 @@ bench:
 	scripts/bench.sh
 
 build:
-	cargo build --locked --release
+	cargo build --locked --release --workspace
 
 clean:
 	cargo clean

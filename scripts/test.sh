@@ -5,9 +5,9 @@ cd "$(dirname "$0")/.."
 
 scripts/deps.sh test
 cargo fmt --all -- --check
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --locked --no-fail-fast
+    cargo nextest run --locked --workspace --no-fail-fast
 else
-    cargo test --locked --no-fail-fast
+    cargo test --locked --workspace --no-fail-fast
 fi

@@ -87,7 +87,11 @@ pub struct Environment {
     pub tier: Tier,
     pub options: OptionSettings,
     pub status: EnvStatus,
-    /// The version every instance should serve (`None` before the first deployment).
+    /// The version hosts are asked to run: the newest deployment's (`None` before the first).
+    #[serde(default)]
+    pub desired_version: Option<String>,
+    /// The version every instance should serve for health: the last one deployed
+    /// successfully (Elastic Beanstalk falls back to it when a deployment fails).
     pub expected_version: Option<String>,
     /// The deployment that set `expected_version`.
     pub expected_deployment: Option<i64>,
@@ -117,6 +121,9 @@ pub struct Instance {
     pub applied_serial: u64,
     /// The last journal event id stored from this host (`events_ack`).
     pub events_cursor: u64,
+    /// How the host's recent desired states ended (the newest few, by serial).
+    #[serde(default)]
+    pub desired_results: Vec<hostmanager_protocol::DesiredResult>,
 }
 
 /// The instance's secrets, as sha256 hex (never the secrets themselves).

@@ -1,0 +1,126 @@
+//! Text output of the operator commands, from the API's JSON documents.
+
+use serde_json::Value;
+
+fn s(value: &Value) -> &str {
+    value.as_str().unwrap_or("-")
+}
+
+pub fn environments(list: &Value) -> String {
+    let mut out = format!("{:<24} {:<8} {:<10} {:<9} {:<16} {}\n", "NAME", "TIER", "STATUS", "HEALTH", "VERSION", "CAUSES");
+    for env in list["Environments"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<24} {:<8} {:<10} {:<9} {:<16} {}\n",
+            s(&env["EnvironmentName"]),
+            s(&env["Tier"]["Name"]),
+            s(&env["Status"]),
+            s(&env["HealthStatus"]),
+            s(&env["VersionLabel"]),
+            env["Causes"].as_array().and_then(|c| c.first()).map(s).unwrap_or(""),
+        ));
+    }
+    out
+}
+
+pub fn environment(env: &Value) -> String {
+    format!(
+        "Environment: {}\n  Application: {}\n  Id: {}\n  Tier: {}\n  Status: {}\n  Health: {} ({})\n  Version: {}\n  Updated: {}\n",
+        s(&env["EnvironmentName"]),
+        s(&env["ApplicationName"]),
+        s(&env["EnvironmentId"]),
+        s(&env["Tier"]["Name"]),
+        s(&env["Status"]),
+        s(&env["HealthStatus"]),
+        s(&env["Health"]),
+        s(&env["VersionLabel"]),
+        s(&env["DateUpdated"]),
+    )
+}
+
+pub fn health(both: &Value) -> String {
+    let health = &both["Health"];
+    let mut out = format!(
+        "{}  {} ({})  {}\n",
+        s(&health["EnvironmentName"]),
+        s(&health["HealthStatus"]),
+        s(&health["Color"]),
+        s(&health["Status"])
+    );
+    for cause in health["Causes"].as_array().into_iter().flatten() {
+        out.push_str(&format!("  {}\n", s(cause)));
+    }
+    let metrics = &health["ApplicationMetrics"];
+    if !metrics["RequestCount"].is_null() {
+        out.push_str(&format!(
+            "  requests/s {}  2xx {}%  3xx {}%  4xx {}%  5xx {}%  p99 {}s  p50 {}s\n",
+            metrics["RequestCount"],
+            metrics["StatusCodes"]["Status2xx"],
+            metrics["StatusCodes"]["Status3xx"],
+            metrics["StatusCodes"]["Status4xx"],
+            metrics["StatusCodes"]["Status5xx"],
+            metrics["Latency"]["P99"],
+            metrics["Latency"]["P50"],
+        ));
+    }
+    out.push_str(&instances(&both["Instances"]));
+    out
+}
+
+pub fn instances(list: &Value) -> String {
+    let mut out = format!("  {:<22} {:<9} {:<14} {}\n", "INSTANCE", "HEALTH", "VERSION", "CAUSES");
+    for instance in list["InstanceHealthList"].as_array().into_iter().flatten() {
+        let causes: Vec<&str> = instance["Causes"].as_array().into_iter().flatten().map(s).collect();
+        out.push_str(&format!(
+            "  {:<22} {:<9} {:<14} {}\n",
+            s(&instance["InstanceId"]),
+            s(&instance["HealthStatus"]),
+            s(&instance["Deployment"]["VersionLabel"]),
+            causes.join(" "),
+        ));
+    }
+    out
+}
+
+pub fn event(event: &Value) -> String {
+    let instance = event["InstanceId"].as_str().map(|i| format!(" [{i}]")).unwrap_or_default();
+    format!("{} {:<5}{} {}\n", s(&event["EventDate"]), s(&event["Severity"]), instance, s(&event["Message"]))
+}
+
+pub fn deployment(deployment: &Value) -> String {
+    let mut out = format!(
+        "Deployment {} ({}) of {} to {}: {}\n",
+        deployment["id"],
+        s(&deployment["kind"]),
+        s(&deployment["version_label"]),
+        s(&deployment["environment"]),
+        s(&deployment["status"]),
+    );
+    if let Some(message) = deployment["message"].as_str() {
+        out.push_str(&format!("  {message}\n"));
+    }
+    for member in deployment["members"].as_array().into_iter().flatten() {
+        let detail = match (member["step"].as_str(), member["message"].as_str()) {
+            (Some(step), Some(message)) => format!(" at {step}: {message}"),
+            (None, Some(message)) => format!(": {message}"),
+            _ => String::new(),
+        };
+        out.push_str(&format!("  {:<22} {}{detail}\n", s(&member["instance_id"]), s(&member["state"])));
+    }
+    out
+}
+
+/// One line of progress while `--wait` runs.
+pub fn progress(deployment: &Value) -> String {
+    let members = deployment["members"].as_array().cloned().unwrap_or_default();
+    let count = |state: &str| members.iter().filter(|m| m["state"] == state).count();
+    format!(
+        "deployment {}: {} — {} of {} healthy, {} deployed, {} dispatched, {} failed",
+        deployment["id"],
+        s(&deployment["status"]),
+        count("healthy"),
+        members.len(),
+        count("deployed"),
+        count("dispatched"),
+        count("failed") + count("timed_out"),
+    )
+}

@@ -1,0 +1,122 @@
+//! The controller's shared state: the store, a cache of instances for the report path (so a
+//! report costs no database read), the environments' desired state, and the group commit.
+//!
+//! Replicas (PostgreSQL) each keep their own cache; it is a cache of rows the database owns,
+//! refreshed from it (`refresh`), so a stale entry costs at most an extra write, never a lost
+//! one: writes always carry the whole row the report produced.
+
+pub mod batcher;
+pub mod counters;
+pub mod reports;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use hostmanager::store::ObjectStore;
+use hostmanager_protocol::DesiredState;
+
+use crate::config::Config;
+use crate::model::{Environment, Instance, Millis};
+use crate::store::{Store, StoreResult};
+
+pub use batcher::Batcher;
+pub use counters::Counters;
+
+/// Everything a request handler or a background task needs.
+pub struct App<S: Store> {
+    pub store: Arc<S>,
+    pub config: Config,
+    pub objects: Arc<dyn ObjectStore>,
+    /// Signs bundle download URLs (`secrets::sign`); random per data directory, kept 0600.
+    pub signing_key: Vec<u8>,
+    /// When this process started: the failover grace runs from here.
+    pub started_ms: Millis,
+    /// This replica's name in leases.
+    pub replica: String,
+    pub cache: Mutex<Cache>,
+    pub batcher: Batcher,
+    pub counters: Counters,
+}
+
+impl<S: Store> std::fmt::Debug for App<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("replica", &self.replica)
+            .field("database", &self.config.database.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the report path reads without a database round trip.
+#[derive(Debug, Default)]
+pub struct Cache {
+    pub instances: HashMap<String, Instance>,
+    /// Credential hash → instance id, to tell "another host's path" (403) from "no such
+    /// secret" (401).
+    pub by_secret: HashMap<String, String>,
+    /// Per environment: its desired state for hosts (None before the first deployment).
+    pub desired: HashMap<String, Option<DesiredState>>,
+    pub environments: HashMap<String, Environment>,
+}
+
+impl Cache {
+    pub fn put_instance(&mut self, instance: Instance) {
+        self.by_secret
+            .insert(instance.credential.current.clone(), instance.id.clone());
+        if let Some(previous) = &instance.credential.previous {
+            self.by_secret.insert(previous.clone(), instance.id.clone());
+        }
+        self.instances.insert(instance.id.clone(), instance);
+    }
+}
+
+pub fn now_ms() -> Millis {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl<S: Store> App<S> {
+    /// Loads the instances and environments into the cache (at start, and on every tick of a
+    /// replica so that it sees what the others wrote).
+    pub async fn refresh(&self) -> StoreResult<()> {
+        let instances = self.store.all_instances().await?;
+        let environments = self.store.environments().await?;
+        let mut desired = HashMap::new();
+        for env in &environments {
+            desired.insert(env.name.clone(), self.desired_for(env).await?);
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        for instance in instances {
+            // A row older than what this replica has seen in a report keeps the newer fields:
+            // the cache is ahead of the coalesced `last_seen_ms` flush.
+            match cache.instances.get(&instance.id) {
+                Some(cached) if cached.last_seen_ms >= instance.last_seen_ms
+                    && cached.credential == instance.credential
+                    && cached.revoked_ms == instance.revoked_ms => {}
+                _ => cache.put_instance(instance),
+            }
+        }
+        cache.environments = environments.into_iter().map(|e| (e.name.clone(), e)).collect();
+        cache.desired = desired;
+        Ok(())
+    }
+
+    /// The environment's desired state, as every host of it gets it in its reply.
+    pub async fn desired_for(&self, env: &Environment) -> StoreResult<Option<DesiredState>> {
+        let Some(label) = &env.desired_version else {
+            return Ok(None);
+        };
+        let Some(version) = self.store.version(&env.application, label).await? else {
+            return Ok(None);
+        };
+        Ok(Some(DesiredState {
+            serial: env.desired_serial,
+            deployment: hostmanager_protocol::DeploymentRequest {
+                source: crate::versions::fetch_url(self, &version),
+                sha256: version.sha256.clone(),
+                version_label: Some(version.label.clone()),
+                env: crate::options::properties(&env.options).into(),
+            },
+        }))
+    }
+}

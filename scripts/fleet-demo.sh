@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# `make fleet-demo`: a controller and three agents on this machine (loopback ports, each agent
+# with its own root). The controller creates environment `demo`, the agents enroll with a
+# token, the sample app is deployed to all three through the controller, and the
+# environment's health is printed. Everything runs until Ctrl-C, then everything stops and the
+# demo's mktemp directory is removed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh demo
+cargo build --locked --quiet --workspace
+agent_bin="$PWD/target/debug/hostmanager"
+controller_bin="$PWD/target/debug/hostmanager-controller"
+# Not a predictable path in /tmp: root agents trust their state, config and hooks.
+base="$(mktemp -d "${TMPDIR:-/tmp}/hostmanager-fleet.XXXXXX")"
+chmod 755 "$base"
+data="$base/controller"
+url="http://127.0.0.1:17600"
+hmc() { "$controller_bin" --data "$data" --url "$url" "$@"; }
+
+if [ "$(id -u)" -eq 0 ] && ! id webapp >/dev/null 2>&1; then
+    echo "fleet-demo: creating the unprivileged app user 'webapp' (apps never run as root)"
+    useradd --system --no-create-home --shell /usr/sbin/nologin webapp
+fi
+
+pids=()
+cleanup() {
+    trap - EXIT INT TERM
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for i in 1 2 3; do "$agent_bin" --root "$base/host$i" stop-apps >/dev/null 2>&1 || true; done
+    rm -rf "$base"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$data"
+cat >"$base/controller.toml" <<TOML
+[server]
+listen = "127.0.0.1:17600"
+[hosts]
+interval = "2s"
+[deploy]
+health_gate_reports = 3
+health_gate_min = "5s"
+TOML
+echo "fleet-demo: starting the controller on $url (log: $base/controller.log)"
+"$controller_bin" --data "$data" run --config "$base/controller.toml" 2>"$base/controller.log" &
+pids+=($!)
+for _ in $(seq 100); do curl -fsS "$url/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+hmc env create demo >/dev/null
+token="$(hmc enroll-token create demo --uses 3)"
+for i in 1 2 3; do
+    root="$base/host$i"
+    mkdir -p "$root/etc/hostmanager"
+    chmod 755 "$root"
+    printf '%s\n' "$token" >"$root/etc/hostmanager/enrollment.token"
+    chmod 600 "$root/etc/hostmanager/enrollment.token"
+    # The local example, moved to this host's ports, linked to the controller.
+    sed -e "s/^instance_id = .*/instance_id = \"i-demo$i\"/" \
+        -e "s/^port = 18500/port = 1851$i/" \
+        -e "s/^alternate_port = 18501/alternate_port = 1852$i/" \
+        -e "s/127.0.0.1:18080/127.0.0.1:1808$i/" \
+        examples/local/agent.toml >"$root/etc/hostmanager/agent.toml"
+    cat >>"$root/etc/hostmanager/agent.toml" <<TOML
+
+[controller]
+url = "$url"
+enrollment_token_file = "$root/etc/hostmanager/enrollment.token"
+interval = "2s"
+advertise_addr = "127.0.0.1:1808$i"
+TOML
+    echo "fleet-demo: starting agent i-demo$i on root $root (nginx on 127.0.0.1:1808$i)"
+    "$agent_bin" --root "$root" run 2>"$root/agent.log" &
+    pids+=($!)
+done
+
+for _ in $(seq 150); do
+    [ "$(hmc --json instances demo | grep -c '"InstanceId"')" -ge 3 ] && break
+    sleep 0.2
+done
+hmc deploy demo examples/sample-app --label v1 --wait
+echo
+for i in 1 2 3; do echo "fleet-demo: curl 127.0.0.1:1808$i -> $(curl -fsS "http://127.0.0.1:1808$i/")"; done
+echo
+hmc env health demo
+cat <<TXT
+
+The controller and the agents keep running. In another terminal:
+  $controller_bin --data $data --url $url env health demo --refresh
+  $controller_bin --data $data --url $url env events demo --follow
+  $controller_bin --data $data --url $url deploy demo examples/sample-app --label v2 --wait
+Press Ctrl-C to stop everything.
+TXT
+wait "${pids[0]}"
