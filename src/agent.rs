@@ -71,6 +71,9 @@ pub async fn run(
     let _lock = lock_root(&paths)?;
     let app_user = supervise::resolve_app_user(&config.app)?;
     prepare_layout(&paths)?;
+    // Recorded by every agent, linked or not: the controller's "launched at" of a host that
+    // joins one later is still its first start.
+    crate::controller_link::first_start(&paths.state_dir());
 
     let retention = Retention {
         segment_bytes: config.events.segment_bytes,
@@ -179,7 +182,7 @@ pub async fn run(
         let identity = crate::aws::resolve_identity(&config.environment, &config.aws).await;
         let link = ControllerLink::new(
             api.clone(),
-            config.controller.clone(),
+            &config,
             url,
             identity.instance_id,
             &paths,

@@ -62,6 +62,40 @@ pub async fn resolve_identity(
     }
 }
 
+/// Where in EC2 the instance runs, for the controller's host facts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub availability_zone: Option<String>,
+    pub instance_type: Option<String>,
+}
+
+/// Asks IMDS for the availability zone and instance type, unless IMDS is disabled
+/// (`AWS_EC2_METADATA_DISABLED=true`, as the SDK reads it): off EC2 both stay unknown.
+pub async fn resolve_placement(aws: &AwsConfig) -> Placement {
+    let disabled = std::env::var("AWS_EC2_METADATA_DISABLED")
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let Some(client) = imds_client(aws).filter(|_| !disabled) else {
+        return Placement::default();
+    };
+    let get = async |path: &str| match client.get(path).await {
+        Ok(value) => Some(value.as_ref().trim().to_string()),
+        Err(error) => {
+            tracing::info!(%error, path, "IMDS gave no answer");
+            None
+        }
+    };
+    let availability_zone = get("/latest/meta-data/placement/availability-zone").await;
+    // No second wait when the first question already went unanswered (not on EC2).
+    let instance_type = match availability_zone {
+        Some(_) => get("/latest/meta-data/instance-type").await,
+        None => None,
+    };
+    Placement {
+        availability_zone,
+        instance_type,
+    }
+}
+
 fn imds_client(aws: &AwsConfig) -> Option<aws_config::imds::Client> {
     let builder = aws_config::imds::Client::builder()
         .endpoint(&aws.imds_endpoint)

@@ -7,7 +7,7 @@ mod identity;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 
-pub use identity::{InstanceIdentity, resolve_identity};
+pub use identity::{InstanceIdentity, Placement, resolve_identity, resolve_placement};
 
 use crate::config::{AwsConfig, ChecksumPolicy};
 

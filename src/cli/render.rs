@@ -41,9 +41,13 @@ pub fn status(report: &StatusReport) -> String {
     }
     match &report.release {
         Some(release) => {
+            let serial = release
+                .serial
+                .map(|serial| format!(", desired state {serial}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "Release:    {} (deployment {}, deployed {}, web port {})",
+                "Release:    {} (deployment {}, deployed {}, web port {}{serial})",
                 release.version_label, release.deployment_id, release.deployed_at, release.web_port
             );
         }

@@ -258,6 +258,7 @@ mod tests {
                 }),
                 ..HostSample::default()
             },
+            latency_us: Vec::new(),
         };
         let view = HealthView {
             report,

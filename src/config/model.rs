@@ -370,6 +370,12 @@ pub struct ControllerConfig {
     pub token_file: Option<PathBuf>,
     /// Extra CA certificates (PEM) trusted for the controller's HTTPS.
     pub ca_file: Option<PathBuf>,
+    /// An operator's enrollment token, exchanged once for a per-instance credential.
+    pub enrollment_token_file: Option<PathBuf>,
+    /// Hashed into the machine fingerprint sent at enrollment.
+    pub machine_id_file: PathBuf,
+    /// `host:port` where this host's nginx is reachable (the load balancer's target).
+    pub advertise_addr: Option<String>,
     /// Time between report round trips.
     pub interval: Duration,
     /// Budget of one round trip.

@@ -92,6 +92,19 @@ pub(super) fn controller(mut s: Section) -> ControllerConfig {
     };
     let token_file = absolute(&mut s, "token_file");
     let ca_file = absolute(&mut s, "ca_file");
+    // Both may be set: the static token serves until the enrollment's credential exists.
+    let enrollment_token_file = absolute(&mut s, "enrollment_token_file");
+    let machine_id_file =
+        absolute(&mut s, "machine_id_file").unwrap_or_else(|| PathBuf::from("/etc/machine-id"));
+    let advertise_addr: Option<String> = s.optional("advertise_addr");
+    if let Some(addr) = &advertise_addr
+        && !is_host_port(addr)
+    {
+        s.problem(
+            "advertise_addr",
+            format!("{addr:?} is not a host:port like \"10.0.1.17:80\""),
+        );
+    }
     let interval = positive(&mut s, "interval", Duration::from_secs(10));
     let timeout = positive(&mut s, "timeout", Duration::from_secs(10));
     s.finish();
@@ -99,6 +112,9 @@ pub(super) fn controller(mut s: Section) -> ControllerConfig {
         url,
         token_file,
         ca_file,
+        enrollment_token_file,
+        machine_id_file,
+        advertise_addr,
         interval,
         timeout,
     }
@@ -117,6 +133,21 @@ pub(super) fn events(mut s: Section) -> EventsConfig {
         retention_bytes,
         max_age,
     }
+}
+
+/// `host:port` (a name, an IPv4 address or a bracketed IPv6 one, and a non-zero port).
+fn is_host_port(text: &str) -> bool {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return false;
+    };
+    let (host, bracketed) = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(inner) => (inner, true),
+        None => (host, false),
+    };
+    !host.is_empty()
+        && (bracketed || !host.contains(':'))
+        && !host.contains(['/', ' ', '[', ']'])
+        && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
 fn is_http_url(text: &str) -> bool {

@@ -32,6 +32,10 @@ pub struct LinkState {
     pub seen_commands: VecDeque<String>,
     /// Results not yet acknowledged by the controller.
     pub pending_results: Vec<CommandResult>,
+    /// How desired states ended, not yet acknowledged (`desired_results_ack`).
+    pub desired_results: Vec<DesiredResult>,
+    /// Deployments of desired states and commands whose end is still to be reported.
+    pub awaiting: Vec<super::outcomes::Awaiting>,
 }
 
 impl LinkState {
@@ -44,6 +48,8 @@ impl LinkState {
         }
         self.pending_results
             .retain(|result| !reply.commands_ack.contains(&result.id));
+        self.desired_results
+            .retain(|result| !reply.desired_results_ack.contains(&result.serial));
     }
 
     /// The desired state to apply, if it is newer than what was applied.

@@ -105,6 +105,7 @@ impl Engine {
             deployed_ms: now_ms(),
             proxy_generation: staged.map(|s| s.generation),
             platform: prepared.platform.clone(),
+            serial: prepared.serial,
         };
         // A restart is the same release: it is not its own rollback target.
         let keep_previous = prepared.hooks.is_some();

@@ -31,6 +31,8 @@ pub(super) struct Prepared {
     pub hooks: Option<&'static str>,
     /// Root's copy of the release's `.platform` (`platform.rs`); none for an earlier agent's.
     pub platform: Option<PathBuf>,
+    /// The controller serial the release will carry (`ReleaseInfo::serial`).
+    pub serial: Option<u64>,
 }
 
 /// What a job created so far, to undo when it fails before taking traffic.
@@ -128,6 +130,7 @@ impl Engine {
             }
         };
         let Some(prepared) = prepared else {
+            self.adopt_serial(id);
             return Ok(DeploymentStatus::Noop);
         };
         self.cutover(prepared, current, started).await

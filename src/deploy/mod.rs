@@ -141,6 +141,15 @@ impl Engine {
 
     /// Accepts a bundle deployment: validates it, numbers it, persists it and queues it.
     pub fn submit(&self, request: DeploymentRequest) -> Result<DeploymentRecord, SubmitError> {
+        self.submit_desired(request, None)
+    }
+
+    /// `submit` for a controller's desired state: the record and the release carry `serial`.
+    pub fn submit_desired(
+        &self,
+        request: DeploymentRequest,
+        serial: Option<u64>,
+    ) -> Result<DeploymentRecord, SubmitError> {
         let problems = request.problems();
         if !problems.is_empty() {
             return Err(SubmitError::Invalid(problems));
@@ -150,7 +159,14 @@ impl Engine {
         // full one to fetch it.
         let shown = crate::secret::shown_source(&request.source);
         let (sha256, env) = (request.sha256.clone(), request.env.clone());
-        self.enqueue(Job::Deploy(request), label, shown, sha256, Some(env))
+        self.enqueue(
+            Job::Deploy(request),
+            label,
+            shown,
+            sha256,
+            Some(env),
+            serial,
+        )
     }
 
     /// The source a queued deployment fetches: the full URL kept apart when the record shows
@@ -192,6 +208,7 @@ impl Engine {
             current.source,
             Some(current.sha256),
             Some(env),
+            None,
         )
     }
 
@@ -208,6 +225,7 @@ impl Engine {
             current.source,
             Some(current.sha256),
             env,
+            current.serial,
         )
     }
 
@@ -224,6 +242,7 @@ impl Engine {
             target.source,
             Some(target.sha256),
             env,
+            target.serial,
         )
     }
 
@@ -234,6 +253,7 @@ impl Engine {
         source: String,
         sha256: Option<String>,
         env: Option<crate::secret::Properties>,
+        serial: Option<u64>,
     ) -> Result<DeploymentRecord, SubmitError> {
         let id = {
             let mut state = self.lock_state();
@@ -256,6 +276,7 @@ impl Engine {
             web_port: None,
             message: None,
             proxy_translations: Vec::new(),
+            serial,
         };
         // A change is applied when the job runs; kept on disk so a restarted agent can run it.
         if let Job::Configure(change) = &job {
@@ -324,6 +345,22 @@ impl Engine {
         self.publish
             .send_modify(|published| published.current = current);
         Ok(())
+    }
+
+    /// A desired state that is already serving (a no-op) makes the serving release that
+    /// state: its serial moves to the newer one, so the controller sees what it asked for.
+    fn adopt_serial(&self, id: u64) {
+        let Some(serial) = self.record(id).and_then(|r| r.serial) else {
+            return;
+        };
+        let adopted = self.persist_state(|state| {
+            if let Some(current) = &mut state.current {
+                current.serial = Some(serial);
+            }
+        });
+        if let Err(error) = adopted {
+            tracing::error!(%error, "cannot persist state");
+        }
     }
 
     fn publish_step(&self, id: u64, step: &str) {

@@ -131,6 +131,10 @@ pub struct DeploymentRecord {
     /// How the bundle's nginx overrides were translated for this host (`proxy/overrides`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxy_translations: Vec<crate::proxy::overrides::Translation>,
+    /// The controller's desired-state serial this deployment carries out (none for local ones;
+    /// a restart or rollback carries the serial of the release it serves again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u64>,
 }
 
 /// A release that served (or serves) traffic.
@@ -153,6 +157,10 @@ pub struct ReleaseInfo {
     /// root reads them from; absent for releases deployed by an agent that made none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<PathBuf>,
+    /// The controller serial whose desired state this release is (none for local deployments
+    /// and for releases whose properties were changed locally since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u64>,
 }
 
 /// `var/lib/hostmanager/state.json`.

@@ -82,6 +82,7 @@ impl Engine {
             env: request.env.clone(),
             hooks: Some(".platform/hooks"),
             platform: Some(platform),
+            serial: self.record(id).and_then(|r| r.serial),
         }))
     }
 
@@ -128,6 +129,8 @@ impl Engine {
             env,
             hooks: Some(".platform/confighooks"),
             platform: Some(platform),
+            // Local properties: the release no longer is what any desired state asked for.
+            serial: None,
         }))
     }
 
@@ -153,6 +156,7 @@ impl Engine {
             env,
             hooks: None,
             platform: self.platform_of(id, current),
+            serial: current.serial,
         }))
     }
 

@@ -33,17 +33,28 @@ pub(super) fn request_causes(metrics: &MetricInputs<'_>, causes: &mut Vec<Cause>
     if counts.total == 0 || counts.total < thresholds.min_requests {
         return;
     }
+    // Elastic Beanstalk's words: 5xx requests are "failing", 4xx ones "erroring".
     let rules = [
-        (counts.server_error, &thresholds.requests_5xx, "5xx"),
-        (counts.client_error, &thresholds.requests_4xx, "4xx"),
+        (
+            counts.server_error,
+            &thresholds.requests_5xx,
+            "failing",
+            "5xx",
+        ),
+        (
+            counts.client_error,
+            &thresholds.requests_4xx,
+            "erroring",
+            "4xx",
+        ),
     ];
-    for (failed, levels, class) in rules {
+    for (failed, levels, verb, class) in rules {
         let percent = counts.percent(failed);
         if let Some(status) = grade(levels, percent) {
             causes.push(Cause {
                 status,
                 message: format!(
-                    "{} of the requests are failing with HTTP {class}",
+                    "{} of the requests are {verb} with HTTP {class}",
                     percent_text(percent)
                 ),
             });
@@ -157,7 +168,7 @@ mod tests {
             (
                 window(200, 30, 0),
                 HealthStatus::Warning,
-                Some("15% of the requests are failing with HTTP 4xx"),
+                Some("15% of the requests are erroring with HTTP 4xx"),
             ),
             (window(1000, 0, 5), HealthStatus::Ok, None),
             // Too few requests to judge a rate.

@@ -30,6 +30,9 @@ pub struct ReleaseView {
     pub web_port: u16,
     /// Outcome of the deployment that made this release serve.
     pub status: Option<String>,
+    /// The controller serial whose desired state this release is; none for local deployments.
+    #[serde(default)]
+    pub serial: Option<u64>,
 }
 
 /// `GET /v1/status`. Not `Eq`: process CPU shares are floating point.

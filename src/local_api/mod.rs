@@ -24,6 +24,7 @@ pub fn status_report(api: &ApiState) -> StatusReport {
             .deployer
             .record(current.deployment_id)
             .map(|r| format!("{:?}", r.status).to_lowercase()),
+        serial: current.serial,
     });
     let mut info = api.info.clone();
     info.events_dropped = api.sink.dropped();

@@ -54,6 +54,10 @@ pub struct MetricsSnapshot {
     /// Since the agent started.
     pub totals: Totals,
     pub host: HostSample,
+    /// The window's latencies as `[microseconds, count]`, for the controller (which merges
+    /// them across hosts); not in `GET /v1/health`, whose percentiles say the same for people.
+    #[serde(skip)]
+    pub latency_us: Vec<[u64; 2]>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +228,7 @@ impl MetricsTask {
     fn publish_window(&mut self, requests: RequestWindow, host: HostSample) {
         let now = jiff::Timestamp::now();
         let stats = requests.stats();
+        let latency_us = requests.recorded_us();
         self.totals.requests.add(&stats.counts);
         self.totals.malformed_lines += stats.malformed_lines;
         self.totals.windows += 1;
@@ -248,6 +253,7 @@ impl MetricsTask {
             requests_per_second: stats.counts.total as f64 / seconds,
             totals: self.totals,
             host,
+            latency_us,
         };
         self.publish.send_replace(Some(Arc::new(snapshot)));
     }

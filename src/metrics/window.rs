@@ -185,6 +185,16 @@ impl RequestWindow {
         }
     }
 
+    /// The histogram's recorded values as `[microseconds, count]`, ascending: each value is
+    /// the top of its bucket (as percentiles are), so another histogram of the same precision
+    /// that records them gets the same buckets, and merging windows of many hosts is adding.
+    pub fn recorded_us(&self) -> Vec<[u64; 2]> {
+        self.latency
+            .iter_recorded()
+            .map(|v| [v.value_iterated_to(), u64::from(v.count_at_value())])
+            .collect()
+    }
+
     /// Empties the window, keeping its memory.
     pub fn clear(&mut self) {
         self.counts = StatusCounts::default();

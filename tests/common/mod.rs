@@ -6,6 +6,7 @@ pub mod apps;
 pub mod attack;
 pub mod bundles;
 pub mod cloudwatch;
+pub mod controller;
 pub mod fleet;
 pub mod http;
 pub mod imds;
