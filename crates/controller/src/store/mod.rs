@@ -12,7 +12,9 @@
 //! - Leases (`try_lease`) are rows with an owner and an expiry: whoever holds an
 //!   environment's lease runs its deployment and its health roll-up.
 
+mod codec;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::future::Future;

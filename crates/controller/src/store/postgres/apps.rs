@@ -1,0 +1,237 @@
+//! Applications, versions, environments, operator tokens, leases and the footprint. Each is one
+//! statement, so its own transaction; JSONB columns are bound as text and cast in SQL.
+
+use super::PostgresStore;
+use crate::model::*;
+use crate::store::codec::{self};
+use crate::store::rows::{ApplicationRow, EnvironmentCols, EnvironmentRow, VersionRow};
+use crate::store::{Footprint, StoreError, StoreResult};
+
+pub(super) async fn create_application(
+    store: &PostgresStore,
+    app: &Application,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO applications (name, description, created_ms) VALUES ($1, $2, $3)")
+        .bind(&app.name)
+        .bind(&app.description)
+        .bind(app.created_ms)
+        .execute(&store.pool)
+        .await
+        .map_err(|e| {
+            codec::insert_error(e, format!("Application {} already exists.", app.name), "")
+        })?;
+    Ok(())
+}
+
+pub(super) async fn applications(store: &PostgresStore) -> StoreResult<Vec<Application>> {
+    let rows: Vec<ApplicationRow> =
+        sqlx::query_as("SELECT name, description, created_ms FROM applications ORDER BY name")
+            .fetch_all(&store.pool)
+            .await?;
+    Ok(rows.into_iter().map(Application::from).collect())
+}
+
+pub(super) async fn create_version(store: &PostgresStore, v: &AppVersion) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO app_versions \
+         (application, label, source, sha256, description, size_bytes, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&v.application)
+    .bind(&v.label)
+    .bind(&v.source)
+    .bind(&v.sha256)
+    .bind(&v.description)
+    .bind(v.size_bytes.map(codec::int).transpose()?)
+    .bind(v.created_ms)
+    .execute(&store.pool)
+    .await
+    .map_err(|e| {
+        codec::insert_error(
+            e,
+            format!("Application Version {} already exists.", v.label),
+            &format!("application {}", v.application),
+        )
+    })?;
+    Ok(())
+}
+
+const VERSION_COLUMNS: &str =
+    "application, label, source, sha256, description, size_bytes, created_ms";
+
+pub(super) async fn version(
+    store: &PostgresStore,
+    application: &str,
+    label: &str,
+) -> StoreResult<Option<AppVersion>> {
+    let sql =
+        format!("SELECT {VERSION_COLUMNS} FROM app_versions WHERE application = $1 AND label = $2");
+    let row: Option<VersionRow> = sqlx::query_as(&sql)
+        .bind(application)
+        .bind(label)
+        .fetch_optional(&store.pool)
+        .await?;
+    row.map(VersionRow::into_model).transpose()
+}
+
+pub(super) async fn versions(
+    store: &PostgresStore,
+    application: &str,
+) -> StoreResult<Vec<AppVersion>> {
+    let sql = format!(
+        "SELECT {VERSION_COLUMNS} FROM app_versions WHERE application = $1 \
+         ORDER BY created_ms DESC, label"
+    );
+    let rows: Vec<VersionRow> = sqlx::query_as(&sql)
+        .bind(application)
+        .fetch_all(&store.pool)
+        .await?;
+    codec::all(rows, VersionRow::into_model)
+}
+
+const ENV_COLUMNS: &str = "id, name, application, tier, options::text AS options, status, \
+     expected_version, expected_deployment, desired_serial, health::text AS health, created_ms, \
+     updated_ms";
+
+pub(super) async fn create_environment(
+    store: &PostgresStore,
+    env: &Environment,
+) -> StoreResult<Environment> {
+    let cols = EnvironmentCols::new(env)?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO environments (name, application, tier, options, status, expected_version, \
+         expected_deployment, desired_serial, health, created_ms, updated_ms) \
+         VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9::jsonb, $10, $11) RETURNING id",
+    )
+    .bind(&env.name)
+    .bind(&env.application)
+    .bind(&cols.tier)
+    .bind(&cols.options)
+    .bind(&cols.status)
+    .bind(&env.expected_version)
+    .bind(env.expected_deployment)
+    .bind(cols.desired_serial)
+    .bind(&cols.health)
+    .bind(env.created_ms)
+    .bind(env.updated_ms)
+    .fetch_one(&store.pool)
+    .await
+    .map_err(|e| {
+        codec::insert_error(
+            e,
+            format!("Environment {} already exists.", env.name),
+            &format!("application {}", env.application),
+        )
+    })?;
+    Ok(Environment { id, ..env.clone() })
+}
+
+pub(super) async fn environment(
+    store: &PostgresStore,
+    name: &str,
+) -> StoreResult<Option<Environment>> {
+    let sql = format!("SELECT {ENV_COLUMNS} FROM environments WHERE name = $1");
+    let row: Option<EnvironmentRow> = sqlx::query_as(&sql)
+        .bind(name)
+        .fetch_optional(&store.pool)
+        .await?;
+    row.map(EnvironmentRow::into_model).transpose()
+}
+
+pub(super) async fn environments(store: &PostgresStore) -> StoreResult<Vec<Environment>> {
+    let sql = format!("SELECT {ENV_COLUMNS} FROM environments ORDER BY id");
+    let rows: Vec<EnvironmentRow> = sqlx::query_as(&sql).fetch_all(&store.pool).await?;
+    codec::all(rows, EnvironmentRow::into_model)
+}
+
+pub(super) async fn save_environment(store: &PostgresStore, env: &Environment) -> StoreResult<()> {
+    let cols = EnvironmentCols::new(env)?;
+    let done = sqlx::query(
+        "UPDATE environments SET application = $2, tier = $3, options = $4::jsonb, status = $5, \
+         expected_version = $6, expected_deployment = $7, desired_serial = $8, health = $9::jsonb, \
+         created_ms = $10, updated_ms = $11 WHERE name = $1",
+    )
+    .bind(&env.name)
+    .bind(&env.application)
+    .bind(&cols.tier)
+    .bind(&cols.options)
+    .bind(&cols.status)
+    .bind(&env.expected_version)
+    .bind(env.expected_deployment)
+    .bind(cols.desired_serial)
+    .bind(&cols.health)
+    .bind(env.created_ms)
+    .bind(env.updated_ms)
+    .execute(&store.pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("environment {}", env.name)));
+    }
+    Ok(())
+}
+
+pub(super) async fn add_admin_token(
+    store: &PostgresStore,
+    hash: &str,
+    created_ms: Millis,
+) -> StoreResult<()> {
+    // Adding a token twice is harmless, so it is not a conflict.
+    sqlx::query(
+        "INSERT INTO admin_tokens (hash, created_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(hash)
+    .bind(created_ms)
+    .execute(&store.pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn is_admin_token(store: &PostgresStore, hash: &str) -> StoreResult<bool> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM admin_tokens WHERE hash = $1")
+        .bind(hash)
+        .fetch_optional(&store.pool)
+        .await?;
+    Ok(found.is_some())
+}
+
+pub(super) async fn try_lease(
+    store: &PostgresStore,
+    name: &str,
+    owner: &str,
+    now_ms: Millis,
+    until_ms: Millis,
+) -> StoreResult<bool> {
+    // One statement: the upsert's WHERE decides, so there is no read-then-write window (on a
+    // conflict PostgreSQL locks the row and re-checks WHERE on its latest version). When the
+    // lease is someone else's and still valid, DO UPDATE does nothing and RETURNING is empty.
+    let held: Option<String> = sqlx::query_scalar(
+        "INSERT INTO leases (name, owner, until_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms \
+         WHERE leases.until_ms < $4 OR leases.owner = excluded.owner \
+         RETURNING owner",
+    )
+    .bind(name)
+    .bind(owner)
+    .bind(until_ms)
+    .bind(now_ms)
+    .fetch_optional(&store.pool)
+    .await?;
+    Ok(held.is_some())
+}
+
+pub(super) async fn footprint(store: &PostgresStore) -> StoreResult<Footprint> {
+    let mut footprint = Footprint::default();
+    for table in codec::TABLES {
+        let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&store.pool)
+            .await?;
+        footprint
+            .rows
+            .insert((*table).to_owned(), codec::uint(count)?);
+    }
+    let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+        .fetch_one(&store.pool)
+        .await?;
+    footprint.bytes = codec::uint(bytes)?;
+    Ok(footprint)
+}
