@@ -26,16 +26,26 @@ fn fleet(controller: &TestController, count: usize) -> Vec<TestHost> {
     for host in &mut hosts {
         host.start();
     }
-    wait_for("every host enrolled and reporting", Duration::from_secs(30), || {
-        let instances = controller.api("/v1/environments/web/instances");
-        let list = instances["InstanceHealthList"].as_array().cloned().unwrap_or_default();
-        (list.len() == count).then_some(())
-    });
+    wait_for(
+        "every host enrolled and reporting",
+        Duration::from_secs(30),
+        || {
+            let instances = controller.api("/v1/environments/web/instances");
+            let list = instances["InstanceHealthList"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            (list.len() == count).then_some(())
+        },
+    );
     hosts
 }
 
 fn serving(host: &TestHost) -> Option<String> {
-    host.get("/").ok().filter(|r| r.status == 200).map(|r| r.body)
+    host.get("/")
+        .ok()
+        .filter(|r| r.status == 200)
+        .map(|r| r.body)
 }
 
 fn health_status(controller: &TestController) -> (String, Vec<String>) {
@@ -46,14 +56,20 @@ fn health_status(controller: &TestController) -> (String, Vec<String>) {
         .flatten()
         .filter_map(|c| c.as_str().map(str::to_string))
         .collect();
-    (health["HealthStatus"].as_str().unwrap_or("").to_string(), causes)
+    (
+        health["HealthStatus"].as_str().unwrap_or("").to_string(),
+        causes,
+    )
 }
 
 /// Every host event the controller stored appears once (same instance, date and message).
 fn assert_host_events_once(controller: &TestController) {
     let events = controller.events("web");
     let mut seen = HashSet::new();
-    for event in events.iter().filter(|e| e["InstanceId"].is_string() && e["Source"] != "controller") {
+    for event in events
+        .iter()
+        .filter(|e| e["InstanceId"].is_string() && e["Source"] != "controller")
+    {
         let key = (
             event["InstanceId"].to_string(),
             event["EventDate"].to_string(),
@@ -71,7 +87,14 @@ fn a_version_deployed_through_the_controller_serves_on_every_host_and_health_rol
     let hosts = fleet(&controller, 4);
     let bundles = tempfile::tempdir().expect("tempdir");
     let v1 = sample(bundles.path(), "v1", &[]);
-    let deployed = controller.cli(&["deploy", "web", v1.to_str().expect("path"), "--label", "v1", "--wait"]);
+    let deployed = controller.cli(&[
+        "deploy",
+        "web",
+        v1.to_str().expect("path"),
+        "--label",
+        "v1",
+        "--wait",
+    ]);
     assert!(
         deployed.status.success(),
         "deploy --wait: {}\n{}\n{}",
@@ -91,34 +114,49 @@ fn a_version_deployed_through_the_controller_serves_on_every_host_and_health_rol
 
     // One host's app starts failing a share of its requests: Warning, with EB's causes.
     let failing = &hosts[0];
-    let (status, causes) = wait_for("environment health Warning", Duration::from_secs(60), || {
-        for _ in 0..4 {
-            let _ = failing.get("/status/500");
-            let _ = failing.get("/");
-        }
-        for host in &hosts[1..] {
-            for _ in 0..12 {
-                let _ = host.get("/");
+    let (status, causes) = wait_for(
+        "environment health Warning",
+        Duration::from_secs(60),
+        || {
+            for _ in 0..4 {
+                let _ = failing.get("/status/500");
+                let _ = failing.get("/");
             }
-        }
-        let (status, causes) = health_status(&controller);
-        (status == "Warning").then_some((status, causes))
-    });
+            for host in &hosts[1..] {
+                for _ in 0..12 {
+                    let _ = host.get("/");
+                }
+            }
+            let (status, causes) = health_status(&controller);
+            (status == "Warning").then_some((status, causes))
+        },
+    );
     assert_eq!(status, "Warning");
     assert!(
-        causes.iter().any(|c| c == "Impaired services on 1 out of 4 instances.")
-            || causes.iter().any(|c| c.ends_with("% of the requests are failing with HTTP 5xx.")),
+        causes
+            .iter()
+            .any(|c| c == "Impaired services on 1 out of 4 instances.")
+            || causes
+                .iter()
+                .any(|c| c.ends_with("% of the requests are failing with HTTP 5xx.")),
         "EB's causes: {causes:?}"
     );
-    wait_for("environment health back to Ok", Duration::from_secs(60), || {
-        for host in &hosts {
-            let _ = host.get("/");
-        }
-        let (status, _) = health_status(&controller);
-        (status == "Ok").then_some(())
-    });
+    wait_for(
+        "environment health back to Ok",
+        Duration::from_secs(60),
+        || {
+            for host in &hosts {
+                let _ = host.get("/");
+            }
+            let (status, _) = health_status(&controller);
+            (status == "Ok").then_some(())
+        },
+    );
     let events = controller.events("web");
-    let messages: Vec<&str> = events.iter().filter_map(|e| e["Message"].as_str()).collect();
+    let messages: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["Message"].as_str())
+        .collect();
     let worse = messages
         .iter()
         .filter(|m| m.starts_with("Environment health has transitioned from Ok to Warning."))
@@ -127,7 +165,10 @@ fn a_version_deployed_through_the_controller_serves_on_every_host_and_health_rol
         .iter()
         .filter(|m| **m == "Environment health has transitioned from Warning to Ok.")
         .count();
-    assert!(worse >= 1 && better >= 1, "transition events: {messages:#?}");
+    assert!(
+        worse >= 1 && better >= 1,
+        "transition events: {messages:#?}"
+    );
     assert!(
         messages.contains(&"New application version was deployed to running EC2 instances."),
         "{messages:#?}"
@@ -142,23 +183,52 @@ fn a_controller_killed_mid_deployment_resumes_it_and_marks_no_host_missing() {
     let bundles = tempfile::tempdir().expect("tempdir");
     let v1 = sample(bundles.path(), "v1", &[]);
     let v2 = sample(bundles.path(), "v2", &[]);
-    let first = controller.cli(&["deploy", "web", v1.to_str().expect("path"), "--label", "v1", "--wait"]);
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let first = controller.cli(&[
+        "deploy",
+        "web",
+        v1.to_str().expect("path"),
+        "--label",
+        "v1",
+        "--wait",
+    ]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
 
-    let deployment = controller.cli_json(&["deploy", "web", v2.to_str().expect("path"), "--label", "v2"]);
+    let deployment =
+        controller.cli_json(&["deploy", "web", v2.to_str().expect("path"), "--label", "v2"]);
     let id = deployment["id"].as_i64().expect("deployment id");
     controller.kill();
     controller.spawn();
     // During the failover grace no host is NoData, and the deployment finishes.
-    let finished: Value = wait_for("the deployment resumed and finished", Duration::from_secs(60), || {
-        let instances = controller.api("/v1/environments/web/instances");
-        for instance in instances["InstanceHealthList"].as_array().into_iter().flatten() {
-            assert_ne!(instance["HealthStatus"], "NoData", "no host is missing after a restart: {instance}");
-        }
-        let deployment = controller.api(&format!("/v1/deployments/{id}"));
-        (deployment["status"] != "Pending" && deployment["status"] != "InProgress").then_some(deployment)
-    });
-    assert_eq!(finished["status"], "Succeeded", "{finished:#}\n{}", common::tail(&controller.log(), 40));
+    let finished: Value = wait_for(
+        "the deployment resumed and finished",
+        Duration::from_secs(60),
+        || {
+            let instances = controller.api("/v1/environments/web/instances");
+            for instance in instances["InstanceHealthList"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                assert_ne!(
+                    instance["HealthStatus"], "NoData",
+                    "no host is missing after a restart: {instance}"
+                );
+            }
+            let deployment = controller.api(&format!("/v1/deployments/{id}"));
+            (deployment["status"] != "Pending" && deployment["status"] != "InProgress")
+                .then_some(deployment)
+        },
+    );
+    assert_eq!(
+        finished["status"],
+        "Succeeded",
+        "{finished:#}\n{}",
+        common::tail(&controller.log(), 40)
+    );
     for host in &hosts {
         assert!(serving(host).expect("serves").contains("v2"));
     }
@@ -168,8 +238,15 @@ fn a_controller_killed_mid_deployment_resumes_it_and_marks_no_host_missing() {
         .filter(|e| e["DeploymentId"] == id)
         .filter_map(|e| e["Message"].as_str().map(str::to_string))
         .collect();
-    for once in ["Environment update is starting.", "New application version was deployed to running EC2 instances."] {
-        assert_eq!(messages.iter().filter(|m| *m == once).count(), 1, "{once:?} once in {messages:#?}");
+    for once in [
+        "Environment update is starting.",
+        "New application version was deployed to running EC2 instances.",
+    ] {
+        assert_eq!(
+            messages.iter().filter(|m| *m == once).count(),
+            1,
+            "{once:?} once in {messages:#?}"
+        );
     }
     assert_host_events_once(&controller);
 }
@@ -181,12 +258,25 @@ fn a_host_cut_off_is_nodata_then_back_with_its_events_once() {
     let controller = &mut controller_config;
     let bundles = tempfile::tempdir().expect("tempdir");
     let v1 = sample(bundles.path(), "v1", &[]);
-    let deployed = controller.cli(&["deploy", "web", v1.to_str().expect("path"), "--label", "v1", "--wait"]);
-    assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
+    let deployed = controller.cli(&[
+        "deploy",
+        "web",
+        v1.to_str().expect("path"),
+        "--label",
+        "v1",
+        "--wait",
+    ]);
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
     // Past the failover grace (3 s in the test config), silence means NoData.
-    wait_for("the failover grace is over", Duration::from_secs(30), || {
-        (health_status(controller).0 == "Ok").then_some(())
-    });
+    wait_for(
+        "the failover grace is over",
+        Duration::from_secs(30),
+        || (health_status(controller).0 == "Ok").then_some(()),
+    );
     let cut = &mut hosts[1];
     cut.stop_agent(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(10));
     let instance = wait_for("the silent host is NoData", Duration::from_secs(30), || {

@@ -11,13 +11,23 @@ use common::http::request;
 use common::wait_for;
 use serde_json::{Value, json};
 
-fn call(controller: &TestController, method: &str, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+fn call(
+    controller: &TestController,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> (u16, Value) {
     let bearer = token.map(|t| format!("Bearer {t}"));
     let mut headers = vec![("Content-Type", "application/json")];
     if let Some(bearer) = &bearer {
         headers.push(("Authorization", bearer.as_str()));
     }
-    let bytes = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
+    let bytes = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
     let response = request(controller.port, method, path, &headers, &bytes).expect("request");
     let document = serde_json::from_str(&response.body).unwrap_or(Value::Null);
     (response.status, document)
@@ -35,35 +45,100 @@ fn every_plane_refuses_what_is_not_authenticated() {
     let controller = TestController::start(None);
     let admin = controller.admin_token();
     // Operator plane.
-    assert_eq!(call(&controller, "GET", "/v1/environments", None, &Value::Null).0, 401);
-    assert_eq!(call(&controller, "GET", "/v1/environments", Some("hma_wrong"), &Value::Null).0, 401);
-    assert_eq!(call(&controller, "GET", "/v1/environments", Some(&admin), &Value::Null).0, 200);
-    assert_eq!(call(&controller, "GET", "/metrics", None, &Value::Null).0, 401);
+    assert_eq!(
+        call(&controller, "GET", "/v1/environments", None, &Value::Null).0,
+        401
+    );
+    assert_eq!(
+        call(
+            &controller,
+            "GET",
+            "/v1/environments",
+            Some("hma_wrong"),
+            &Value::Null
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        call(
+            &controller,
+            "GET",
+            "/v1/environments",
+            Some(&admin),
+            &Value::Null
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        call(&controller, "GET", "/metrics", None, &Value::Null).0,
+        401
+    );
     controller.cli_json(&["env", "create", "web"]);
 
     // Enrollment: a token with one use works once; an unknown one never.
     let token = controller.enrollment_token("web", 1);
     let enroll = json!({"instance_id": "i-a", "machine_fingerprint": "f1", "agent_version": "test", "facts": {}});
-    assert_eq!(call(&controller, "POST", "/v1/enroll", None, &enroll).0, 401);
-    assert_eq!(call(&controller, "POST", "/v1/enroll", Some("hme_unknown"), &enroll).0, 401);
+    assert_eq!(
+        call(&controller, "POST", "/v1/enroll", None, &enroll).0,
+        401
+    );
+    assert_eq!(
+        call(
+            &controller,
+            "POST",
+            "/v1/enroll",
+            Some("hme_unknown"),
+            &enroll
+        )
+        .0,
+        401
+    );
     let (status, credential) = call(&controller, "POST", "/v1/enroll", Some(&token), &enroll);
     assert_eq!(status, 200, "{credential}");
     let secret_a = credential["secret"].as_str().expect("secret").to_string();
     let other = json!({"instance_id": "i-b", "machine_fingerprint": "f2", "agent_version": "test", "facts": {}});
     let (status, used_up) = call(&controller, "POST", "/v1/enroll", Some(&token), &other);
     assert_eq!(status, 401, "{used_up}");
-    assert!(used_up["error"].as_str().expect("error").contains("no uses left"));
+    assert!(
+        used_up["error"]
+            .as_str()
+            .expect("error")
+            .contains("no uses left")
+    );
 
     // An expired token: created valid for one second, refused once that second is past.
-    let expiring = controller.cli_json(&["enroll-token", "create", "web", "--uses", "5", "--expires", "1s"]);
-    let expires_at = expiring["ExpiresAt"].as_str().expect("ExpiresAt").to_string();
+    let expiring = controller.cli_json(&[
+        "enroll-token",
+        "create",
+        "web",
+        "--uses",
+        "5",
+        "--expires",
+        "1s",
+    ]);
+    let expires_at = expiring["ExpiresAt"]
+        .as_str()
+        .expect("ExpiresAt")
+        .to_string();
     let expiring = expiring["Token"].as_str().expect("Token").to_string();
-    let (status, expired) = wait_for("the token to expire", Duration::from_secs(10), || {
-        let (status, body) = call(&controller, "POST", "/v1/enroll", Some(&expiring), &other);
-        (status != 200).then_some((status, body))
-    });
+    // Enrolling while it is valid would spend its uses, so only the clock is watched.
+    let deadline: jiff::Timestamp = expires_at.parse().expect("ExpiresAt is RFC 3339");
+    wait_for(
+        "the token's expiry to pass",
+        Duration::from_secs(10),
+        || (jiff::Timestamp::now() > deadline).then_some(()),
+    );
+    let (status, expired) = call(&controller, "POST", "/v1/enroll", Some(&expiring), &other);
     assert_eq!(status, 401, "{expired} (expires {expires_at})");
-    assert!(expired["error"].as_str().expect("error").contains("expired"), "{expired}");
+    assert!(
+        expired["error"]
+            .as_str()
+            .expect("error")
+            .contains("expired"),
+        "{expired}"
+    );
 
     // A second host for the path tests.
     let token_b = controller.enrollment_token("web", 1);
@@ -73,34 +148,131 @@ fn every_plane_refuses_what_is_not_authenticated() {
 
     // Reports: no secret, a wrong one, another host's path.
     let path_a = "/v1/hosts/i-a/report";
-    assert_eq!(call(&controller, "POST", path_a, None, &report_body("i-a")).0, 401);
-    assert_eq!(call(&controller, "POST", path_a, Some("hmi_wrong"), &report_body("i-a")).0, 401);
-    assert_eq!(call(&controller, "POST", path_a, Some(&secret_b), &report_body("i-a")).0, 403);
-    assert_eq!(call(&controller, "POST", path_a, Some(&secret_a), &report_body("i-b")).0, 403);
-    let (status, reply) = call(&controller, "POST", path_a, Some(&secret_a), &report_body("i-a"));
+    assert_eq!(
+        call(&controller, "POST", path_a, None, &report_body("i-a")).0,
+        401
+    );
+    assert_eq!(
+        call(
+            &controller,
+            "POST",
+            path_a,
+            Some("hmi_wrong"),
+            &report_body("i-a")
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        call(
+            &controller,
+            "POST",
+            path_a,
+            Some(&secret_b),
+            &report_body("i-a")
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &controller,
+            "POST",
+            path_a,
+            Some(&secret_a),
+            &report_body("i-b")
+        )
+        .0,
+        403
+    );
+    let (status, reply) = call(
+        &controller,
+        "POST",
+        path_a,
+        Some(&secret_a),
+        &report_body("i-a"),
+    );
     assert_eq!(status, 200, "{reply}");
     // The admin token is not a host secret, and a host secret is not an admin token.
-    assert_eq!(call(&controller, "POST", path_a, Some(&admin), &report_body("i-a")).0, 401);
-    assert_eq!(call(&controller, "GET", "/v1/environments", Some(&secret_a), &Value::Null).0, 401);
+    assert_eq!(
+        call(
+            &controller,
+            "POST",
+            path_a,
+            Some(&admin),
+            &report_body("i-a")
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        call(
+            &controller,
+            "GET",
+            "/v1/environments",
+            Some(&secret_a),
+            &Value::Null
+        )
+        .0,
+        401
+    );
 
     // The same instance id from another machine is refused.
     let token_c = controller.enrollment_token("web", 1);
     let clash = json!({"instance_id": "i-a", "machine_fingerprint": "other", "agent_version": "t", "facts": {}});
-    assert_eq!(call(&controller, "POST", "/v1/enroll", Some(&token_c), &clash).0, 409);
+    assert_eq!(
+        call(&controller, "POST", "/v1/enroll", Some(&token_c), &clash).0,
+        409
+    );
 
     // Revoked: refused from then on.
     let revoked = controller.cli_json(&["revoke", "i-a"]);
     assert_eq!(revoked["Revoked"], true);
-    let (status, body) = call(&controller, "POST", path_a, Some(&secret_a), &report_body("i-a"));
+    let (status, body) = call(
+        &controller,
+        "POST",
+        path_a,
+        Some(&secret_a),
+        &report_body("i-a"),
+    );
     assert_eq!(status, 401);
-    assert!(body["error"].as_str().expect("error").contains("revoked"), "{body}");
+    assert!(
+        body["error"].as_str().expect("error").contains("revoked"),
+        "{body}"
+    );
     // Rotation: the new secret works, and so does the old one during the grace.
-    let (status, rotated) = call(&controller, "POST", "/v1/hosts/i-b/credential", Some(&secret_b), &Value::Null);
+    let (status, rotated) = call(
+        &controller,
+        "POST",
+        "/v1/hosts/i-b/credential",
+        Some(&secret_b),
+        &Value::Null,
+    );
     assert_eq!(status, 200, "{rotated}");
     let new_b = rotated["secret"].as_str().expect("secret");
     assert_ne!(new_b, secret_b);
-    assert_eq!(call(&controller, "POST", "/v1/hosts/i-b/report", Some(new_b), &report_body("i-b")).0, 200);
-    assert_eq!(call(&controller, "POST", "/v1/hosts/i-b/report", Some(&secret_b), &report_body("i-b")).0, 200);
+    assert_eq!(
+        call(
+            &controller,
+            "POST",
+            "/v1/hosts/i-b/report",
+            Some(new_b),
+            &report_body("i-b")
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &controller,
+            "POST",
+            "/v1/hosts/i-b/report",
+            Some(&secret_b),
+            &report_body("i-b")
+        )
+        .0,
+        200
+    );
     // Nothing secret is in the controller's log.
     let log = controller.log();
     for secret in [&secret_a, &secret_b, &token, &admin] {
@@ -116,13 +288,38 @@ fn a_second_operation_on_an_environment_is_refused_with_elastic_beanstalks_messa
     // A host that enrolls but never deploys keeps the deployment running.
     let token = controller.enrollment_token("web", 1);
     let enroll = json!({"instance_id": "i-slow", "machine_fingerprint": "f", "agent_version": "t", "facts": {}});
-    assert_eq!(call(&controller, "POST", "/v1/enroll", Some(&token), &enroll).0, 200);
+    assert_eq!(
+        call(&controller, "POST", "/v1/enroll", Some(&token), &enroll).0,
+        200
+    );
     let version = json!({"VersionLabel": "v1", "SourceBundle": "https://example.invalid/v1.zip"});
-    assert_eq!(call(&controller, "POST", "/v1/applications/web/versions", Some(&admin), &version).0, 200);
+    assert_eq!(
+        call(
+            &controller,
+            "POST",
+            "/v1/applications/web/versions",
+            Some(&admin),
+            &version
+        )
+        .0,
+        200
+    );
     let update = json!({"VersionLabel": "v1"});
-    let (status, first) = call(&controller, "PUT", "/v1/environments/web", Some(&admin), &update);
+    let (status, first) = call(
+        &controller,
+        "PUT",
+        "/v1/environments/web",
+        Some(&admin),
+        &update,
+    );
     assert_eq!(status, 200, "{first}");
-    let (status, second) = call(&controller, "PUT", "/v1/environments/web", Some(&admin), &update);
+    let (status, second) = call(
+        &controller,
+        "PUT",
+        "/v1/environments/web",
+        Some(&admin),
+        &update,
+    );
     assert_eq!(status, 409, "{second}");
     assert_eq!(
         second["error"],
@@ -134,7 +331,13 @@ fn a_second_operation_on_an_environment_is_refused_with_elastic_beanstalks_messa
     // Abort is always possible, and makes the environment Ready again.
     let aborted = controller.cli_json(&["abort", "web"]);
     assert_eq!(aborted["status"], "Aborted", "{aborted}");
-    let (status, third) = call(&controller, "PUT", "/v1/environments/web", Some(&admin), &update);
+    let (status, third) = call(
+        &controller,
+        "PUT",
+        "/v1/environments/web",
+        Some(&admin),
+        &update,
+    );
     assert_eq!(status, 200, "{third}");
 }
 
@@ -142,7 +345,13 @@ fn a_second_operation_on_an_environment_is_refused_with_elastic_beanstalks_messa
 fn every_operation_of_the_openapi_document_is_routed() {
     let controller = TestController::start(None);
     let admin = controller.admin_token();
-    let (status, document) = call(&controller, "GET", "/v1/openapi.json", Some(&admin), &Value::Null);
+    let (status, document) = call(
+        &controller,
+        "GET",
+        "/v1/openapi.json",
+        Some(&admin),
+        &Value::Null,
+    );
     assert_eq!(status, 200);
     let paths = document["paths"].as_object().expect("paths");
     for (path, operations) in paths {
@@ -154,15 +363,37 @@ fn every_operation_of_the_openapi_document_is_routed() {
             .replace("{id}", "1")
             .replace("{key}", "bundles/none.zip");
         for method in operations.as_object().expect("operations").keys() {
-            let (status, body) = call(&controller, &method.to_uppercase(), &concrete, Some(&admin), &Value::Null);
-            let unrouted = body["error"].as_str().is_some_and(|e| e.starts_with("no such endpoint"));
-            assert!(!unrouted, "{method} {path} is documented but not routed ({status})");
+            let (status, body) = call(
+                &controller,
+                &method.to_uppercase(),
+                &concrete,
+                Some(&admin),
+                &Value::Null,
+            );
+            let unrouted = body["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("no such endpoint"));
+            assert!(
+                !unrouted,
+                "{method} {path} is documented but not routed ({status})"
+            );
         }
     }
     // And an undocumented path is not routed.
-    let (status, body) = call(&controller, "GET", "/v1/nothing", Some(&admin), &Value::Null);
+    let (status, body) = call(
+        &controller,
+        "GET",
+        "/v1/nothing",
+        Some(&admin),
+        &Value::Null,
+    );
     assert_eq!(status, 404);
-    assert!(body["error"].as_str().expect("error").starts_with("no such endpoint"));
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("no such endpoint")
+    );
 }
 
 #[test]
@@ -193,12 +424,27 @@ fn an_agent_enrolls_with_its_token_file_and_keeps_its_secret_private() {
     let token = controller.enrollment_token("web", 1);
     let mut host = enrolled_host(&controller, "i-agent", &token);
     host.start();
-    wait_for("the agent enrolled and reports", Duration::from_secs(30), || {
-        let instances = controller.api("/v1/environments/web/instances");
-        instances["InstanceHealthList"].as_array().filter(|l| l.len() == 1).map(|_| ())
-    });
+    wait_for(
+        "the agent enrolled and reports",
+        Duration::from_secs(30),
+        || {
+            let instances = controller.api("/v1/environments/web/instances");
+            instances["InstanceHealthList"]
+                .as_array()
+                .filter(|l| l.len() == 1)
+                .map(|_| ())
+        },
+    );
     let credential = host.path("var/lib/hostmanager/controller-credential.json");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&credential).expect("credential").permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&credential)
+            .expect("credential")
+            .permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
-    assert!(!std::fs::read_to_string(&credential).expect("read").contains(&token));
+    assert!(
+        !std::fs::read_to_string(&credential)
+            .expect("read")
+            .contains(&token)
+    );
 }

@@ -103,7 +103,10 @@ impl TestController {
             {
                 panic!("controller exited with {status}; log:\n{}", self.log());
             }
-            super::http::get(port, "/healthz").ok().filter(|r| r.status == 200).map(|_| ())
+            super::http::get(port, "/healthz")
+                .ok()
+                .filter(|r| r.status == 200)
+                .map(|_| ())
         });
     }
 
@@ -161,7 +164,10 @@ impl TestController {
             super::tail(&self.log(), 40)
         );
         serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-            panic!("{args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout))
+            panic!(
+                "{args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
         })
     }
 
@@ -181,7 +187,13 @@ impl TestController {
 
     /// An enrollment token for `environment` with `uses` uses.
     pub fn enrollment_token(&self, environment: &str, uses: u32) -> String {
-        let token = self.cli_json(&["enroll-token", "create", environment, "--uses", &uses.to_string()]);
+        let token = self.cli_json(&[
+            "enroll-token",
+            "create",
+            environment,
+            "--uses",
+            &uses.to_string(),
+        ]);
         token["Token"].as_str().expect("Token").to_string()
     }
 
@@ -192,7 +204,9 @@ impl TestController {
 
     /// The environment's events, oldest first.
     pub fn events(&self, environment: &str) -> Vec<Value> {
-        let page = self.api(&format!("/v1/events?EnvironmentName={environment}&MaxRecords=1000"));
+        let page = self.api(&format!(
+            "/v1/events?EnvironmentName={environment}&MaxRecords=1000"
+        ));
         let mut events = page["Events"].as_array().cloned().unwrap_or_default();
         events.reverse();
         events
@@ -211,12 +225,18 @@ pub fn enrolled_host(controller: &TestController, instance_id: &str, token: &str
     let token_file = host.path("etc/hostmanager/enrollment.token");
     std::fs::create_dir_all(token_file.parent().expect("parent")).expect("mkdir");
     std::fs::write(&token_file, token).expect("token");
-    std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .expect("chmod");
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
     host.set("environment", "instance_id", instance_id)
         .set("controller", "url", controller.url())
-        .set("controller", "enrollment_token_file", token_file.to_string_lossy().to_string())
+        .set(
+            "controller",
+            "enrollment_token_file",
+            token_file.to_string_lossy().to_string(),
+        )
         .set("controller", "interval", "300ms")
         .set("controller", "timeout", "5s")
-        .set("controller", "advertise_addr", "127.0.0.1:0")
 }

@@ -39,7 +39,10 @@ pub struct TlsFiles {
 pub enum Database {
     Sqlite(PathBuf),
     /// The URL (it may hold a password: never logged, see `Database::describe`).
-    Postgres { url: String, max_connections: u32 },
+    Postgres {
+        url: String,
+        max_connections: u32,
+    },
 }
 
 impl Database {
@@ -79,10 +82,11 @@ pub struct HostsConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeployConfig {
     /// Reports at or better than the health threshold, in a row, before a host passes the
-    /// deployment's health gate (Elastic Beanstalk: 12 checks within 2 minutes).
-    pub health_gate_reports: u32,
-    /// And the gate spans at least this long.
-    pub health_gate_min: Duration,
+    /// deployment's health gate. Unset: Elastic Beanstalk's, by tier (web 12 within 2 minutes,
+    /// worker 18 within 3).
+    pub health_gate_reports: Option<u32>,
+    /// And the span those reports cover at least (unset: by tier, as above).
+    pub health_gate_min: Option<Duration>,
     /// How often the orchestrator steps deployments and rolls up health.
     pub tick: Duration,
     /// An environment's lease: another replica takes over after this.
@@ -172,7 +176,8 @@ pub fn load(file: Option<&Path>, data_dir: Option<&Path>) -> Result<Config, Vec<
 
 /// Parses a config from text (tests, `validate`).
 pub fn parse(text: &str, data_dir: Option<&Path>) -> Result<Config, Vec<String>> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| vec![e.to_string().trim().to_string()])?;
+    let raw: RawConfig =
+        toml::from_str(text).map_err(|e| vec![e.to_string().trim().to_string()])?;
     resolve(raw, data_dir)
 }
 
@@ -182,7 +187,10 @@ fn resolve(raw: RawConfig, data_dir: Option<&Path>) -> Result<Config, Vec<String
         .map(Path::to_path_buf)
         .or(raw.data_dir)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    let listen_text = raw.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let listen_text = raw
+        .server
+        .listen
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
         problems.push(format!(
             "server.listen: {listen_text:?} is not an address:port (e.g. 127.0.0.1:7600)"
@@ -190,7 +198,10 @@ fn resolve(raw: RawConfig, data_dir: Option<&Path>) -> Result<Config, Vec<String
         SocketAddr::from(([127, 0, 0, 1], 7600))
     });
     let tls = match (raw.server.tls_cert_file, raw.server.tls_key_file) {
-        (Some(cert_file), Some(key_file)) => Some(TlsFiles { cert_file, key_file }),
+        (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+            cert_file,
+            key_file,
+        }),
         (None, None) => None,
         (Some(_), None) => {
             problems.push("server.tls_key_file: required with server.tls_cert_file".into());
@@ -244,12 +255,18 @@ fn resolve(raw: RawConfig, data_dir: Option<&Path>) -> Result<Config, Vec<String
         Some(text) => match humantime::parse_duration(&text) {
             Ok(value) if !value.is_zero() => value,
             _ => {
-                problems.push(format!("{key}: {text:?} is not a duration like 10s, 5m or 30d"));
+                problems.push(format!(
+                    "{key}: {text:?} is not a duration like 10s, 5m or 30d"
+                ));
                 default
             }
         },
     };
-    let interval = duration("hosts.interval", raw.hosts.interval, Duration::from_secs(10));
+    let interval = duration(
+        "hosts.interval",
+        raw.hosts.interval,
+        Duration::from_secs(10),
+    );
     let failover_grace = duration(
         "hosts.failover_grace",
         raw.hosts.failover_grace,
@@ -270,11 +287,10 @@ fn resolve(raw: RawConfig, data_dir: Option<&Path>) -> Result<Config, Vec<String
         raw.hosts.enrollment_token_ttl,
         Duration::from_secs(3600),
     );
-    let health_gate_min = duration(
-        "deploy.health_gate_min",
-        raw.deploy.health_gate_min,
-        Duration::from_secs(110),
-    );
+    let health_gate_min = raw
+        .deploy
+        .health_gate_min
+        .map(|text| duration("deploy.health_gate_min", Some(text), Duration::ZERO));
     let tick = duration("deploy.tick", raw.deploy.tick, Duration::from_secs(1));
     let lease = duration("deploy.lease", raw.deploy.lease, Duration::from_secs(15));
     let commit_window = duration(
@@ -291,8 +307,8 @@ fn resolve(raw: RawConfig, data_dir: Option<&Path>) -> Result<Config, Vec<String
     if missed_reports == 0 {
         problems.push("hosts.missed_reports: must be at least 1".into());
     }
-    let health_gate_reports = raw.deploy.health_gate_reports.unwrap_or(12);
-    if health_gate_reports == 0 {
+    let health_gate_reports = raw.deploy.health_gate_reports;
+    if health_gate_reports == Some(0) {
         problems.push("deploy.health_gate_reports: must be at least 1".into());
     }
     if lease <= tick * 2 {
@@ -342,7 +358,10 @@ mod tests {
     #[test]
     fn no_config_means_sqlite_and_loopback_under_the_data_dir() {
         let config = parse("", Some(Path::new("/tmp/c"))).expect("defaults");
-        assert_eq!(config.database, Database::Sqlite("/tmp/c/controller.db".into()));
+        assert_eq!(
+            config.database,
+            Database::Sqlite("/tmp/c/controller.db".into())
+        );
         assert_eq!(config.listen.to_string(), "127.0.0.1:7600");
         assert_eq!(config.public_url, "http://127.0.0.1:7600");
         assert_eq!(config.objects, Objects::Local("/tmp/c/objects".into()));

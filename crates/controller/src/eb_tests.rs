@@ -19,6 +19,7 @@ fn env() -> Environment {
         expected_version: Some("v1".into()),
         expected_deployment: Some(1),
         desired_serial: 1,
+        desired_version: None,
         health: PublishedHealth {
             status: "Degraded".into(),
             color: "Red".into(),
@@ -58,7 +59,7 @@ fn environment_description_has_ebs_keys() {
         Some("prod.example.com"),
         None,
     ))
-    .unwrap();
+    .expect("the test sets it up");
     assert_eq!(json["EnvironmentName"], "prod");
     assert_eq!(json["EnvironmentId"], "e-42");
     assert_eq!(json["ApplicationName"], "shop");
@@ -92,7 +93,7 @@ fn environment_health_has_ebs_keys() {
         1_700_000_000_000,
     );
     assert_eq!(result.causes[1].chars().count(), 255);
-    let json = serde_json::to_value(&result).unwrap();
+    let json = serde_json::to_value(&result).expect("the test sets it up");
     for key in [
         "EnvironmentName",
         "HealthStatus",
@@ -148,7 +149,8 @@ fn single_instance_health_has_ebs_keys() {
         basis: Basis::Reported,
     };
     let serials = BTreeMap::from([(3, 1)]);
-    let json = serde_json::to_value(instance_health(&i, &health, &serials)).unwrap();
+    let json =
+        serde_json::to_value(instance_health(&i, &health, &serials)).expect("the test sets it up");
     assert_eq!(json["InstanceId"], "i-1");
     assert_eq!(json["HealthStatus"], "Warning");
     assert_eq!(json["Color"], "Yellow");
@@ -177,7 +179,7 @@ fn single_instance_health_has_ebs_keys() {
         refreshed_at: date(0),
         next_token: None,
     };
-    let json = serde_json::to_value(list).unwrap();
+    let json = serde_json::to_value(list).expect("the test sets it up");
     assert!(json.get("InstanceHealthList").is_some());
     assert!(json.get("NextToken").is_none());
 }
@@ -197,7 +199,8 @@ fn event_description_has_ebs_keys_and_severity_names() {
             deployment_id: Some(3),
         },
     };
-    let json = serde_json::to_value(event_description(&stored, "shop", Some("v1"))).unwrap();
+    let json = serde_json::to_value(event_description(&stored, "shop", Some("v1")))
+        .expect("the test sets it up");
     assert_eq!(json["EventDate"], "2023-11-14T22:13:20.123Z");
     assert_eq!(json["Severity"], "WARN");
     assert_eq!(json["ApplicationName"], "shop");
@@ -222,7 +225,7 @@ fn application_version_shows_s3_sources_as_a_bundle() {
         size_bytes: None,
         created_ms: 0,
     };
-    let json = serde_json::to_value(application_version(&version)).unwrap();
+    let json = serde_json::to_value(application_version(&version)).expect("the test sets it up");
     assert_eq!(json["SourceBundle"]["S3Bucket"], "bucket");
     assert_eq!(json["SourceBundle"]["S3Key"], "path/app.zip");
     assert_eq!(json["Status"], "Processed");
@@ -231,7 +234,7 @@ fn application_version_shows_s3_sources_as_a_bundle() {
         source: "upload:abc".into(),
         ..version
     };
-    let json = serde_json::to_value(application_version(&local)).unwrap();
+    let json = serde_json::to_value(application_version(&local)).expect("the test sets it up");
     assert!(json.get("SourceBundle").is_none());
     assert_eq!(json["SourceLocation"], "upload:abc");
 }

@@ -252,7 +252,7 @@ mod tests {
         // 1 ms, 2 ms, …, 1000 ms, once each: the q-th percentile is q·1000 ms.
         let values: Vec<(u64, u64)> = (1..=1000).map(|ms| (ms, 1)).collect();
         let metrics = instance_metrics(&window(0, &values, [1000, 0, 0, 0]));
-        let latency = metrics.latency.unwrap();
+        let latency = metrics.latency.expect("the test sets it up");
         // HDR's 3 significant digits: within 0.1 % of the exact value, never below it.
         let close = |got: f64, want: f64| got >= want && got <= want * 1.001 + 0.001;
         assert!(close(latency.p10, 0.1), "{latency:?}");
@@ -269,7 +269,9 @@ mod tests {
         // average of per-host medians would be half-way.
         let fast = window(0, &[(1, 40)], [40, 0, 0, 0]);
         let slow = window(0, &[(1_000, 60)], [60, 0, 0, 0]);
-        let latency = environment_metrics([&fast, &slow], -1).latency.unwrap();
+        let latency = environment_metrics([&fast, &slow], -1)
+            .latency
+            .expect("the test sets it up");
         assert!((latency.p50 - 1.0).abs() < 0.002, "{latency:?}");
         assert_eq!(latency.p10, 0.001);
     }
@@ -288,7 +290,7 @@ mod tests {
     fn status_codes_are_percentages_and_shape_is_ebs() {
         let w = window(0, &[(12, 1000)], [801, 0, 0, 199]);
         let metrics = instance_metrics(&w);
-        let json = serde_json::to_value(&metrics).unwrap();
+        let json = serde_json::to_value(&metrics).expect("the test sets it up");
         assert_eq!(json["Duration"], 10);
         assert_eq!(json["RequestCount"], 100.0);
         assert_eq!(json["StatusCodes"]["Status5xx"], 19.9);
@@ -304,7 +306,7 @@ mod tests {
         let metrics = instance_metrics(&MetricsWindow::default());
         assert_eq!(metrics.status_codes, None);
         assert_eq!(metrics.latency, None);
-        let json = serde_json::to_value(&metrics).unwrap();
+        let json = serde_json::to_value(&metrics).expect("the test sets it up");
         assert!(json.get("Latency").is_none());
         assert_eq!(json["RequestCount"], 0.0);
     }

@@ -222,6 +222,21 @@ pub enum EventSeverity {
     Fatal,
 }
 
+impl EventSeverity {
+    /// EB's names, any case.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text.to_ascii_uppercase().as_str() {
+            "TRACE" => Self::Trace,
+            "DEBUG" => Self::Debug,
+            "INFO" => Self::Info,
+            "WARN" => Self::Warn,
+            "ERROR" => Self::Error,
+            "FATAL" => Self::Fatal,
+            _ => return None,
+        })
+    }
+}
+
 /// An event as the controller stores it: from a host (with its journal id, so a report sent
 /// twice stores it once) or from the controller itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

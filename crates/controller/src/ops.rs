@@ -2,8 +2,8 @@
 //! actions. Each writes its intent (a deployment row) before anything acts on it, so the
 //! orchestrator can resume it after a crash or on another replica.
 
-use crate::fleet::{App, now_ms};
 use crate::fleet::reports::controller_event;
+use crate::fleet::{App, now_ms};
 use crate::http::response::Failure;
 use crate::model::*;
 use crate::store::Store;
@@ -11,7 +11,9 @@ use crate::store::Store;
 pub fn valid_name(what: &str, name: &str) -> Result<(), Failure> {
     // Elastic Beanstalk: 4 to 40 characters for environments; letters, digits, hyphens.
     let ok = (1..=100).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !name.starts_with(['-', '.']);
     if ok {
         Ok(())
@@ -22,9 +24,19 @@ pub fn valid_name(what: &str, name: &str) -> Result<(), Failure> {
     }
 }
 
-pub async fn ensure_application<S: Store>(app: &App<S>, name: &str, description: &str) -> Result<Application, Failure> {
+pub async fn ensure_application<S: Store>(
+    app: &App<S>,
+    name: &str,
+    description: &str,
+) -> Result<Application, Failure> {
     valid_name("ApplicationName", name)?;
-    if let Some(existing) = app.store.applications().await?.into_iter().find(|a| a.name == name) {
+    if let Some(existing) = app
+        .store
+        .applications()
+        .await?
+        .into_iter()
+        .find(|a| a.name == name)
+    {
         return Ok(existing);
     }
     let application = Application {
@@ -38,13 +50,18 @@ pub async fn ensure_application<S: Store>(app: &App<S>, name: &str, description:
     }
 }
 
-pub async fn create_version<S: Store>(app: &App<S>, version: AppVersion) -> Result<AppVersion, Failure> {
+pub async fn create_version<S: Store>(
+    app: &App<S>,
+    version: AppVersion,
+) -> Result<AppVersion, Failure> {
     valid_name("VersionLabel", &version.label)?;
     ensure_application(app, &version.application, "").await?;
     if let Some(sha) = &version.sha256
         && (sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()))
     {
-        return Err(Failure::bad_request(format!("Sha256: {sha:?} is not 64 hexadecimal digits")));
+        return Err(Failure::bad_request(format!(
+            "Sha256: {sha:?} is not 64 hexadecimal digits"
+        )));
     }
     match app.store.create_version(&version).await {
         Ok(()) => Ok(version),
@@ -91,7 +108,9 @@ pub async fn create_environment<S: Store>(
     let created = match app.store.create_environment(&env).await {
         Ok(created) => created,
         Err(crate::store::StoreError::Conflict(_)) => {
-            return Err(Failure::bad_request(format!("Environment {name} already exists.")));
+            return Err(Failure::bad_request(format!(
+                "Environment {name} already exists."
+            )));
         }
         Err(e) => return Err(e.into()),
     };
@@ -100,7 +119,9 @@ pub async fn create_environment<S: Store>(
             name,
             None,
             EventSeverity::Info,
-            format!("createEnvironment is starting. Environment {name} created with tier {tier:?}."),
+            format!(
+                "createEnvironment is starting. Environment {name} created with tier {tier:?}."
+            ),
         )])
         .await?;
     app.refresh().await?;
@@ -110,7 +131,9 @@ pub async fn create_environment<S: Store>(
 pub async fn environment<S: Store>(app: &App<S>, name: &str) -> Result<Environment, Failure> {
     match app.store.environment(name).await? {
         Some(env) if env.status != EnvStatus::Terminated => Ok(env),
-        _ => Err(Failure::not_found(format!("No Environment found for EnvironmentName = '{name}'."))),
+        _ => Err(Failure::not_found(format!(
+            "No Environment found for EnvironmentName = '{name}'."
+        ))),
     }
 }
 
@@ -150,20 +173,16 @@ pub async fn update_environment<S: Store>(
             Failure::bad_request("VersionLabel: the environment runs no version yet; name one")
         })?,
     };
-    let members = members(app, &env).await?;
-    let deployment = Deployment {
-        id: 0,
-        environment: env.name.clone(),
-        kind: DeploymentKind::Deploy,
-        version_label: Some(label),
-        serial: env.desired_serial + 1,
-        policy: crate::options::CommandOptions::from(&merged).policy_name(),
-        status: DeploymentStatus::Pending,
-        created_ms: now_ms(),
-        finished_ms: None,
-        message: None,
-        members,
-    };
+    let members = member_ids(app, &env).await?;
+    let deployment = crate::deploy::new_deployment(
+        0,
+        &env.name,
+        DeploymentKind::Deploy,
+        Some(&label),
+        env.desired_serial + 1,
+        members.iter().map(String::as_str),
+        now_ms(),
+    );
     let deployment = app.store.create_deployment(&deployment).await?;
     // The deployment row is the intent; the options belong to the environment from now on
     // (the orchestrator raises the desired serial when it starts the deployment).
@@ -178,19 +197,17 @@ pub async fn update_environment<S: Store>(
 /// `RestartAppServer`: every instance restarts its app (zero downtime on each host).
 pub async fn restart<S: Store>(app: &App<S>, name: &str) -> Result<Deployment, Failure> {
     let env = environment(app, name).await?;
-    let deployment = Deployment {
-        id: 0,
-        environment: env.name.clone(),
-        kind: DeploymentKind::Restart,
-        version_label: env.desired_version.clone(),
-        serial: 0,
-        policy: "AllAtOnce".into(),
-        status: DeploymentStatus::Pending,
-        created_ms: now_ms(),
-        finished_ms: None,
-        message: None,
-        members: members(app, &env).await?,
-    };
+    let members = member_ids(app, &env).await?;
+    // Serial 0: a restart changes no desired state.
+    let deployment = crate::deploy::new_deployment(
+        0,
+        &env.name,
+        DeploymentKind::Restart,
+        env.desired_version.as_deref(),
+        0,
+        members.iter().map(String::as_str),
+        now_ms(),
+    );
     Ok(app.store.create_deployment(&deployment).await?)
 }
 
@@ -231,7 +248,7 @@ pub async fn terminate<S: Store>(app: &App<S>, name: &str) -> Result<Environment
             name,
             None,
             EventSeverity::Info,
-            format!("terminateEnvironment completed successfully."),
+            "terminateEnvironment completed successfully.".into(),
         )])
         .await?;
     app.refresh().await?;
@@ -251,34 +268,27 @@ pub async fn revoke_instance<S: Store>(app: &App<S>, id: &str) -> Result<Instanc
             format!("Removed instance [{id}] from your environment: its credential was revoked."),
         )])
         .await?;
-    let mut cache = app.cache.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(cached) = cache.instances.get_mut(id) {
+    if let Some(cached) = app
+        .cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .instances
+        .get_mut(id)
+    {
         cached.revoked_ms = Some(now_ms());
     }
-    drop(cache);
     Ok(app.store.instance(id).await?.unwrap_or(instance))
 }
 
 /// The instances a deployment covers: enrolled, not revoked, in enrollment order.
-async fn members<S: Store>(app: &App<S>, env: &Environment) -> Result<Vec<Member>, Failure> {
+async fn member_ids<S: Store>(app: &App<S>, env: &Environment) -> Result<Vec<String>, Failure> {
     Ok(app
         .store
         .instances(&env.name)
         .await?
         .into_iter()
         .filter(|i| i.revoked_ms.is_none())
-        .map(|i| Member {
-            instance_id: i.id,
-            batch: 1,
-            state: MemberState::Pending,
-            outcome: None,
-            step: None,
-            message: None,
-            dispatched_ms: None,
-            done_ms: None,
-            healthy_reports: 0,
-            command_id: None,
-        })
+        .map(|i| i.id)
         .collect())
 }
 

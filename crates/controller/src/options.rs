@@ -246,7 +246,7 @@ fn command_option(
         "BatchSize" => {
             let size = value.parse::<u32>().ok();
             if batch_type == Some("Fixed") {
-                if !size.is_some_and(|s| s >= 1) {
+                if size.is_none_or(|s| s < 1) {
                     problems.push(format!(
                         "{key}: {value:?} is not valid; an instance count of at least 1 (BatchSizeType Fixed)"
                     ));
@@ -321,14 +321,16 @@ mod tests {
 
     #[test]
     fn option_name_is_after_the_last_colon_before_equals() {
-        let (key, value) = parse_option_arg("aws:elasticbeanstalk:command:Timeout=600").unwrap();
+        let (key, value) = parse_option_arg("aws:elasticbeanstalk:command:Timeout=600")
+            .expect("the test sets it up");
         assert_eq!(
             (key.as_str(), value.as_str()),
             ("aws:elasticbeanstalk:command:Timeout", "600")
         );
         assert_eq!(split_key(&key), Some((COMMAND, "Timeout")));
         let (key, value) =
-            parse_option_arg("aws:elasticbeanstalk:application:environment:URL=a=b:c").unwrap();
+            parse_option_arg("aws:elasticbeanstalk:application:environment:URL=a=b:c")
+                .expect("the test sets it up");
         assert_eq!(split_key(&key), Some((APPLICATION_ENVIRONMENT, "URL")));
         assert_eq!(value, "a=b:c");
         assert!(matches!(

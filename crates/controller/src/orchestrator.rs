@@ -4,13 +4,16 @@
 //! before it acts on it, and the state machine emits each event on a transition only, so a
 //! crash or a lease handed to another replica resumes without doing anything twice.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::deploy::{self, FleetView, StepOutcome};
+use crate::deploy::{self, DeploySettings, FleetView, InstanceView, StepOutcome};
 use crate::fleet::{App, now_ms};
+use crate::health::{self, Evaluation, RollupInput};
 use crate::model::*;
+use crate::options::CommandOptions;
 use crate::store::{Store, StoreResult};
 
 pub async fn run<S: Store>(app: Arc<App<S>>, stop: CancellationToken) {
@@ -49,7 +52,11 @@ pub async fn run<S: Store>(app: Arc<App<S>>, stop: CancellationToken) {
         if now - last_prune >= 3_600_000 {
             last_prune = now;
             let before = now - app.config.events_retention.as_millis() as i64;
-            if let Ok(true) = app.store.try_lease("retention", &app.replica, now, now + 60_000).await {
+            if let Ok(true) = app
+                .store
+                .try_lease("retention", &app.replica, now, now + 60_000)
+                .await
+            {
                 match app.store.prune_events(before).await {
                     Ok(0) => {}
                     Ok(count) => tracing::info!(count, "old events deleted"),
@@ -64,7 +71,16 @@ pub async fn run<S: Store>(app: Arc<App<S>>, stop: CancellationToken) {
 async fn tend<S: Store>(app: &App<S>, name: &str, rollup_due: bool) -> StoreResult<()> {
     let now = now_ms();
     let lease = app.config.deploy.lease.as_millis() as i64;
-    if !app.store.try_lease(&format!("environment:{name}"), &app.replica, now, now + lease).await? {
+    if !app
+        .store
+        .try_lease(
+            &format!("environment:{name}"),
+            &app.replica,
+            now,
+            now + lease,
+        )
+        .await?
+    {
         return Ok(());
     }
     let Some(mut env) = app.store.environment(name).await? else {
@@ -76,8 +92,8 @@ async fn tend<S: Store>(app: &App<S>, name: &str, rollup_due: bool) -> StoreResu
             // The desired state changed: replies carry it from now on.
             app.refresh().await?;
         }
-        let view = FleetView::new(&instances, &app.config.deploy, &env, &active);
-        let outcome = deploy::step(&active, &view, now);
+        let view = fleet_view(app, &env, &active, &instances).await?;
+        let outcome = deploy::step(&active, &view, &settings(app, &env), now);
         apply_step(app, &env, &active, outcome).await?;
     }
     if rollup_due {
@@ -87,79 +103,112 @@ async fn tend<S: Store>(app: &App<S>, name: &str, rollup_due: bool) -> StoreResu
     Ok(())
 }
 
-/// Makes the environment's desired state the deployment's (deploy) or queues its commands
-/// (restart). Idempotent: does nothing when already done. Returns whether it changed the
-/// desired state.
-async fn begin<S: Store>(app: &App<S>, env: &mut Environment, active: &Deployment) -> StoreResult<bool> {
-    match active.kind {
-        DeploymentKind::Deploy if env.desired_serial < active.serial => {
-            env.desired_serial = active.serial;
-            env.desired_version = active.version_label.clone();
-            env.status = EnvStatus::Updating;
-            env.updated_ms = now_ms();
-            app.store.save_environment(env).await?;
-            Ok(true)
-        }
-        DeploymentKind::Restart => {
-            let mut changed = active.clone();
-            for member in changed.members.iter_mut().filter(|m| m.command_id.is_none()) {
-                let id = format!("restart-{}-{}", active.id, member.instance_id);
-                if app.store.command(&id).await?.is_none() {
-                    app.store
-                        .queue_command(&QueuedCommand {
-                            id: id.clone(),
-                            instance_id: member.instance_id.clone(),
-                            kind: hostmanager_protocol::CommandKind::Restart,
-                            deployment_id: Some(active.id),
-                            created_ms: now_ms(),
-                            result: None,
-                        })
-                        .await?;
-                }
-                member.command_id = Some(id);
-            }
-            if changed != *active {
-                app.store.save_deployment(&changed).await?;
-            }
-            if env.status != EnvStatus::Updating {
-                env.status = EnvStatus::Updating;
-                app.store.save_environment(env).await?;
-            }
-            Ok(false)
-        }
-        _ => Ok(false),
+/// The deployment machine's settings: the environment's options, with the health gate the
+/// controller's configuration may shorten (tests, small fleets).
+pub fn settings<S: Store>(app: &App<S>, env: &Environment) -> DeploySettings {
+    let mut settings = DeploySettings::new(&CommandOptions::from(&env.options), env.tier);
+    if let Some(reports) = app.config.deploy.health_gate_reports {
+        settings.gate_reports = reports;
     }
+    if let Some(span) = app.config.deploy.health_gate_min {
+        settings.gate_min_ms = span.as_millis() as u64;
+    }
+    settings
+}
+
+/// What the deployment machine sees of the fleet: each member's last report, its outcome for
+/// the deployment's serial and its restart command's result.
+async fn fleet_view<S: Store>(
+    app: &App<S>,
+    env: &Environment,
+    active: &Deployment,
+    instances: &[Instance],
+) -> StoreResult<FleetView> {
+    let mut view = FleetView {
+        desired_serial: env.desired_serial,
+        ..FleetView::default()
+    };
+    for instance in instances {
+        let result = instance
+            .desired_results
+            .iter()
+            .find(|r| r.serial == active.serial)
+            .cloned();
+        let member = active.members.iter().find(|m| m.instance_id == instance.id);
+        let command = match member.and_then(|m| m.command_id.as_deref()) {
+            Some(id) => app.store.command(id).await?.and_then(|c| c.result),
+            None => None,
+        };
+        view.instances.insert(
+            instance.id.clone(),
+            InstanceView::of(instance, result, command),
+        );
+    }
+    Ok(view)
+}
+
+/// Makes the environment's desired state the deployment's (deploy) and marks the
+/// environment Updating. Idempotent. Returns whether it changed the desired state.
+async fn begin<S: Store>(
+    app: &App<S>,
+    env: &mut Environment,
+    active: &Deployment,
+) -> StoreResult<bool> {
+    let raise = active.kind == DeploymentKind::Deploy && env.desired_serial < active.serial;
+    if raise {
+        env.desired_serial = active.serial;
+        env.desired_version = active.version_label.clone();
+    }
+    if raise || env.status != EnvStatus::Updating {
+        env.status = EnvStatus::Updating;
+        env.updated_ms = now_ms();
+        app.store.save_environment(env).await?;
+    }
+    Ok(raise)
 }
 
 /// Writes what a step decided: the deployment, its events, and when it ended the
 /// environment's status and expected version.
-pub async fn apply_step<S: Store>(app: &App<S>, env: &Environment, before: &Deployment, outcome: StepOutcome) -> StoreResult<()> {
+pub async fn apply_step<S: Store>(
+    app: &App<S>,
+    env: &Environment,
+    before: &Deployment,
+    outcome: StepOutcome,
+) -> StoreResult<()> {
     let deployment = outcome.deployment;
     if deployment != *before {
         app.store.save_deployment(&deployment).await?;
     }
+    // Queued before the events: a restart that is asked for is what matters; queueing is
+    // idempotent by id, so the same command asked for on every step is queued once.
+    for (instance_id, command_id) in &outcome.commands {
+        if app.store.command(command_id).await?.is_none() {
+            app.store
+                .queue_command(&QueuedCommand {
+                    id: command_id.clone(),
+                    instance_id: instance_id.clone(),
+                    kind: hostmanager_protocol::CommandKind::Restart,
+                    deployment_id: Some(deployment.id),
+                    created_ms: now_ms(),
+                    result: None,
+                })
+                .await?;
+        }
+    }
     if !outcome.events.is_empty() {
-        let events: Vec<NewEvent> = outcome
-            .events
-            .into_iter()
-            .map(|event| NewEvent {
-                environment: env.name.clone(),
-                instance_id: event.instance_id,
-                source_id: None,
-                time_ms: now_ms(),
-                severity: event.severity,
-                source: "controller".into(),
-                message: event.message,
-                deployment_id: Some(deployment.id),
-            })
-            .collect();
-        app.store.append_events(&events).await?;
+        app.store.append_events(&outcome.events).await?;
     }
     if deployment.status.is_finished() && !before.status.is_finished() {
-        let mut env = app.store.environment(&env.name).await?.unwrap_or_else(|| env.clone());
+        let mut env = app
+            .store
+            .environment(&env.name)
+            .await?
+            .unwrap_or_else(|| env.clone());
         env.status = EnvStatus::Ready;
         env.updated_ms = now_ms();
-        if deployment.status == DeploymentStatus::Succeeded && deployment.kind == DeploymentKind::Deploy {
+        if deployment.status == DeploymentStatus::Succeeded
+            && deployment.kind == DeploymentKind::Deploy
+        {
             env.expected_version = deployment.version_label.clone();
             env.expected_deployment = Some(deployment.id);
         }
@@ -171,32 +220,67 @@ pub async fn apply_step<S: Store>(app: &App<S>, env: &Environment, before: &Depl
 
 /// The environment's instances as fresh as this replica knows them: the database's rows, or
 /// this replica's cache when it saw a newer report (the cache is ahead of coalesced writes).
-async fn fresh_instances<S: Store>(app: &App<S>, name: &str) -> StoreResult<Vec<Instance>> {
+pub async fn fresh_instances<S: Store>(app: &App<S>, name: &str) -> StoreResult<Vec<Instance>> {
     let rows = app.store.instances(name).await?;
     let cache = app.cache.lock().unwrap_or_else(|p| p.into_inner());
     Ok(rows
         .into_iter()
         .map(|row| match cache.instances.get(&row.id) {
-            Some(cached) if cached.last_seen_ms > row.last_seen_ms && cached.revoked_ms == row.revoked_ms => cached.clone(),
+            Some(cached)
+                if cached.last_seen_ms > row.last_seen_ms
+                    && cached.revoked_ms == row.revoked_ms =>
+            {
+                cached.clone()
+            }
             _ => row,
         })
         .collect())
 }
 
-async fn rollup<S: Store>(app: &App<S>, mut env: Environment, instances: &[Instance]) -> StoreResult<()> {
+/// The environment's health as of now, without publishing it: the roll-up and the health
+/// endpoints share it.
+pub async fn evaluate<S: Store>(
+    app: &App<S>,
+    env: &Environment,
+    instances: &[Instance],
+) -> StoreResult<Evaluation> {
     let active = app.store.active_deployment(&env.name).await?;
+    // Enough history to name the deployment behind any release a host still serves.
+    let deployments_by_serial: BTreeMap<u64, i64> = app
+        .store
+        .deployments(&env.name, 100)
+        .await?
+        .into_iter()
+        .filter(|d| d.kind == DeploymentKind::Deploy)
+        .map(|d| (d.serial, d.id))
+        .collect();
     let now = now_ms();
-    let evaluation = crate::health::evaluate(&crate::health::RollupInput {
+    let interval_ms = app.config.hosts.interval.as_millis() as u64;
+    let missed = app.config.hosts.missed_reports;
+    Ok(health::evaluate(&RollupInput {
         published: &env.health,
         expected_version: env.expected_version.as_deref(),
         expected_deployment: env.expected_deployment,
         instances,
         active: active.as_ref(),
+        timeout_s: CommandOptions::from(&env.options).timeout_s,
+        deployments_by_serial: &deployments_by_serial,
         now_ms: now,
-        interval_ms: app.config.hosts.interval.as_millis() as i64,
-        missed_reports: app.config.hosts.missed_reports,
+        interval_ms,
+        missed_reports: missed,
         grace_until_ms: app.started_ms + app.config.hosts.failover_grace.as_millis() as i64,
-    });
+        // A host that stopped reporting stops counting in the request metrics when it would
+        // become NoData.
+        metrics_newer_than_ms: now - (u64::from(missed) * interval_ms) as i64,
+    }))
+}
+
+async fn rollup<S: Store>(
+    app: &App<S>,
+    mut env: Environment,
+    instances: &[Instance],
+) -> StoreResult<()> {
+    let evaluation = evaluate(app, &env, instances).await?;
     if evaluation.published != env.health {
         env.health = evaluation.published.clone();
         app.store.save_environment(&env).await?;
@@ -205,7 +289,9 @@ async fn rollup<S: Store>(app: &App<S>, mut env: Environment, instances: &[Insta
     }
     if let Some((severity, message)) = evaluation.event {
         app.store
-            .append_events(&[crate::fleet::reports::controller_event(&env.name, None, severity, message)])
+            .append_events(&[crate::fleet::reports::controller_event(
+                &env.name, None, severity, message,
+            )])
             .await?;
     }
     Ok(())

@@ -28,8 +28,7 @@ pub fn hash(secret: &str) -> String {
 /// Constant-time equality of two hashes (hex strings of equal length).
 pub fn same_hash(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -49,10 +48,12 @@ pub fn sign(key: &[u8], object: &str, expires_ms: i64) -> String {
 
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 /// Reads a bearer token from `Authorization: Bearer <token>`.

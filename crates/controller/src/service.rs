@@ -25,12 +25,13 @@ pub async fn run(config: Config) -> i32 {
             Ok(store) => run_with(store, config).await,
             Err(e) => fail_open(&config, e),
         },
-        Database::Postgres { url, max_connections } => {
-            match PostgresStore::connect(url, *max_connections).await {
-                Ok(store) => run_with(store, config).await,
-                Err(e) => fail_open(&config, e),
-            }
-        }
+        Database::Postgres {
+            url,
+            max_connections,
+        } => match PostgresStore::connect(url, *max_connections).await {
+            Ok(store) => run_with(store, config).await,
+            Err(e) => fail_open(&config, e),
+        },
     }
 }
 
@@ -87,12 +88,18 @@ async fn run_with<S: Store>(store: S, config: Config) -> i32 {
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("hostmanager-controller: listening on {}: {e}", config.listen);
+            eprintln!(
+                "hostmanager-controller: listening on {}: {e}",
+                config.listen
+            );
             return EXIT_UNAVAILABLE;
         }
     };
-    let (batcher, committer) =
-        Batcher::start(store.clone(), config.deploy.commit_window, config.hosts.interval);
+    let (batcher, committer) = Batcher::start(
+        store.clone(),
+        config.deploy.commit_window,
+        config.hosts.interval,
+    );
     let app = Arc::new(App {
         store,
         objects,
@@ -132,7 +139,10 @@ async fn run_with<S: Store>(store: S, config: Config) -> i32 {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };

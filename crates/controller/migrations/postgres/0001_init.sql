@@ -29,6 +29,7 @@ CREATE TABLE environments (
     expected_version    TEXT,
     expected_deployment BIGINT,
     desired_serial      BIGINT NOT NULL,
+    desired_version     TEXT,
     health              JSONB NOT NULL,
     created_ms          BIGINT NOT NULL,
     updated_ms          BIGINT NOT NULL
@@ -61,6 +62,7 @@ CREATE TABLE instances (
     metrics             JSONB,
     applied_serial      BIGINT NOT NULL,
     events_cursor       BIGINT NOT NULL,
+    desired_results     JSONB NOT NULL,
     -- Enrollment order (the rowid on SQLite); not indexed, so it costs HOT nothing.
     seq                 BIGINT GENERATED ALWAYS AS IDENTITY
 ) WITH (fillfactor = 70);

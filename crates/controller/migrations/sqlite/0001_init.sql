@@ -29,6 +29,7 @@ CREATE TABLE environments (
     expected_version    TEXT,
     expected_deployment INTEGER,
     desired_serial      INTEGER NOT NULL,
+    desired_version     TEXT,
     health              TEXT NOT NULL,
     created_ms          INTEGER NOT NULL,
     updated_ms          INTEGER NOT NULL
@@ -58,6 +59,7 @@ CREATE TABLE instances (
     metrics             TEXT,
     applied_serial      INTEGER NOT NULL,
     events_cursor       INTEGER NOT NULL,
+    desired_results     TEXT NOT NULL,
     -- Enrollment order, assigned at insert under the write lock (a rowid is not stable: VACUUM
     -- may renumber the rowids of a table without an INTEGER PRIMARY KEY).
     seq                 INTEGER NOT NULL

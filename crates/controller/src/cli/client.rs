@@ -49,10 +49,12 @@ impl Client {
             .to_string();
         let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(300));
         if let Some(ca) = &remote.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| ClientError::Unavailable(format!("--ca-file {}: {e}", ca.display())))?;
-            let certificate = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| ClientError::Unavailable(format!("--ca-file {}: {e}", ca.display())))?;
+            let pem = std::fs::read(ca).map_err(|e| {
+                ClientError::Unavailable(format!("--ca-file {}: {e}", ca.display()))
+            })?;
+            let certificate = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                ClientError::Unavailable(format!("--ca-file {}: {e}", ca.display()))
+            })?;
             builder = builder.add_root_certificate(certificate);
         }
         let http = builder
@@ -69,15 +71,27 @@ impl Client {
         self.send(self.http.get(self.at(path))).await
     }
 
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T, ClientError> {
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
         self.send(self.http.post(self.at(path)).json(body)).await
     }
 
-    pub async fn put<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T, ClientError> {
+    pub async fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
         self.send(self.http.put(self.at(path)).json(body)).await
     }
 
-    pub async fn put_zip<T: DeserializeOwned>(&self, path: &str, zip: Vec<u8>) -> Result<T, ClientError> {
+    pub async fn put_zip<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        zip: Vec<u8>,
+    ) -> Result<T, ClientError> {
         self.send(
             self.http
                 .put(self.at(path))
@@ -95,17 +109,19 @@ impl Client {
         format!("{}{path}", self.url)
     }
 
-    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         let response = request
             .bearer_auth(&self.token)
             .send()
             .await
             .map_err(|e| ClientError::Unavailable(format!("{}: {e}", self.url)))?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Unavailable(format!("{}: reading the answer: {e}", self.url)))?;
+        let bytes = response.bytes().await.map_err(|e| {
+            ClientError::Unavailable(format!("{}: reading the answer: {e}", self.url))
+        })?;
         if !status.is_success() {
             let message = serde_json::from_slice::<Value>(&bytes)
                 .ok()
@@ -142,7 +158,9 @@ pub fn zip_directory(dir: &Path) -> Result<Vec<u8>, String> {
                 .map_err(|e| e.to_string())?
                 .to_string_lossy()
                 .replace('\\', "/");
-            let kind = entry.file_type().map_err(|e| format!("{}: {e}", path.display()))?;
+            let kind = entry
+                .file_type()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             if kind.is_dir() {
                 writer
                     .add_directory(format!("{relative}/"), options)
@@ -157,11 +175,15 @@ pub fn zip_directory(dir: &Path) -> Result<Vec<u8>, String> {
                     .map_err(|e| e.to_string())?;
                 let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
                 writer.write_all(&bytes).map_err(|e| e.to_string())?;
+            } else {
+                return Err(format!(
+                    "{}: a symlink or special file; the CLI packs directories and regular files \
+                     only (zip the bundle yourself to keep links)",
+                    path.display()
+                ));
             }
-            // Symlinks and special files are left out: a bundle carries files.
         }
     }
     writer.finish().map_err(|e| e.to_string())?;
-    drop(writer);
     Ok(buffer.into_inner())
 }

@@ -12,24 +12,31 @@ use super::*;
 use crate::config::DEFAULT_DATA_DIR;
 
 pub async fn execute(cli: Cli) -> i32 {
-    let data_dir = cli.data.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let data_dir = cli
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     match cli.command {
-        Command::Run { config } => match crate::config::load(config.as_deref(), cli.data.as_deref()) {
-            Ok(config) => crate::service::run(config).await,
-            Err(problems) => config_problems(&problems),
-        },
-        Command::Validate { config } => match crate::config::load(config.as_deref(), cli.data.as_deref()) {
-            Ok(config) => {
-                println!(
-                    "config is valid: listening on {}, database {}, data in {}",
-                    config.listen,
-                    config.database.describe(),
-                    config.data_dir.display()
-                );
-                EXIT_OK
+        Command::Run { config } => {
+            match crate::config::load(config.as_deref(), cli.data.as_deref()) {
+                Ok(config) => crate::service::run(config).await,
+                Err(problems) => config_problems(&problems),
             }
-            Err(problems) => config_problems(&problems),
-        },
+        }
+        Command::Validate { config } => {
+            match crate::config::load(config.as_deref(), cli.data.as_deref()) {
+                Ok(config) => {
+                    println!(
+                        "config is valid: listening on {}, database {}, data in {}",
+                        config.listen,
+                        config.database.describe(),
+                        config.data_dir.display()
+                    );
+                    EXIT_OK
+                }
+                Err(problems) => config_problems(&problems),
+            }
+        }
         command => match Client::new(&cli.remote, &data_dir) {
             Ok(client) => match operator(&client, &cli.remote, command).await {
                 Ok(code) => code,
@@ -54,13 +61,19 @@ fn config_problems(problems: &[String]) -> i32 {
     for problem in problems {
         eprintln!("{problem}");
     }
-    eprintln!("hostmanager-controller: {} problem(s) in the config", problems.len());
+    eprintln!(
+        "hostmanager-controller: {} problem(s) in the config",
+        problems.len()
+    );
     EXIT_CONFIG
 }
 
 fn print(remote: &Remote, value: &Value, text: impl FnOnce(&Value) -> String) {
     if remote.json {
-        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
     } else {
         print!("{}", text(value));
     }
@@ -74,7 +87,10 @@ fn option_settings(options: &[String]) -> Result<Vec<Value>, ClientError> {
                 let (namespace, option) = key.rsplit_once(':').unwrap_or(("", key.as_str()));
                 Ok(json!({"Namespace": namespace, "OptionName": option, "Value": value}))
             }
-            Err(message) => Err(ClientError::Api { status: 400, message: format!("--option {text}: {message}") }),
+            Err(message) => Err(ClientError::Api {
+                status: 400,
+                message: format!("--option {text}: {message}"),
+            }),
         })
         .collect()
 }
@@ -82,7 +98,9 @@ fn option_settings(options: &[String]) -> Result<Vec<Value>, ClientError> {
 fn path_part(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -91,7 +109,12 @@ fn path_part(text: &str) -> String {
 async fn operator(client: &Client, remote: &Remote, command: Command) -> Result<i32, ClientError> {
     match command {
         Command::Run { .. } | Command::Validate { .. } => unreachable!("handled by execute"),
-        Command::Env(EnvCommand::Create { name, tier, app, options }) => {
+        Command::Env(EnvCommand::Create {
+            name,
+            tier,
+            app,
+            options,
+        }) => {
             let body = json!({
                 "EnvironmentName": name,
                 "ApplicationName": app.unwrap_or_else(|| name.clone()),
@@ -106,7 +129,9 @@ async fn operator(client: &Client, remote: &Remote, command: Command) -> Result<
             print(remote, &list, render::environments);
         }
         Command::Env(EnvCommand::Status { name }) => {
-            let env: Value = client.get(&format!("/v1/environments/{}", path_part(&name))).await?;
+            let env: Value = client
+                .get(&format!("/v1/environments/{}", path_part(&name)))
+                .await?;
             print(remote, &env, render::environment);
         }
         Command::Env(EnvCommand::Health { name, refresh }) => loop {
@@ -123,7 +148,13 @@ async fn operator(client: &Client, remote: &Remote, command: Command) -> Result<
             }
             tokio::time::sleep(Duration::from_secs(5)).await;
         },
-        Command::Env(EnvCommand::Events { name, follow, severity, instance, limit }) => {
+        Command::Env(EnvCommand::Events {
+            name,
+            follow,
+            severity,
+            instance,
+            limit,
+        }) => {
             let mut query = format!("EnvironmentName={}&MaxRecords={limit}", path_part(&name));
             if let Some(severity) = &severity {
                 query.push_str(&format!("&Severity={}", path_part(severity)));
@@ -134,47 +165,74 @@ async fn operator(client: &Client, remote: &Remote, command: Command) -> Result<
             let page: Value = client.get(&format!("/v1/events?{query}")).await?;
             let mut events: Vec<Value> = page["Events"].as_array().cloned().unwrap_or_default();
             events.reverse();
-            let mut last = events.iter().filter_map(|e| e["Seq"].as_i64()).max().unwrap_or(0);
+            let mut last = events
+                .iter()
+                .filter_map(|e| e["Seq"].as_i64())
+                .max()
+                .unwrap_or(0);
             for event in &events {
                 print(remote, event, render::event);
             }
-            while follow {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                let page: Value = client
-                    .get(&format!("/v1/events?{query}&After={last}&Order=oldest"))
-                    .await?;
-                for event in page["Events"].as_array().cloned().unwrap_or_default() {
-                    last = last.max(event["Seq"].as_i64().unwrap_or(last));
-                    print(remote, &event, render::event);
+            if follow {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    let page: Value = client
+                        .get(&format!("/v1/events?{query}&After={last}&Order=oldest"))
+                        .await?;
+                    for event in page["Events"].as_array().cloned().unwrap_or_default() {
+                        last = last.max(event["Seq"].as_i64().unwrap_or(last));
+                        print(remote, &event, render::event);
+                    }
                 }
             }
         }
         Command::Env(EnvCommand::Terminate { name }) => {
-            let env: Value = client.delete(&format!("/v1/environments/{}", path_part(&name))).await?;
+            let env: Value = client
+                .delete(&format!("/v1/environments/{}", path_part(&name)))
+                .await?;
             print(remote, &env, render::environment);
         }
-        Command::EnrollToken(TokenCommand::Create { name, uses, expires }) => {
+        Command::EnrollToken(TokenCommand::Create {
+            name,
+            uses,
+            expires,
+        }) => {
             let token: Value = client
                 .post(
                     &format!("/v1/environments/{}/enrollment-tokens", path_part(&name)),
                     &json!({"Uses": uses, "Expires": expires}),
                 )
                 .await?;
-            print(remote, &token, |t| format!("{}\n", t["Token"].as_str().unwrap_or_default()));
+            print(remote, &token, |t| {
+                format!("{}\n", t["Token"].as_str().unwrap_or_default())
+            });
         }
         Command::EnrollToken(TokenCommand::Revoke { id }) => {
-            let token: Value = client.delete(&format!("/v1/enrollment-tokens/{}", path_part(&id))).await?;
+            let token: Value = client
+                .delete(&format!("/v1/enrollment-tokens/{}", path_part(&id)))
+                .await?;
             print(remote, &token, |_| format!("revoked {id}\n"));
         }
-        Command::Deploy { name, bundle, label, wait, options, description } => {
-            let env: Value = client.get(&format!("/v1/environments/{}", path_part(&name))).await?;
+        Command::Deploy {
+            name,
+            bundle,
+            label,
+            wait,
+            options,
+            description,
+        } => {
+            let env: Value = client
+                .get(&format!("/v1/environments/{}", path_part(&name)))
+                .await?;
             let application = env["ApplicationName"].as_str().unwrap_or(&name).to_string();
             let version_path = format!(
                 "/v1/applications/{}/versions/{}",
                 path_part(&application),
                 path_part(&label)
             );
-            let is_url = ["s3://", "https://", "http://", "file://"].iter().any(|s| bundle.starts_with(s));
+            let is_url = ["s3://", "https://", "http://", "file://"]
+                .iter()
+                .any(|s| bundle.starts_with(s));
             if is_url {
                 let _: Value = client
                     .post(
@@ -185,9 +243,11 @@ async fn operator(client: &Client, remote: &Remote, command: Command) -> Result<
             } else {
                 let path = Path::new(&bundle);
                 let zip = if path.is_dir() {
-                    zip_directory(path).map_err(|e| ClientError::Unavailable(format!("{bundle}: {e}")))?
+                    zip_directory(path)
+                        .map_err(|e| ClientError::Unavailable(format!("{bundle}: {e}")))?
                 } else {
-                    std::fs::read(path).map_err(|e| ClientError::Unavailable(format!("{bundle}: {e}")))?
+                    std::fs::read(path)
+                        .map_err(|e| ClientError::Unavailable(format!("{bundle}: {e}")))?
                 };
                 let _: Value = client.put_zip(&version_path, zip).await?;
             }
@@ -201,13 +261,19 @@ async fn operator(client: &Client, remote: &Remote, command: Command) -> Result<
         }
         Command::Restart { name, wait } => {
             let deployment: Value = client
-                .post(&format!("/v1/environments/{}/restart", path_part(&name)), &json!({}))
+                .post(
+                    &format!("/v1/environments/{}/restart", path_part(&name)),
+                    &json!({}),
+                )
                 .await?;
             return follow_deployment(client, remote, deployment, wait).await;
         }
         Command::Abort { name } => {
             let deployment: Value = client
-                .post(&format!("/v1/environments/{}/abort", path_part(&name)), &json!({}))
+                .post(
+                    &format!("/v1/environments/{}/abort", path_part(&name)),
+                    &json!({}),
+                )
                 .await?;
             print(remote, &deployment, render::deployment);
         }
@@ -218,7 +284,9 @@ async fn operator(client: &Client, remote: &Remote, command: Command) -> Result<
             print(remote, &instances, render::instances);
         }
         Command::Revoke { instance } => {
-            let revoked: Value = client.delete(&format!("/v1/instances/{}", path_part(&instance))).await?;
+            let revoked: Value = client
+                .delete(&format!("/v1/instances/{}", path_part(&instance)))
+                .await?;
             print(remote, &revoked, |_| format!("revoked {instance}\n"));
         }
         Command::Deployment { id } => {
@@ -231,7 +299,12 @@ async fn operator(client: &Client, remote: &Remote, command: Command) -> Result<
 
 /// Prints the deployment, and with `wait` its progress until it ends: exit 1 unless it
 /// succeeded.
-async fn follow_deployment(client: &Client, remote: &Remote, mut deployment: Value, wait: bool) -> Result<i32, ClientError> {
+async fn follow_deployment(
+    client: &Client,
+    remote: &Remote,
+    mut deployment: Value,
+    wait: bool,
+) -> Result<i32, ClientError> {
     if !wait {
         print(remote, &deployment, render::deployment);
         return Ok(EXIT_OK);
@@ -249,7 +322,11 @@ async fn follow_deployment(client: &Client, remote: &Remote, mut deployment: Val
         }
         if matches!(status.as_str(), "Succeeded" | "Failed" | "Aborted") {
             print(remote, &deployment, render::deployment);
-            return Ok(if status == "Succeeded" { EXIT_OK } else { EXIT_FAILED });
+            return Ok(if status == "Succeeded" {
+                EXIT_OK
+            } else {
+                EXIT_FAILED
+            });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         deployment = client.get(&format!("/v1/deployments/{id}")).await?;

@@ -19,7 +19,11 @@ pub const EXIT_UNAVAILABLE: i32 = 69;
 pub const EXIT_CONFIG: i32 = 78;
 
 #[derive(Debug, Parser)]
-#[command(name = "hostmanager-controller", version, about = "hostmanager's central controller")]
+#[command(
+    name = "hostmanager-controller",
+    version,
+    about = "hostmanager's central controller"
+)]
 pub struct Cli {
     /// The data directory: SQLite database, object store, admin token.
     #[arg(long, global = true, env = "HOSTMANAGER_CONTROLLER_DATA")]
@@ -34,7 +38,12 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Remote {
     /// The controller's URL.
-    #[arg(long, global = true, env = "HOSTMANAGER_CONTROLLER_URL", default_value = "http://127.0.0.1:7600")]
+    #[arg(
+        long,
+        global = true,
+        env = "HOSTMANAGER_CONTROLLER_URL",
+        default_value = "http://127.0.0.1:7600"
+    )]
     pub url: String,
     /// A file holding an admin token (default: DATA/admin.token).
     #[arg(long, global = true, env = "HOSTMANAGER_CONTROLLER_TOKEN_FILE")]

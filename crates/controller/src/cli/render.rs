@@ -7,7 +7,10 @@ fn s(value: &Value) -> &str {
 }
 
 pub fn environments(list: &Value) -> String {
-    let mut out = format!("{:<24} {:<8} {:<10} {:<9} {:<16} {}\n", "NAME", "TIER", "STATUS", "HEALTH", "VERSION", "CAUSES");
+    let mut out = format!(
+        "{:<24} {:<8} {:<10} {:<9} {:<16} {}\n",
+        "NAME", "TIER", "STATUS", "HEALTH", "VERSION", "CAUSES"
+    );
     for env in list["Environments"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "{:<24} {:<8} {:<10} {:<9} {:<16} {}\n",
@@ -16,7 +19,11 @@ pub fn environments(list: &Value) -> String {
             s(&env["Status"]),
             s(&env["HealthStatus"]),
             s(&env["VersionLabel"]),
-            env["Causes"].as_array().and_then(|c| c.first()).map(s).unwrap_or(""),
+            env["Causes"]
+                .as_array()
+                .and_then(|c| c.first())
+                .map(s)
+                .unwrap_or(""),
         ));
     }
     out
@@ -67,9 +74,17 @@ pub fn health(both: &Value) -> String {
 }
 
 pub fn instances(list: &Value) -> String {
-    let mut out = format!("  {:<22} {:<9} {:<14} {}\n", "INSTANCE", "HEALTH", "VERSION", "CAUSES");
+    let mut out = format!(
+        "  {:<22} {:<9} {:<14} {}\n",
+        "INSTANCE", "HEALTH", "VERSION", "CAUSES"
+    );
     for instance in list["InstanceHealthList"].as_array().into_iter().flatten() {
-        let causes: Vec<&str> = instance["Causes"].as_array().into_iter().flatten().map(s).collect();
+        let causes: Vec<&str> = instance["Causes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
         out.push_str(&format!(
             "  {:<22} {:<9} {:<14} {}\n",
             s(&instance["InstanceId"]),
@@ -82,8 +97,17 @@ pub fn instances(list: &Value) -> String {
 }
 
 pub fn event(event: &Value) -> String {
-    let instance = event["InstanceId"].as_str().map(|i| format!(" [{i}]")).unwrap_or_default();
-    format!("{} {:<5}{} {}\n", s(&event["EventDate"]), s(&event["Severity"]), instance, s(&event["Message"]))
+    let instance = event["InstanceId"]
+        .as_str()
+        .map(|i| format!(" [{i}]"))
+        .unwrap_or_default();
+    format!(
+        "{} {:<5}{} {}\n",
+        s(&event["EventDate"]),
+        s(&event["Severity"]),
+        instance,
+        s(&event["Message"])
+    )
 }
 
 pub fn deployment(deployment: &Value) -> String {
@@ -104,14 +128,21 @@ pub fn deployment(deployment: &Value) -> String {
             (None, Some(message)) => format!(": {message}"),
             _ => String::new(),
         };
-        out.push_str(&format!("  {:<22} {}{detail}\n", s(&member["instance_id"]), s(&member["state"])));
+        out.push_str(&format!(
+            "  {:<22} {}{detail}\n",
+            s(&member["instance_id"]),
+            s(&member["state"])
+        ));
     }
     out
 }
 
 /// One line of progress while `--wait` runs.
 pub fn progress(deployment: &Value) -> String {
-    let members = deployment["members"].as_array().cloned().unwrap_or_default();
+    let members = deployment["members"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let count = |state: &str| members.iter().filter(|m| m["state"] == state).count();
     format!(
         "deployment {}: {} — {} of {} healthy, {} deployed, {} dispatched, {} failed",

@@ -377,8 +377,8 @@ fn a_restarted_controller_continues_without_re_emitting() {
     let s = settings();
     let d = deployed(&s);
     // The store round trip: what a new controller (or another replica) loads.
-    let stored = serde_json::to_string(&d).unwrap();
-    let reloaded: Deployment = serde_json::from_str(&stored).unwrap();
+    let stored = serde_json::to_string(&d).expect("the test sets it up");
+    let reloaded: Deployment = serde_json::from_str(&stored).expect("the test sets it up");
     assert_eq!(reloaded, d);
     // The last report it sees is the one already counted: nothing happens.
     let view = reported(Some(Outcome::Succeeded), Status::Ok, T0 + 6_000);
@@ -451,7 +451,7 @@ fn restarts_run_on_the_same_machine() {
             accepted: false,
             error: Some("busy".into()),
             outcome: None,
-            ..h.command.clone().unwrap()
+            ..h.command.clone().expect("the test sets it up")
         });
     }
     let end = run(&one.deployment, &view, &s, T0 + 3_000);

@@ -40,12 +40,30 @@ impl Counters {
         let latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, value: u64| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            ));
         };
-        counter("hostmanager_controller_reports_total", "Host reports answered.", self.reports.load(Ordering::Relaxed));
-        counter("hostmanager_controller_reports_rejected_total", "Host reports refused (auth, overload, bad body).", self.reports_rejected.load(Ordering::Relaxed));
-        counter("hostmanager_controller_enrollments_total", "Hosts enrolled.", self.enrollments.load(Ordering::Relaxed));
-        counter("hostmanager_controller_events_stored_total", "Host events stored.", self.events_stored.load(Ordering::Relaxed));
+        counter(
+            "hostmanager_controller_reports_total",
+            "Host reports answered.",
+            self.reports.load(Ordering::Relaxed),
+        );
+        counter(
+            "hostmanager_controller_reports_rejected_total",
+            "Host reports refused (auth, overload, bad body).",
+            self.reports_rejected.load(Ordering::Relaxed),
+        );
+        counter(
+            "hostmanager_controller_enrollments_total",
+            "Hosts enrolled.",
+            self.enrollments.load(Ordering::Relaxed),
+        );
+        counter(
+            "hostmanager_controller_events_stored_total",
+            "Host events stored.",
+            self.events_stored.load(Ordering::Relaxed),
+        );
         out.push_str("# HELP hostmanager_controller_report_seconds Report handling time.\n# TYPE hostmanager_controller_report_seconds summary\n");
         for quantile in [0.5, 0.9, 0.99] {
             out.push_str(&format!(
@@ -53,9 +71,14 @@ impl Counters {
                 latency.value_at_quantile(quantile) as f64 / 1e6
             ));
         }
-        out.push_str(&format!("hostmanager_controller_report_seconds_count {}\n", latency.len()));
+        out.push_str(&format!(
+            "hostmanager_controller_report_seconds_count {}\n",
+            latency.len()
+        ));
         for (name, help, value) in gauges {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            ));
         }
         out
     }

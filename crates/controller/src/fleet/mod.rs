@@ -90,13 +90,17 @@ impl<S: Store> App<S> {
             // A row older than what this replica has seen in a report keeps the newer fields:
             // the cache is ahead of the coalesced `last_seen_ms` flush.
             match cache.instances.get(&instance.id) {
-                Some(cached) if cached.last_seen_ms >= instance.last_seen_ms
-                    && cached.credential == instance.credential
-                    && cached.revoked_ms == instance.revoked_ms => {}
+                Some(cached)
+                    if cached.last_seen_ms >= instance.last_seen_ms
+                        && cached.credential == instance.credential
+                        && cached.revoked_ms == instance.revoked_ms => {}
                 _ => cache.put_instance(instance),
             }
         }
-        cache.environments = environments.into_iter().map(|e| (e.name.clone(), e)).collect();
+        cache.environments = environments
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect();
         cache.desired = desired;
         Ok(())
     }

@@ -18,9 +18,15 @@ use super::{App, now_ms};
 const KEPT_RESULTS: usize = 8;
 
 /// Who a bearer secret belongs to, checked against the instance in the path.
-pub fn authenticate<S: Store>(app: &App<S>, path_id: &str, bearer: Option<&str>) -> Result<Instance, Failure> {
+pub fn authenticate<S: Store>(
+    app: &App<S>,
+    path_id: &str,
+    bearer: Option<&str>,
+) -> Result<Instance, Failure> {
     let Some(secret) = bearer else {
-        return Err(Failure::unauthorized("missing Authorization: Bearer <instance secret>"));
+        return Err(Failure::unauthorized(
+            "missing Authorization: Bearer <instance secret>",
+        ));
     };
     let hash = secrets::hash(secret);
     let now = now_ms();
@@ -47,17 +53,27 @@ pub fn authenticate<S: Store>(app: &App<S>, path_id: &str, bearer: Option<&str>)
         });
     }
     if instance.revoked_ms.is_some() {
-        return Err(Failure::unauthorized("revoked: this instance's credential was revoked"));
+        return Err(Failure::unauthorized(
+            "revoked: this instance's credential was revoked",
+        ));
     }
     if current && now >= credential.expires_ms {
-        return Err(Failure::unauthorized("expired: this instance's credential expired; enroll again"));
+        return Err(Failure::unauthorized(
+            "expired: this instance's credential expired; enroll again",
+        ));
     }
     Ok(instance.clone())
 }
 
-pub async fn enroll<S: Store>(app: &App<S>, token: Option<&str>, body: &[u8]) -> Result<Credential, Failure> {
+pub async fn enroll<S: Store>(
+    app: &App<S>,
+    token: Option<&str>,
+    body: &[u8],
+) -> Result<Credential, Failure> {
     let Some(token) = token else {
-        return Err(Failure::unauthorized("missing Authorization: Bearer <enrollment token>"));
+        return Err(Failure::unauthorized(
+            "missing Authorization: Bearer <enrollment token>",
+        ));
     };
     let request: EnrollRequest = crate::http::response::parse_json(body, "enrollment")?;
     if !valid_instance_id(&request.instance_id) {
@@ -89,15 +105,27 @@ pub async fn enroll<S: Store>(app: &App<S>, token: Option<&str>, body: &[u8]) ->
         events_cursor: 0,
         desired_results: Vec::new(),
     };
-    let enrolled = match app.store.enroll(&secrets::hash(token), &instance, now).await? {
+    let enrolled = match app
+        .store
+        .enroll(&secrets::hash(token), &instance, now)
+        .await?
+    {
         Ok(enrolled) => enrolled,
         Err(refusal) => {
-            app.counters.reports_rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            app.counters
+                .reports_rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(match refusal {
                 EnrollRefusal::UnknownToken => Failure::unauthorized("unknown enrollment token"),
-                EnrollRefusal::Expired => Failure::unauthorized("this enrollment token has expired"),
-                EnrollRefusal::UsedUp => Failure::unauthorized("this enrollment token has no uses left"),
-                EnrollRefusal::Revoked => Failure::unauthorized("this enrollment token was revoked"),
+                EnrollRefusal::Expired => {
+                    Failure::unauthorized("this enrollment token has expired")
+                }
+                EnrollRefusal::UsedUp => {
+                    Failure::unauthorized("this enrollment token has no uses left")
+                }
+                EnrollRefusal::Revoked => {
+                    Failure::unauthorized("this enrollment token was revoked")
+                }
                 EnrollRefusal::FingerprintMismatch => Failure::conflict(format!(
                     "instance {} is enrolled from another machine (machine_fingerprint differs)",
                     request.instance_id
@@ -105,12 +133,18 @@ pub async fn enroll<S: Store>(app: &App<S>, token: Option<&str>, body: &[u8]) ->
             });
         }
     };
-    app.counters.enrollments.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    app.counters
+        .enrollments
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let environment = enrolled.environment.clone();
     {
         let mut cache = app.cache.lock().unwrap_or_else(|p| p.into_inner());
         // A re-enrollment replaces the old secret: forget its hash.
-        if let Some(old) = cache.instances.get(&enrolled.id).map(|i| i.credential.clone()) {
+        if let Some(old) = cache
+            .instances
+            .get(&enrolled.id)
+            .map(|i| i.credential.clone())
+        {
             cache.by_secret.remove(&old.current);
         }
         cache.put_instance(enrolled.clone());
@@ -145,7 +179,10 @@ pub async fn rotate<S: Store>(app: &App<S>, instance: Instance) -> Result<Creden
     app.store.save_credential(&instance.id, &credential).await?;
     let mut updated = instance.clone();
     updated.credential = credential.clone();
-    app.cache.lock().unwrap_or_else(|p| p.into_inner()).put_instance(updated);
+    app.cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .put_instance(updated);
     Ok(Credential {
         instance_id: instance.id,
         environment: instance.environment,
@@ -155,7 +192,11 @@ pub async fn rotate<S: Store>(app: &App<S>, instance: Instance) -> Result<Creden
     })
 }
 
-pub async fn report<S: Store>(app: &App<S>, mut instance: Instance, body: &[u8]) -> Result<ReportReply, Failure> {
+pub async fn report<S: Store>(
+    app: &App<S>,
+    mut instance: Instance,
+    body: &[u8],
+) -> Result<ReportReply, Failure> {
     let report: Report = crate::http::response::parse_json(body, "report")?;
     if report.instance_id != instance.id {
         return Err(Failure::forbidden(format!(
@@ -176,7 +217,9 @@ pub async fn report<S: Store>(app: &App<S>, mut instance: Instance, body: &[u8])
         instance.metrics = report.metrics;
     }
     for result in &report.desired_results {
-        instance.desired_results.retain(|r| r.serial != result.serial);
+        instance
+            .desired_results
+            .retain(|r| r.serial != result.serial);
         instance.desired_results.push(result.clone());
     }
     instance.desired_results.sort_by_key(|r| r.serial);
@@ -193,7 +236,9 @@ pub async fn report<S: Store>(app: &App<S>, mut instance: Instance, body: &[u8])
         instance.events_cursor = instance.events_cursor.max(newest);
     }
     let changed = significant_change(&before, &instance);
-    let needs_commit = changed || !events.is_empty() || !report.command_results.is_empty()
+    let needs_commit = changed
+        || !events.is_empty()
+        || !report.command_results.is_empty()
         || !report.desired_results.is_empty();
     let event_count = events.len() as u64;
     if needs_commit {
@@ -216,14 +261,19 @@ pub async fn report<S: Store>(app: &App<S>, mut instance: Instance, body: &[u8])
     let (desired, rotate) = {
         let mut cache = app.cache.lock().unwrap_or_else(|p| p.into_inner());
         let desired = cache.desired.get(&instance.environment).cloned().flatten();
-        let issued = instance.credential.expires_ms - app.config.hosts.credential_lifetime.as_millis() as i64;
+        let issued = instance.credential.expires_ms
+            - app.config.hosts.credential_lifetime.as_millis() as i64;
         let lifetime = instance.credential.expires_ms - issued;
         let rotate = now >= issued + lifetime * 67 / 100;
         cache.put_instance(instance.clone());
         (desired, rotate)
     };
     let pending = app.store.pending_commands(&instance.id).await?;
-    let acked: Vec<String> = report.command_results.iter().map(|r| r.id.clone()).collect();
+    let acked: Vec<String> = report
+        .command_results
+        .iter()
+        .map(|r| r.id.clone())
+        .collect();
     let interval = app.config.hosts.interval.as_millis() as u64;
     Ok(ReportReply {
         events_ack: newest_event,
@@ -233,7 +283,10 @@ pub async fn report<S: Store>(app: &App<S>, mut instance: Instance, body: &[u8])
         commands: pending
             .into_iter()
             .filter(|c| !acked.contains(&c.id))
-            .map(|c| Command { id: c.id, kind: c.kind })
+            .map(|c| Command {
+                id: c.id,
+                kind: c.kind,
+            })
             .collect(),
         // ±10 % around the interval, so hosts that came back together drift apart.
         report_after_ms: Some(interval * 9 / 10 + fastrand_below(interval / 5 + 1)),
@@ -251,7 +304,8 @@ fn significant_change(before: &Instance, after: &Instance) -> bool {
         || before.facts != after.facts
         || before.desired_results != after.desired_results
         || before.events_cursor != after.events_cursor
-        || (before.metrics.as_ref().map(|m| m.requests) != after.metrics.as_ref().map(|m| m.requests))
+        || (before.metrics.as_ref().map(|m| m.requests)
+            != after.metrics.as_ref().map(|m| m.requests))
         || before.last_seen_ms.is_none()
 }
 
@@ -293,7 +347,9 @@ pub fn controller_event(
 pub fn valid_instance_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !id.starts_with('.')
 }
 

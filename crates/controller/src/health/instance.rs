@@ -39,6 +39,8 @@ pub struct InstanceContext<'a> {
     pub now_ms: Millis,
     /// The agents' report interval.
     pub interval_ms: u64,
+    /// Reports an instance may miss before it is NoData (EB: three).
+    pub missed_reports: u32,
     /// Failover grace: before this time no instance becomes NoData (§0, "Restart safety").
     pub grace_until_ms: Millis,
     pub expected_version: Option<&'a str>,
@@ -78,7 +80,9 @@ pub fn effective(instance: &Instance, ctx: &InstanceContext<'_>) -> Option<Insta
     // Past the failover grace only: a controller that just started has not heard from hosts
     // that are fine, and must not call them NoData (Nomad's lesson, §3.1).
     let silent_ms = ctx.now_ms.saturating_sub(last_seen_ms);
-    if silent_ms > (3 * ctx.interval_ms) as i64 && ctx.now_ms >= ctx.grace_until_ms {
+    if silent_ms > (u64::from(ctx.missed_reports) * ctx.interval_ms) as i64
+        && ctx.now_ms >= ctx.grace_until_ms
+    {
         return health(
             Status::NoData,
             vec![format!("No data. Last seen {}.", ago(silent_ms))],
@@ -161,7 +165,7 @@ fn sorted_causes(causes: &[HostCause]) -> Vec<String> {
         .iter()
         .map(|cause| (Status::parse_lenient(&cause.status).rank(), &cause.message))
         .collect();
-    ranked.sort_by(|a, b| b.0.cmp(&a.0));
+    ranked.sort_by_key(|(rank, _)| std::cmp::Reverse(*rank));
     ranked.into_iter().map(|(_, m)| m.clone()).collect()
 }
 
@@ -193,6 +197,7 @@ mod tests {
         InstanceContext {
             now_ms: NOW,
             interval_ms: 10_000,
+            missed_reports: 3,
             grace_until_ms: 0,
             expected_version: Some("v1"),
             expected_deployment: Some(1),
@@ -241,15 +246,18 @@ mod tests {
 
     #[test]
     fn silent_instances_are_nodata_in_seconds_then_minutes() {
-        let h = effective(&instance("i-1", Some(NOW - 31_000), "Ok"), &ctx()).unwrap();
+        let h = effective(&instance("i-1", Some(NOW - 31_000), "Ok"), &ctx())
+            .expect("the test sets it up");
         assert_eq!(h.status, Status::NoData);
         assert_eq!(h.causes, ["No data. Last seen 31 seconds ago."]);
-        let h = effective(&instance("i-1", Some(NOW - 37 * 60_000), "Ok"), &ctx()).unwrap();
+        let h = effective(&instance("i-1", Some(NOW - 37 * 60_000), "Ok"), &ctx())
+            .expect("the test sets it up");
         assert_eq!(h.causes, ["No data. Last seen 37 minutes ago."]);
         assert_eq!(ago(119_999), "119 seconds ago");
         assert_eq!(ago(120_000), "2 minutes ago");
         // Exactly three intervals is not yet silent.
-        let h = effective(&instance("i-1", Some(NOW - 30_000), "Ok"), &ctx()).unwrap();
+        let h = effective(&instance("i-1", Some(NOW - 30_000), "Ok"), &ctx())
+            .expect("the test sets it up");
         assert_eq!(h.status, Status::Ok);
     }
 
@@ -264,7 +272,7 @@ mod tests {
             "Warning",
             "slow",
         );
-        let h = effective(&i, &c).unwrap();
+        let h = effective(&i, &c).expect("the test sets it up");
         assert_eq!(
             (h.status, h.causes),
             (Status::Warning, vec!["slow".to_string()])
@@ -275,7 +283,7 @@ mod tests {
     fn never_reported_is_pending_initialization() {
         let mut i = instance("i-1", None, "Unknown");
         i.enrolled_ms = NOW - 12_000;
-        let h = effective(&i, &ctx()).unwrap();
+        let h = effective(&i, &ctx()).expect("the test sets it up");
         assert_eq!(h.status, Status::Pending);
         assert_eq!(
             h.causes,
@@ -295,7 +303,7 @@ mod tests {
             ..ctx()
         };
         let failing = serving(instance("i-1", Some(NOW), "Severe"), "v0", 0);
-        let h = effective(&failing, &c).unwrap();
+        let h = effective(&failing, &c).expect("the test sets it up");
         assert_eq!(h.status, Status::Info);
         assert_eq!(
             h.causes,
@@ -308,18 +316,21 @@ mod tests {
             "Running hook postdeploy.",
         );
         assert_eq!(
-            effective(&told, &c).unwrap().causes,
+            effective(&told, &c).expect("the test sets it up").causes,
             ["Running hook postdeploy."]
         );
         // A member done with its part is judged as usual.
         let done = instance("i-2", Some(NOW), "Warning");
-        assert_eq!(effective(&done, &c).unwrap().status, Status::Warning);
+        assert_eq!(
+            effective(&done, &c).expect("the test sets it up").status,
+            Status::Warning
+        );
         // Past the deadline, failing checks count again (and so does the version).
         let late = InstanceContext {
             active_deadline_ms: NOW - 1,
             ..c
         };
-        let h = effective(&failing, &late).unwrap();
+        let h = effective(&failing, &late).expect("the test sets it up");
         assert_eq!((h.status, h.basis), (Status::Severe, Basis::WrongVersion));
     }
 
@@ -330,7 +341,8 @@ mod tests {
             deployments_by_serial: &serials,
             ..ctx()
         };
-        let h = effective(&serving(instance("i-1", Some(NOW), "Ok"), "v2", 2), &c).unwrap();
+        let h = effective(&serving(instance("i-1", Some(NOW), "Ok"), "v2", 2), &c)
+            .expect("the test sets it up");
         assert_eq!(h.status, Status::Degraded);
         assert_eq!(h.basis, Basis::WrongVersion);
         assert_eq!(
@@ -344,11 +356,14 @@ mod tests {
             "Severe",
             "Process web is not running.",
         );
-        let h = effective(&serving(severe, "v2", 2), &c).unwrap();
+        let h = effective(&serving(severe, "v2", 2), &c).expect("the test sets it up");
         assert_eq!(h.status, Status::Severe);
         assert_eq!(h.causes[0], "Process web is not running.");
         let right = serving(instance("i-1", Some(NOW), "Ok"), "v1", 1);
-        assert_eq!(effective(&right, &c).unwrap().status, Status::Ok);
+        assert_eq!(
+            effective(&right, &c).expect("the test sets it up").status,
+            Status::Ok
+        );
     }
 
     #[test]
@@ -358,10 +373,13 @@ mod tests {
             "Degraded",
             "d",
         );
-        let h = effective(&i, &ctx()).unwrap();
+        let h = effective(&i, &ctx()).expect("the test sets it up");
         assert_eq!((h.status, h.basis), (Status::Degraded, Basis::Reported));
         assert_eq!(h.causes, ["d", "w"]);
         let odd = instance("i-1", Some(NOW), "Suspended");
-        assert_eq!(effective(&odd, &ctx()).unwrap().status, Status::Unknown);
+        assert_eq!(
+            effective(&odd, &ctx()).expect("the test sets it up").status,
+            Status::Unknown
+        );
     }
 }

@@ -195,6 +195,7 @@ pub(crate) mod fixtures {
             metrics: None,
             applied_serial: 0,
             events_cursor: 0,
+            desired_results: Vec::new(),
         }
     }
 

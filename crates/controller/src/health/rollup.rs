@@ -33,6 +33,7 @@ pub struct RollupInput<'a> {
     pub deployments_by_serial: &'a BTreeMap<u64, i64>,
     pub now_ms: Millis,
     pub interval_ms: u64,
+    pub missed_reports: u32,
     pub grace_until_ms: Millis,
     /// Only metrics windows that ended after this count.
     pub metrics_newer_than_ms: Millis,
@@ -63,6 +64,7 @@ pub fn evaluate(input: &RollupInput<'_>) -> Evaluation {
     let ctx = InstanceContext {
         now_ms: input.now_ms,
         interval_ms: input.interval_ms,
+        missed_reports: input.missed_reports,
         grace_until_ms: input.grace_until_ms,
         expected_version: input.expected_version,
         expected_deployment: input.expected_deployment,
@@ -214,7 +216,7 @@ pub fn candidate(
             causes: Vec::new(),
         };
     }
-    found.sort_by(|a, b| b.0.rank().cmp(&a.0.rank()));
+    found.sort_by_key(|(status, _)| std::cmp::Reverse(status.rank()));
     Candidate {
         status: found[0].0,
         causes: found.into_iter().map(|(_, cause)| cause).collect(),

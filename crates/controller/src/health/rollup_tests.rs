@@ -18,6 +18,7 @@ fn input<'a>(published: &'a PublishedHealth, instances: &'a [Instance]) -> Rollu
         deployments_by_serial: NO_SERIALS,
         now_ms: NOW,
         interval_ms: 10_000,
+        missed_reports: 3,
         grace_until_ms: 0,
         metrics_newer_than_ms: NOW - 30_000,
     }

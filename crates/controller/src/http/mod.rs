@@ -76,8 +76,10 @@ pub async fn serve<S: Store>(
     connections.wait().await;
 }
 
-async fn drive<I, Sv>(connection: hyper::server::conn::http1::Connection<I, Sv>, stop: CancellationToken)
-where
+async fn drive<I, Sv>(
+    connection: hyper::server::conn::http1::Connection<I, Sv>,
+    stop: CancellationToken,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
     Sv: hyper::service::HttpService<Incoming, ResBody = http_body_util::Full<bytes::Bytes>>,
     Sv::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -93,7 +95,7 @@ where
     }
 }
 
-fn header_value<'r>(request: &'r Request<Incoming>, name: header::HeaderName) -> Option<&'r str> {
+fn header_value(request: &Request<Incoming>, name: header::HeaderName) -> Option<&str> {
     request.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -124,13 +126,21 @@ async fn route<S: Store>(app: &App<S>, request: Request<Incoming>) -> Answer {
     handled.unwrap_or_else(Failure::into_answer)
 }
 
-async fn host_plane<S: Store>(app: &App<S>, id: &str, action: &str, request: Request<Incoming>) -> Handled {
+async fn host_plane<S: Store>(
+    app: &App<S>,
+    id: &str,
+    action: &str,
+    request: Request<Incoming>,
+) -> Handled {
     let started = Instant::now();
-    let bearer = header_value(&request, header::AUTHORIZATION).and_then(|h| secrets::bearer(Some(h)));
+    let bearer =
+        header_value(&request, header::AUTHORIZATION).and_then(|h| secrets::bearer(Some(h)));
     let instance = match reports::authenticate(app, id, bearer) {
         Ok(instance) => instance,
         Err(failure) => {
-            app.counters.reports_rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            app.counters
+                .reports_rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(failure);
         }
     };
@@ -139,25 +149,32 @@ async fn host_plane<S: Store>(app: &App<S>, id: &str, action: &str, request: Req
             let body = response::body(request, MAX_REPORT_BYTES).await?;
             match reports::report(app, instance, &body).await {
                 Ok(reply) => {
-                    app.counters.report_took(started.elapsed().as_micros() as u64);
+                    app.counters
+                        .report_took(started.elapsed().as_micros() as u64);
                     Ok(response::ok(&reply))
                 }
                 Err(Failure(StatusCode::SERVICE_UNAVAILABLE, message)) => {
-                    app.counters.reports_rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    app.counters
+                        .reports_rejected
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let retry = app.config.hosts.interval.as_secs().max(1);
                     Ok(response::overloaded(retry, &message))
                 }
                 Err(failure) => Err(failure),
             }
         }
-        "credential" => reports::rotate(app, instance).await.map(|c| response::ok(&c)),
+        "credential" => reports::rotate(app, instance)
+            .await
+            .map(|c| response::ok(&c)),
         _ => Err(Failure::not_found(format!("no such host action: {action}"))),
     }
 }
 
 /// The operator plane's check: an admin token, by hash.
 async fn admin<S: Store>(app: &App<S>, request: &Request<Incoming>) -> Result<(), Failure> {
-    let Some(token) = header_value(request, header::AUTHORIZATION).and_then(|h| secrets::bearer(Some(h))) else {
+    let Some(token) =
+        header_value(request, header::AUTHORIZATION).and_then(|h| secrets::bearer(Some(h)))
+    else {
         return Err(Failure::unauthorized(
             "missing Authorization: Bearer <admin token> (see DATA_DIR/admin.token)",
         ));

@@ -13,7 +13,12 @@ use crate::model::*;
 use crate::store::Store;
 use crate::{ops, versions, views};
 
-pub async fn route<S: Store>(app: &App<S>, method: &Method, segments: &[&str], request: Request<Incoming>) -> Handled {
+pub async fn route<S: Store>(
+    app: &App<S>,
+    method: &Method,
+    segments: &[&str],
+    request: Request<Incoming>,
+) -> Handled {
     match (method, segments) {
         (&Method::GET, ["metrics"]) => metrics(app).await,
         (&Method::GET, ["v1", "openapi.json"]) => Ok(response::json(
@@ -38,13 +43,19 @@ pub async fn route<S: Store>(app: &App<S>, method: &Method, segments: &[&str], r
                 #[serde(default)]
                 description: String,
             }
-            let body: Body = response::parse_json(&response::body(request, 64 << 10).await?, "CreateApplication")?;
-            let application = ops::ensure_application(app, &body.application_name, &body.description).await?;
+            let body: Body = response::parse_json(
+                &response::body(request, 64 << 10).await?,
+                "CreateApplication",
+            )?;
+            let application =
+                ops::ensure_application(app, &body.application_name, &body.description).await?;
             Ok(ok(&views::application(&application, &[])))
         }
         (&Method::GET, ["v1", "applications", name, "versions"]) => {
             let versions = app.store.versions(name).await?;
-            Ok(ok(&json!({ "ApplicationVersions": versions.iter().map(views::version).collect::<Vec<_>>() })))
+            Ok(ok(
+                &json!({ "ApplicationVersions": versions.iter().map(views::version).collect::<Vec<_>>() }),
+            ))
         }
         (&Method::POST, ["v1", "applications", name, "versions"]) => {
             #[derive(Deserialize)]
@@ -57,7 +68,10 @@ pub async fn route<S: Store>(app: &App<S>, method: &Method, segments: &[&str], r
                 #[serde(default)]
                 description: String,
             }
-            let body: Body = response::parse_json(&response::body(request, 64 << 10).await?, "CreateApplicationVersion")?;
+            let body: Body = response::parse_json(
+                &response::body(request, 64 << 10).await?,
+                "CreateApplicationVersion",
+            )?;
             if let Some(problem) = versions::source_problem(&body.source_bundle) {
                 return Err(Failure::bad_request(problem));
             }
@@ -126,18 +140,38 @@ pub async fn route<S: Store>(app: &App<S>, method: &Method, segments: &[&str], r
                 #[serde(default)]
                 version_label: Option<String>,
             }
-            let body: Body = response::parse_json(&response::body(request, 1 << 20).await?, "CreateEnvironment")?;
+            let body: Body = response::parse_json(
+                &response::body(request, 1 << 20).await?,
+                "CreateEnvironment",
+            )?;
             let tier = match body.tier.as_deref().map(str::to_ascii_lowercase).as_deref() {
                 None | Some("web") | Some("webserver") => Tier::Web,
                 Some("worker") => Tier::Worker,
-                Some(other) => return Err(Failure::bad_request(format!("Tier: {other:?} is neither web nor worker"))),
+                Some(other) => {
+                    return Err(Failure::bad_request(format!(
+                        "Tier: {other:?} is neither web nor worker"
+                    )));
+                }
             };
-            let application = body.application_name.unwrap_or_else(|| body.environment_name.clone());
-            let env = ops::create_environment(app, &body.environment_name, &application, tier, settings(&body.option_settings)?).await?;
+            let application = body
+                .application_name
+                .unwrap_or_else(|| body.environment_name.clone());
+            let env = ops::create_environment(
+                app,
+                &body.environment_name,
+                &application,
+                tier,
+                settings(&body.option_settings)?,
+            )
+            .await?;
             if let Some(label) = body.version_label {
                 ops::update_environment(app, &env.name, Some(&label), None).await?;
             }
-            Ok(ok(&views::environment(app, &ops::environment(app, &env.name).await?).await?))
+            Ok(ok(&views::environment(
+                app,
+                &ops::environment(app, &env.name).await?,
+            )
+            .await?))
         }
         (&Method::GET, ["v1", "environments", name]) => {
             let env = ops::environment(app, name).await?;
@@ -152,12 +186,20 @@ pub async fn route<S: Store>(app: &App<S>, method: &Method, segments: &[&str], r
                 #[serde(default)]
                 option_settings: Vec<OptionSetting>,
             }
-            let body: Body = response::parse_json(&response::body(request, 1 << 20).await?, "UpdateEnvironment")?;
-            let options = (!body.option_settings.is_empty()).then(|| settings(&body.option_settings)).transpose()?;
+            let body: Body = response::parse_json(
+                &response::body(request, 1 << 20).await?,
+                "UpdateEnvironment",
+            )?;
+            let options = (!body.option_settings.is_empty())
+                .then(|| settings(&body.option_settings))
+                .transpose()?;
             if body.version_label.is_none() && options.is_none() {
-                return Err(Failure::bad_request("UpdateEnvironment: give VersionLabel and/or OptionSettings"));
+                return Err(Failure::bad_request(
+                    "UpdateEnvironment: give VersionLabel and/or OptionSettings",
+                ));
             }
-            let deployment = ops::update_environment(app, name, body.version_label.as_deref(), options).await?;
+            let deployment =
+                ops::update_environment(app, name, body.version_label.as_deref(), options).await?;
             Ok(ok(&deployment))
         }
         (&Method::DELETE, ["v1", "environments", name]) => {
@@ -171,16 +213,29 @@ pub async fn route<S: Store>(app: &App<S>, method: &Method, segments: &[&str], r
         (&Method::GET, ["v1", "environments", name, "instances"]) => {
             let env = ops::environment(app, name).await?;
             let pairs = query(&request);
-            Ok(ok(&views::instances_health(app, &env, get(&pairs, "NextToken")).await?))
+            Ok(ok(&views::instances_health(
+                app,
+                &env,
+                get(&pairs, "NextToken"),
+            )
+            .await?))
         }
-        (&Method::POST, ["v1", "environments", name, "restart"]) => Ok(ok(&ops::restart(app, name).await?)),
-        (&Method::POST, ["v1", "environments", name, "abort"]) => Ok(ok(&ops::abort(app, name).await?)),
+        (&Method::POST, ["v1", "environments", name, "restart"]) => {
+            Ok(ok(&ops::restart(app, name).await?))
+        }
+        (&Method::POST, ["v1", "environments", name, "abort"]) => {
+            Ok(ok(&ops::abort(app, name).await?))
+        }
         (&Method::GET, ["v1", "environments", name, "deployments"]) => {
             ops::environment(app, name).await?;
-            Ok(ok(&json!({ "Deployments": app.store.deployments(name, 50).await? })))
+            Ok(ok(
+                &json!({ "Deployments": app.store.deployments(name, 50).await? }),
+            ))
         }
         (&Method::GET, ["v1", "deployments", id]) => {
-            let id: i64 = id.parse().map_err(|_| Failure::bad_request(format!("deployment id {id:?} is not a number")))?;
+            let id: i64 = id.parse().map_err(|_| {
+                Failure::bad_request(format!("deployment id {id:?} is not a number"))
+            })?;
             match app.store.deployment(id).await? {
                 Some(deployment) => Ok(ok(&deployment)),
                 None => Err(Failure::not_found(format!("deployment {id}"))),
@@ -195,13 +250,20 @@ pub async fn route<S: Store>(app: &App<S>, method: &Method, segments: &[&str], r
                 #[serde(default)]
                 expires: Option<String>,
             }
-            let body: Body = response::parse_json(&response::body(request, 64 << 10).await?, "enrollment token")?;
+            let body: Body = response::parse_json(
+                &response::body(request, 64 << 10).await?,
+                "enrollment token",
+            )?;
             let ttl = match &body.expires {
                 None => app.config.hosts.enrollment_token_ttl,
-                Some(text) => humantime::parse_duration(text)
-                    .map_err(|_| Failure::bad_request(format!("Expires: {text:?} is not a duration like 1h or 24h")))?,
+                Some(text) => humantime::parse_duration(text).map_err(|_| {
+                    Failure::bad_request(format!(
+                        "Expires: {text:?} is not a duration like 1h or 24h"
+                    ))
+                })?,
             };
-            let (record, token) = ops::create_enrollment_token(app, name, body.uses.unwrap_or(1), ttl).await?;
+            let (record, token) =
+                ops::create_enrollment_token(app, name, body.uses.unwrap_or(1), ttl).await?;
             Ok(ok(&json!({
                 "TokenId": record.id,
                 "Token": token,
@@ -216,13 +278,18 @@ pub async fn route<S: Store>(app: &App<S>, method: &Method, segments: &[&str], r
         }
         (&Method::DELETE, ["v1", "instances", id]) => {
             let instance = ops::revoke_instance(app, id).await?;
-            Ok(ok(&json!({ "InstanceId": instance.id, "Revoked": instance.revoked_ms.is_some() })))
+            Ok(ok(
+                &json!({ "InstanceId": instance.id, "Revoked": instance.revoked_ms.is_some() }),
+            ))
         }
         (&Method::GET, ["v1", "events"]) => {
             let pairs = query(&request);
             Ok(ok(&views::events(app, &pairs).await?))
         }
-        _ => Err(Failure::not_found(format!("no such endpoint: {method} {}", request.uri().path()))),
+        _ => Err(Failure::not_found(format!(
+            "no such endpoint: {method} {}",
+            request.uri().path()
+        ))),
     }
 }
 
@@ -240,9 +307,14 @@ fn settings(list: &[OptionSetting]) -> Result<OptionSettings, Failure> {
     let mut settings = OptionSettings::new();
     for setting in list {
         if setting.namespace.is_empty() || setting.option_name.is_empty() {
-            return Err(Failure::bad_request("OptionSettings: each needs a Namespace and an OptionName"));
+            return Err(Failure::bad_request(
+                "OptionSettings: each needs a Namespace and an OptionName",
+            ));
         }
-        settings.insert(format!("{}:{}", setting.namespace, setting.option_name), setting.value.clone());
+        settings.insert(
+            format!("{}:{}", setting.namespace, setting.option_name),
+            setting.value.clone(),
+        );
     }
     Ok(settings)
 }
@@ -251,17 +323,37 @@ async fn metrics<S: Store>(app: &App<S>) -> Handled {
     let footprint = app.store.footprint().await?;
     let (instances, environments) = {
         let cache = app.cache.lock().unwrap_or_else(|p| p.into_inner());
-        (cache.instances.len() as f64, cache.environments.len() as f64)
+        (
+            cache.instances.len() as f64,
+            cache.environments.len() as f64,
+        )
     };
     let mut gauges = vec![
-        ("hostmanager_controller_instances", "Enrolled instances.", instances),
-        ("hostmanager_controller_environments", "Environments.", environments),
-        ("hostmanager_controller_database_bytes", "Size of the database.", footprint.bytes as f64),
+        (
+            "hostmanager_controller_instances",
+            "Enrolled instances.",
+            instances,
+        ),
+        (
+            "hostmanager_controller_environments",
+            "Environments.",
+            environments,
+        ),
+        (
+            "hostmanager_controller_database_bytes",
+            "Size of the database.",
+            footprint.bytes as f64,
+        ),
     ];
     let rows: Vec<(String, f64)> = footprint
         .rows
         .iter()
-        .map(|(table, count)| (format!("hostmanager_controller_rows{{table=\"{table}\"}}"), *count as f64))
+        .map(|(table, count)| {
+            (
+                format!("hostmanager_controller_rows{{table=\"{table}\"}}"),
+                *count as f64,
+            )
+        })
         .collect();
     for (name, value) in &rows {
         gauges.push((name.as_str(), "Rows per table.", *value));
@@ -276,29 +368,47 @@ async fn metrics<S: Store>(app: &App<S>) -> Handled {
 
 /// `GET /v1/bundles/<key>?expires=…&signature=…`: an uploaded bundle, for hosts.
 pub async fn bundle_download<S: Store>(app: &App<S>, request: &Request<Incoming>) -> Handled {
-    let key = request.uri().path().trim_start_matches("/v1/bundles/").to_string();
+    let key = request
+        .uri()
+        .path()
+        .trim_start_matches("/v1/bundles/")
+        .to_string();
     let pairs = query(request);
-    let expires: i64 = get(&pairs, "expires").and_then(|e| e.parse().ok()).unwrap_or(0);
+    let expires: i64 = get(&pairs, "expires")
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
     let signature = get(&pairs, "signature").unwrap_or("");
-    if !key.starts_with("bundles/") || !versions::signature_valid(&app.signing_key, &key, expires, signature) {
-        return Err(Failure::forbidden("the bundle URL's signature is invalid or expired"));
+    if !key.starts_with("bundles/")
+        || !versions::signature_valid(&app.signing_key, &key, expires, signature)
+    {
+        return Err(Failure::forbidden(
+            "the bundle URL's signature is invalid or expired",
+        ));
     }
     let scratch = app.config.data_dir.join("tmp");
-    tokio::fs::create_dir_all(&scratch).await.map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    tokio::fs::create_dir_all(&scratch)
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let temp = scratch.join(format!("download-{}", crate::secrets::new_id("")));
-    let fetched = app.objects.get_to_file(&key, None, &temp, super::MAX_BUNDLE_BYTES as u64).await;
+    let fetched = app
+        .objects
+        .get_to_file(&key, None, &temp, super::MAX_BUNDLE_BYTES as u64)
+        .await;
     let bytes = tokio::fs::read(&temp).await;
     let _ = tokio::fs::remove_file(&temp).await;
     match (fetched, bytes) {
         (Ok(_), Ok(bytes)) => {
-            let mut answer = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(bytes)));
+            let mut answer =
+                hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(bytes)));
             answer.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static("application/zip"),
             );
             Ok(answer)
         }
-        (Err(hostmanager::store::StoreError::NotFound { .. }), _) => Err(Failure::not_found(format!("bundle {key}"))),
+        (Err(hostmanager::store::StoreError::NotFound { .. }), _) => {
+            Err(Failure::not_found(format!("bundle {key}")))
+        }
         (Err(e), _) => Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
         (_, Err(e)) => Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }

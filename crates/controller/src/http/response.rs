@@ -18,7 +18,10 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Answer {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response")),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("encoding the answer: {e}")),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("encoding the answer: {e}"),
+        ),
     }
 }
 
@@ -38,9 +41,10 @@ pub fn error(status: StatusCode, message: &str) -> Answer {
 pub fn plain(status: StatusCode, text: &str) -> Answer {
     let mut answer = Response::new(Full::new(Bytes::from(text.to_string())));
     *answer.status_mut() = status;
-    answer
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     answer
 }
 
@@ -81,11 +85,16 @@ impl Failure {
 impl From<crate::store::StoreError> for Failure {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
-            crate::store::StoreError::NotFound(what) => Failure::not_found(format!("{what} not found")),
+            crate::store::StoreError::NotFound(what) => {
+                Failure::not_found(format!("{what} not found"))
+            }
             crate::store::StoreError::Conflict(message) => Failure::conflict(message),
             crate::store::StoreError::Database(message) => {
                 tracing::error!(%message, "database error");
-                Failure(StatusCode::SERVICE_UNAVAILABLE, format!("database: {message}"))
+                Failure(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("database: {message}"),
+                )
             }
         }
     }
@@ -103,7 +112,12 @@ pub async fn body(request: Request<Incoming>, limit: usize) -> Result<Bytes, Fai
     let collected = Limited::new(request.into_body(), limit)
         .collect()
         .await
-        .map_err(|e| Failure(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e} (at most {limit} bytes)")))?
+        .map_err(|e| {
+            Failure(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body: {e} (at most {limit} bytes)"),
+            )
+        })?
         .to_bytes();
     if !gzip {
         return Ok(collected);
@@ -166,5 +180,8 @@ pub fn percent_decode(text: &str) -> String {
 }
 
 pub fn get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tokio_rustls::rustls::{self, pki_types::CertificateDer, pki_types::PrivateKeyDer};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::{self, pki_types::CertificateDer, pki_types::PrivateKeyDer};
 
 use crate::config::TlsFiles;
 

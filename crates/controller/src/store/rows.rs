@@ -80,6 +80,7 @@ pub(crate) struct EnvironmentRow {
     expected_version: Option<String>,
     expected_deployment: Option<i64>,
     desired_serial: i64,
+    desired_version: Option<String>,
     health: String,
     created_ms: i64,
     updated_ms: i64,
@@ -97,6 +98,7 @@ impl EnvironmentRow {
             expected_version: self.expected_version,
             expected_deployment: self.expected_deployment,
             desired_serial: uint(self.desired_serial)?,
+            desired_version: self.desired_version,
             health: from_json(&self.health, "health")?,
             created_ms: self.created_ms,
             updated_ms: self.updated_ms,
@@ -135,6 +137,7 @@ pub(crate) struct InstanceCols {
     pub metrics: Option<String>,
     pub applied_serial: i64,
     pub events_cursor: i64,
+    pub desired_results: String,
 }
 
 impl InstanceCols {
@@ -146,6 +149,7 @@ impl InstanceCols {
             metrics: instance.metrics.as_ref().map(json).transpose()?,
             applied_serial: int(instance.applied_serial)?,
             events_cursor: int(instance.events_cursor)?,
+            desired_results: json(&instance.desired_results)?,
         })
     }
 }
@@ -165,6 +169,7 @@ pub(crate) struct InstanceRow {
     metrics: Option<String>,
     applied_serial: i64,
     events_cursor: i64,
+    desired_results: String,
 }
 
 impl InstanceRow {
@@ -183,6 +188,7 @@ impl InstanceRow {
             metrics: self.metrics.map(|m| from_json(&m, "metrics")).transpose()?,
             applied_serial: uint(self.applied_serial)?,
             events_cursor: uint(self.events_cursor)?,
+            desired_results: from_json(&self.desired_results, "desired_results")?,
         })
     }
 }

@@ -109,6 +109,7 @@ pub async fn case_environments<S: Store>(store: &S) {
     changed.expected_version = Some("v7".into());
     changed.expected_deployment = Some(42);
     changed.desired_serial = 7;
+    changed.desired_version = Some("v8".into());
     changed.health = PublishedHealth {
         status: "Degraded".into(),
         color: "Red".into(),

@@ -44,6 +44,7 @@ pub fn env(name: &str, application: &str) -> Environment {
         expected_version: None,
         expected_deployment: None,
         desired_serial: 0,
+        desired_version: None,
         health: PublishedHealth::default(),
         created_ms: 2_000,
         updated_ms: 2_000,
@@ -92,6 +93,7 @@ pub fn instance(id: &str, environment: &str, fingerprint: &str) -> Instance {
         metrics: None,
         applied_serial: 0,
         events_cursor: 0,
+        desired_results: Vec::new(),
     }
 }
 

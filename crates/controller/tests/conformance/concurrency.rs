@@ -44,7 +44,7 @@ fn group(round: u64, hosts: &[Instance]) -> Vec<ReportWrite> {
             let mut changed = host.clone();
             changed.applied_serial = round;
             ReportWrite {
-                instance: (round % 2 == 0).then_some(changed),
+                instance: round.is_multiple_of(2).then_some(changed),
                 events: vec![event("prod", Some(&host.id), Some(round), round as i64)],
                 ..seen_only(&host.id, 1_000 + round as i64)
             }
@@ -82,7 +82,11 @@ pub async fn hammer_two_stores<S: Store>(first: &S, second: &S) {
     let hosts = enrolled(first, "prod", &["i-1", "i-2", "i-3"]).await;
     let work: Vec<_> = (1..=60u64)
         .map(|round| {
-            let store = if round % 2 == 0 { first } else { second };
+            let store = if round.is_multiple_of(2) {
+                first
+            } else {
+                second
+            };
             let writes = group(round, &hosts);
             async move {
                 store.commit_reports(&writes).await?;

@@ -3,7 +3,7 @@
 
 use hostmanager_controller::model::*;
 use hostmanager_controller::store::{Store, StoreError};
-use hostmanager_protocol::{CommandKind, CommandResult, MetricsWindow, Outcome};
+use hostmanager_protocol::{CommandKind, CommandResult, DesiredResult, MetricsWindow, Outcome};
 
 use crate::common::*;
 
@@ -31,6 +31,14 @@ pub async fn case_commit_changed_row_and_last_seen_only<S: Store>(store: &S) {
     });
     changed.applied_serial = 3;
     changed.events_cursor = 17;
+    changed.desired_results = vec![DesiredResult {
+        serial: 3,
+        deployment_id: Some(9),
+        outcome: Outcome::Failed,
+        step: Some("hooks".into()),
+        message: Some("hook 01_migrate exited 2".into()),
+        finished_ms: 9_500,
+    }];
     changed.agent_version = "1.2.0".into();
     let write = ReportWrite {
         instance: Some(changed.clone()),

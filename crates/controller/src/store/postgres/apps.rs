@@ -90,7 +90,7 @@ pub(super) async fn versions(
 }
 
 const ENV_COLUMNS: &str = "id, name, application, tier, options::text AS options, status, \
-     expected_version, expected_deployment, desired_serial, health::text AS health, created_ms, \
+     expected_version, expected_deployment, desired_serial, desired_version, health::text AS health, created_ms, \
      updated_ms";
 
 pub(super) async fn create_environment(
@@ -100,8 +100,8 @@ pub(super) async fn create_environment(
     let cols = EnvironmentCols::new(env)?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO environments (name, application, tier, options, status, expected_version, \
-         expected_deployment, desired_serial, health, created_ms, updated_ms) \
-         VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9::jsonb, $10, $11) RETURNING id",
+         expected_deployment, desired_serial, health, created_ms, updated_ms, desired_version) \
+         VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9::jsonb, $10, $11, $12) RETURNING id",
     )
     .bind(&env.name)
     .bind(&env.application)
@@ -114,6 +114,7 @@ pub(super) async fn create_environment(
     .bind(&cols.health)
     .bind(env.created_ms)
     .bind(env.updated_ms)
+    .bind(&env.desired_version)
     .fetch_one(&store.pool)
     .await
     .map_err(|e| {
@@ -149,7 +150,7 @@ pub(super) async fn save_environment(store: &PostgresStore, env: &Environment) -
     let done = sqlx::query(
         "UPDATE environments SET application = $2, tier = $3, options = $4::jsonb, status = $5, \
          expected_version = $6, expected_deployment = $7, desired_serial = $8, health = $9::jsonb, \
-         created_ms = $10, updated_ms = $11 WHERE name = $1",
+         created_ms = $10, updated_ms = $11, desired_version = $12 WHERE name = $1",
     )
     .bind(&env.name)
     .bind(&env.application)
@@ -162,6 +163,7 @@ pub(super) async fn save_environment(store: &PostgresStore, env: &Environment) -
     .bind(&cols.health)
     .bind(env.created_ms)
     .bind(env.updated_ms)
+    .bind(&env.desired_version)
     .execute(&store.pool)
     .await?;
     if done.rows_affected() == 0 {
@@ -187,7 +189,7 @@ pub(super) async fn add_admin_token(
 }
 
 pub(super) async fn is_admin_token(store: &PostgresStore, hash: &str) -> StoreResult<bool> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM admin_tokens WHERE hash = $1")
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1::int8 FROM admin_tokens WHERE hash = $1")
         .bind(hash)
         .fetch_optional(&store.pool)
         .await?;

@@ -50,7 +50,7 @@ pub(super) async fn revoke_enrollment_token(store: &PostgresStore, id: &str) -> 
 const INSTANCE_COLUMNS: &str = "id, environment, enrolled_ms, machine_fingerprint, \
      facts::text AS facts, agent_version, credential::text AS credential, revoked_ms, \
      last_seen_ms, status::text AS status, metrics::text AS metrics, applied_serial, \
-     events_cursor";
+     events_cursor, desired_results::text AS desired_results";
 
 pub(super) async fn enroll(
     store: &PostgresStore,
@@ -136,8 +136,8 @@ async fn insert(conn: &mut PgConnection, instance: &Instance) -> StoreResult<()>
     sqlx::query(
         "INSERT INTO instances (id, environment, enrolled_ms, machine_fingerprint, facts, \
          agent_version, credential, revoked_ms, last_seen_ms, status, metrics, applied_serial, \
-         events_cursor) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::jsonb, $8, $9, $10::jsonb, \
-         $11::jsonb, $12, $13)",
+         events_cursor, desired_results) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::jsonb, $8, \
+         $9, $10::jsonb, $11::jsonb, $12, $13, $14::jsonb)",
     )
     .bind(&instance.id)
     .bind(&instance.environment)
@@ -152,6 +152,7 @@ async fn insert(conn: &mut PgConnection, instance: &Instance) -> StoreResult<()>
     .bind(&cols.metrics)
     .bind(cols.applied_serial)
     .bind(cols.events_cursor)
+    .bind(&cols.desired_results)
     .execute(&mut *conn)
     .await
     .map_err(|e| {
@@ -252,6 +253,7 @@ pub(super) async fn commit_reports(
     // One statement per kind of change, with the group as arrays: far fewer round trips than a
     // statement per row, and one prepared statement whatever the group's size. Only the
     // report-owned columns are written, none of them indexed, so the updates can be HOT.
+    // A group that lost a race to a newer one must not put an older report back.
     if !merged.rows.is_empty() {
         let mut rows = Rows::default();
         for (instance, seen_ms) in &merged.rows {
@@ -264,15 +266,17 @@ pub(super) async fn commit_reports(
             rows.metrics.push(cols.metrics);
             rows.applied_serial.push(cols.applied_serial);
             rows.events_cursor.push(cols.events_cursor);
+            rows.desired_results.push(cols.desired_results);
         }
         sqlx::query(
             "UPDATE instances AS i SET facts = u.facts::jsonb, agent_version = u.agent_version, \
              last_seen_ms = u.last_seen_ms, status = u.status::jsonb, \
              metrics = u.metrics::jsonb, applied_serial = u.applied_serial, \
-             events_cursor = u.events_cursor \
+             events_cursor = u.events_cursor, desired_results = u.desired_results::jsonb \
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], \
-             $6::text[], $7::int8[], $8::int8[]) AS u(id, facts, agent_version, last_seen_ms, \
-             status, metrics, applied_serial, events_cursor) WHERE i.id = u.id",
+             $6::text[], $7::int8[], $8::int8[], $9::text[]) AS u(id, facts, agent_version, \
+             last_seen_ms, status, metrics, applied_serial, events_cursor, desired_results) \
+             WHERE i.id = u.id AND (i.last_seen_ms IS NULL OR i.last_seen_ms <= u.last_seen_ms)",
         )
         .bind(&rows.id)
         .bind(&rows.facts)
@@ -282,6 +286,7 @@ pub(super) async fn commit_reports(
         .bind(&rows.metrics)
         .bind(&rows.applied_serial)
         .bind(&rows.events_cursor)
+        .bind(&rows.desired_results)
         .execute(&mut *tx)
         .await?;
     }
@@ -330,4 +335,5 @@ struct Rows {
     metrics: Vec<Option<String>>,
     applied_serial: Vec<i64>,
     events_cursor: Vec<i64>,
+    desired_results: Vec<String>,
 }

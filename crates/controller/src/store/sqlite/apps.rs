@@ -88,7 +88,7 @@ pub(super) async fn versions(
 }
 
 const ENV_COLUMNS: &str = "id, name, application, tier, options, status, expected_version, \
-     expected_deployment, desired_serial, health, created_ms, updated_ms";
+     expected_deployment, desired_serial, desired_version, health, created_ms, updated_ms";
 
 pub(super) async fn create_environment(
     store: &SqliteStore,
@@ -97,8 +97,8 @@ pub(super) async fn create_environment(
     let cols = EnvironmentCols::new(env)?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO environments (name, application, tier, options, status, expected_version, \
-         expected_deployment, desired_serial, health, created_ms, updated_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+         expected_deployment, desired_serial, health, created_ms, updated_ms, desired_version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
     )
     .bind(&env.name)
     .bind(&env.application)
@@ -111,6 +111,7 @@ pub(super) async fn create_environment(
     .bind(&cols.health)
     .bind(env.created_ms)
     .bind(env.updated_ms)
+    .bind(&env.desired_version)
     .fetch_one(&store.writer)
     .await
     .map_err(|e| {
@@ -146,7 +147,7 @@ pub(super) async fn save_environment(store: &SqliteStore, env: &Environment) -> 
     let done = sqlx::query(
         "UPDATE environments SET application = $2, tier = $3, options = $4, status = $5, \
          expected_version = $6, expected_deployment = $7, desired_serial = $8, health = $9, \
-         created_ms = $10, updated_ms = $11 WHERE name = $1",
+         created_ms = $10, updated_ms = $11, desired_version = $12 WHERE name = $1",
     )
     .bind(&env.name)
     .bind(&env.application)
@@ -159,6 +160,7 @@ pub(super) async fn save_environment(store: &SqliteStore, env: &Environment) -> 
     .bind(&cols.health)
     .bind(env.created_ms)
     .bind(env.updated_ms)
+    .bind(&env.desired_version)
     .execute(&store.writer)
     .await?;
     if done.rows_affected() == 0 {

@@ -49,7 +49,7 @@ pub(super) async fn revoke_enrollment_token(store: &SqliteStore, id: &str) -> St
 
 const INSTANCE_COLUMNS: &str = "id, environment, enrolled_ms, machine_fingerprint, facts, \
      agent_version, credential, revoked_ms, last_seen_ms, status, metrics, applied_serial, \
-     events_cursor";
+     events_cursor, desired_results";
 
 pub(super) async fn enroll(
     store: &SqliteStore,
@@ -134,7 +134,7 @@ async fn insert(conn: &mut SqliteConnection, instance: &Instance) -> StoreResult
     let cols = InstanceCols::new(instance)?;
     sqlx::query(&format!(
         "INSERT INTO instances ({INSTANCE_COLUMNS}, seq) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
          (SELECT COALESCE(MAX(seq), 0) + 1 FROM instances))"
     ))
     .bind(&instance.id)
@@ -150,6 +150,7 @@ async fn insert(conn: &mut SqliteConnection, instance: &Instance) -> StoreResult
     .bind(&cols.metrics)
     .bind(cols.applied_serial)
     .bind(cols.events_cursor)
+    .bind(&cols.desired_results)
     .execute(&mut *conn)
     .await
     .map_err(|e| {
@@ -236,7 +237,9 @@ pub(super) async fn commit_reports(store: &SqliteStore, writes: &[ReportWrite]) 
         let cols = InstanceCols::new(instance)?;
         sqlx::query(
             "UPDATE instances SET facts = $2, agent_version = $3, last_seen_ms = $4, \
-             status = $5, metrics = $6, applied_serial = $7, events_cursor = $8 WHERE id = $1",
+             status = $5, metrics = $6, applied_serial = $7, events_cursor = $8, \
+             desired_results = $9 \
+             WHERE id = $1 AND (last_seen_ms IS NULL OR last_seen_ms <= $4)",
         )
         .bind(&instance.id)
         .bind(&cols.facts)
@@ -246,6 +249,7 @@ pub(super) async fn commit_reports(store: &SqliteStore, writes: &[ReportWrite]) 
         .bind(&cols.metrics)
         .bind(cols.applied_serial)
         .bind(cols.events_cursor)
+        .bind(&cols.desired_results)
         .execute(&mut *tx)
         .await?;
     }
