@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages hostmanager needs, skipping what is already there.
 #   scripts/deps.sh demo   nginx, curl (what `make demo` needs)
-#   scripts/deps.sh test   the demo's packages plus what the test suite uses
+#   scripts/deps.sh test   the demo's packages plus what the test suite uses (PostgreSQL too)
 # Runs non-interactively; fails loudly when an install fails.
 set -euo pipefail
 
@@ -16,6 +16,9 @@ need curl /usr/bin/curl curl
 if [ "$want" = test ]; then
     need systemd-analyze /usr/bin/systemd-analyze systemd
     need wrk /usr/bin/wrk wrk
+    # The controller's store conformance suite runs on a real PostgreSQL (its own initdb'd
+    # cluster on a loopback port; Debian's binaries live outside PATH).
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)
 fi
 
 sudo=""

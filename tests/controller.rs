@@ -1,5 +1,5 @@
 //! The link to a central controller, against a small controller speaking the agent's protocol
-//! (docs/controller.md) on loopback (`common/controller.rs`): desired state and its outcomes,
+//! (docs/controller-link.md) on loopback (`common/controller.rs`): desired state and its outcomes,
 //! event delivery, partitions, commands, enrollment and rotation, gzip bodies, pacing.
 
 mod common;

@@ -157,9 +157,13 @@ fn a_version_deployed_through_the_controller_serves_on_every_host_and_health_rol
         .iter()
         .filter_map(|e| e["Message"].as_str())
         .collect();
+    // From Ok, or from Info when the errors began before the deployment's Info gave way.
     let worse = messages
         .iter()
-        .filter(|m| m.starts_with("Environment health has transitioned from Ok to Warning."))
+        .filter(|m| {
+            m.starts_with("Environment health has transitioned from Ok to Warning.")
+                || m.starts_with("Environment health has transitioned from Info to Warning.")
+        })
         .count();
     let better = messages
         .iter()

@@ -1,4 +1,4 @@
-//! A small controller speaking the agent's protocol (docs/controller.md) on loopback: reports
+//! A small controller speaking the agent's protocol (docs/controller-link.md) on loopback: reports
 //! (gzip bodies decoded), enrollment and credential rotation. It records what it receives and
 //! answers from what a test sets.
 

@@ -29,6 +29,8 @@ pub struct TestController {
     pub data: tempfile::TempDir,
     pub port: u16,
     pub config: String,
+    /// Extra environment for the process (AWS credentials for an S3 object store).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -52,6 +54,10 @@ impl TestController {
     }
 
     pub fn start_with(config: String, port: u16) -> Self {
+        Self::start_with_env(config, port, Vec::new())
+    }
+
+    pub fn start_with_env(config: String, port: u16, env: Vec<(String, String)>) -> Self {
         let data = tempfile::Builder::new()
             .prefix("hm-controller-")
             .tempdir()
@@ -60,6 +66,7 @@ impl TestController {
             data,
             port,
             config,
+            env,
             child: None,
         };
         controller.spawn();
@@ -90,6 +97,7 @@ impl TestController {
             .arg("--config")
             .arg(&config_path)
             .env("HOSTMANAGER_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

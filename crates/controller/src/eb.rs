@@ -1,5 +1,5 @@
 //! Elastic Beanstalk's API response shapes, field for field as boto3 prints them (PascalCase),
-//! and their constructors from the controller's model (`controller.md` §1.11, §2.4). Dates are
+//! and their constructors from the controller's model (`docs/controller.md`, "API"). Dates are
 //! RFC 3339 in UTC with milliseconds. Extensions EB does not have are marked.
 
 use std::collections::BTreeMap;

@@ -1,9 +1,9 @@
 //! Hosts' request-metrics windows merged into Elastic Beanstalk's `ApplicationMetrics`
-//! (`API_ApplicationMetrics.html`, `controller.md` §2.4). Counts add; latency percentiles come
+//! (`API_ApplicationMetrics.html`, `docs/controller.md` ("Health")). Counts add; latency percentiles come
 //! from one HDR histogram holding every host's recorded values, so they are real percentiles
 //! of all requests, not averages of per-host percentiles.
 //!
-//! Semantics are the documented ones (AWS's own example disagrees, §2.4): `RequestCount` is
+//! Semantics are the documented ones (AWS's own example disagrees): `RequestCount` is
 //! requests per second over the window, `StatusCodes` are percentages of the window's
 //! requests, latencies are seconds with millisecond resolution. EB types `RequestCount` and
 //! `StatusCodes` as integers; ours are numbers with one decimal, so that a quiet environment's

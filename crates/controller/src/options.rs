@@ -1,7 +1,7 @@
 //! Option settings in Elastic Beanstalk's namespaces, keyed `namespace:option`
 //! ([`OptionSettings`]): parsing `--option` arguments, validation (every problem at once), and
-//! typed views. Ranges and defaults are EB's (`command-options-general.md`, `controller.md`
-//! §1.2), except that this controller only runs `AllAtOnce` deployments so far.
+//! typed views. Ranges and defaults are EB's (`command-options-general.md`, `docs/controller.md`
+//! "Deployments"), except that this controller only runs `AllAtOnce` deployments so far.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +15,7 @@ pub const APPLICATION_ENVIRONMENT: &str = "aws:elasticbeanstalk:application:envi
 pub const ENVIRONMENT: &str = "aws:elasticbeanstalk:environment";
 pub const HEALTH_SYSTEM: &str = "aws:elasticbeanstalk:healthreporting:system";
 
-/// EB's defaults (§1.2).
+/// EB's defaults.
 pub const DEFAULT_TIMEOUT_S: u64 = 600;
 pub const DEFAULT_BATCH_SIZE: u32 = 100;
 
@@ -224,7 +224,7 @@ fn command_option(
         "DeploymentPolicy" => match DeploymentPolicy::parse(value) {
             Some(DeploymentPolicy::AllAtOnce) => {}
             // EB-valid, but they need batches or new hosts this controller does not run yet:
-            // refused rather than silently degraded (§1.10).
+            // refused rather than silently degraded.
             Some(other) => problems.push(format!(
                 "{key}: {} is a valid Elastic Beanstalk policy, but this controller does not run it yet; use AllAtOnce",
                 other.as_str()

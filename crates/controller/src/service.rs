@@ -1,5 +1,5 @@
 //! `hostmanager-controller run`: opens the database (migrations run at open), makes sure the
-//! admin token and the URL-signing key exist, serves the API, runs the orchestrator, and
+//! admin token and the URL-signing key (shared by replicas, in the database) exist, serves the API, runs the orchestrator, and
 //! shuts down gracefully on SIGTERM or SIGINT (open requests finish, the last group commit is
 //! written).
 
@@ -59,11 +59,15 @@ async fn run_with<S: Store>(store: S, config: Config) -> i32 {
             return EXIT_CONFIG;
         }
     }
-    let signing_key = match signing_key(&config.data_dir.join("signing.key")) {
-        Ok(key) => key,
+    // In the database, not a file: every replica must sign and check bundle URLs alike.
+    let signing_key = match store
+        .shared_secret("bundle-url-signing", &crate::secrets::new_secret(""))
+        .await
+    {
+        Ok(key) => key.into_bytes(),
         Err(e) => {
-            eprintln!("hostmanager-controller: {e}");
-            return EXIT_CONFIG;
+            eprintln!("hostmanager-controller: reading the URL-signing key: {e}");
+            return EXIT_UNAVAILABLE;
         }
     };
     let objects: Arc<dyn hostmanager::store::ObjectStore> = match &config.objects {
@@ -73,6 +77,27 @@ async fn run_with<S: Store>(store: S, config: Config) -> i32 {
                 return EXIT_CONFIG;
             }
             Arc::new(hostmanager::store::LocalStore::new(dir.clone()))
+        }
+        Objects::S3 { bucket, region, endpoint_url, force_path_style } => {
+            // The agent's own S3 client: the same region, endpoint and checksum handling.
+            let settings = hostmanager::config::AwsConfig {
+                region: region.clone(),
+                endpoint_url: endpoint_url.clone(),
+                force_path_style: *force_path_style,
+                checksums: hostmanager::config::ChecksumPolicy::WhenRequired,
+                imds_endpoint: String::new(),
+                imds_timeout: std::time::Duration::from_secs(1),
+            };
+            match hostmanager::aws::sdk_config(&settings, None).await {
+                Ok(sdk) => Arc::new(hostmanager::store::S3Store::new(
+                    hostmanager::aws::s3_client(&sdk, &settings),
+                    bucket.clone(),
+                )),
+                Err(hostmanager::aws::AwsError::NoRegion) => {
+                    eprintln!("hostmanager-controller: objects.region: no AWS region; set objects.region or AWS_REGION");
+                    return EXIT_CONFIG;
+                }
+            }
         }
     };
     let tls = match &config.tls {
@@ -178,19 +203,6 @@ fn admin_token(path: &Path) -> Result<String, String> {
 }
 
 /// The key that signs bundle URLs. Replicas behind one address must share it (copy the file).
-fn signing_key(path: &Path) -> Result<Vec<u8>, String> {
-    match std::fs::read(path) {
-        Ok(key) if key.len() >= 32 => Ok(key),
-        Ok(_) => Err(format!("{}: shorter than 32 bytes", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = crate::secrets::new_secret("").into_bytes();
-            write_private(path, &key)?;
-            Ok(key)
-        }
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
-}
-
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -69,6 +69,7 @@ conformance! {
     apps::case_environments,
     apps::case_admin_tokens,
     apps::case_leases,
+    apps::case_shared_secrets,
     apps::case_footprint,
     enroll::case_enroll_refusals,
     enroll::case_enroll_counts_uses_and_expiry,

@@ -126,3 +126,10 @@ CREATE TABLE leases (
     owner    TEXT NOT NULL,
     until_ms INTEGER NOT NULL
 );
+
+-- Secrets every replica must share (the bundle URLs' signing key). The database is already
+-- the controller's whole trust: whoever can write it can enroll hosts.
+CREATE TABLE shared_secrets (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);

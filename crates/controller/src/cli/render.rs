@@ -8,12 +8,12 @@ fn s(value: &Value) -> &str {
 
 pub fn environments(list: &Value) -> String {
     let mut out = format!(
-        "{:<24} {:<8} {:<10} {:<9} {:<16} {}\n",
+        "{:<24} {:<10} {:<10} {:<9} {:<16} {}\n",
         "NAME", "TIER", "STATUS", "HEALTH", "VERSION", "CAUSES"
     );
     for env in list["Environments"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "{:<24} {:<8} {:<10} {:<9} {:<16} {}\n",
+            "{:<24} {:<10} {:<10} {:<9} {:<16} {}\n",
             s(&env["EnvironmentName"]),
             s(&env["Tier"]["Name"]),
             s(&env["Status"]),
@@ -58,16 +58,21 @@ pub fn health(both: &Value) -> String {
     }
     let metrics = &health["ApplicationMetrics"];
     if !metrics["RequestCount"].is_null() {
-        out.push_str(&format!(
-            "  requests/s {}  2xx {}%  3xx {}%  4xx {}%  5xx {}%  p99 {}s  p50 {}s\n",
-            metrics["RequestCount"],
-            metrics["StatusCodes"]["Status2xx"],
-            metrics["StatusCodes"]["Status3xx"],
-            metrics["StatusCodes"]["Status4xx"],
-            metrics["StatusCodes"]["Status5xx"],
-            metrics["Latency"]["P99"],
-            metrics["Latency"]["P50"],
-        ));
+        // Codes and latency are absent for a window without requests (EB leaves them out too).
+        let mut line = format!("  requests/s {}", metrics["RequestCount"]);
+        let codes = &metrics["StatusCodes"];
+        if codes.is_object() {
+            line.push_str(&format!(
+                "  2xx {}%  3xx {}%  4xx {}%  5xx {}%",
+                codes["Status2xx"], codes["Status3xx"], codes["Status4xx"], codes["Status5xx"]
+            ));
+        }
+        let latency = &metrics["Latency"];
+        if latency.is_object() {
+            line.push_str(&format!("  p99 {}s  p50 {}s", latency["P99"], latency["P50"]));
+        }
+        out.push_str(&line);
+        out.push('\n');
     }
     out.push_str(&instances(&both["Instances"]));
     out

@@ -1,5 +1,5 @@
 //! The `AllAtOnce` deployment (EB: "Deploys the new version to all instances
-//! simultaneously", §1.1), and restarts (`RestartAppServer`) on the same machine.
+//! simultaneously"), and restarts (`RestartAppServer`) on the same machine.
 //!
 //! A member goes Pending → Dispatched → Deployed → Healthy, or ends Failed / TimedOut:
 //! - Deploy: Dispatched once the environment's desired serial is the deployment's (replies
@@ -10,7 +10,7 @@
 //!   its outcome failed. A restart has no gate: it is done when each result is in.
 //! - Past the deadline (`Timeout` + 240 s) every unfinished member is TimedOut.
 //!
-//! The deployment ends (EB's order of events, §1.3) when no command is running any more:
+//! The deployment ends (EB's order of events) when no command is running any more:
 //! any command failure (or command timeout) aborts it at once, without waiting for health
 //! gates; otherwise it succeeds when every member is Healthy, and fails on health at the
 //! deadline. EB does not roll back: hosts that deployed keep the new version.
@@ -177,7 +177,7 @@ pub fn step(
 }
 
 /// `AbortEnvironmentUpdate`: stops scheduling. Members not yet dispatched are failed; hosts
-/// already deploying finish (or roll back) on their own, as EB's do (§1.12).
+/// already deploying finish (or roll back) on their own, as EB's do.
 pub fn abort(deployment: &Deployment, now_ms: Millis, reason: &str) -> StepOutcome {
     let mut d = deployment.clone();
     let mut out = Emitter::new(&d, now_ms);

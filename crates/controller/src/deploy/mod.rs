@@ -25,7 +25,7 @@ use crate::model::{
 };
 use crate::options::CommandOptions;
 
-/// EB "internally adds 240 seconds" to `Timeout` (§1.2).
+/// EB "internally adds 240 seconds" to `Timeout`.
 pub const TIMEOUT_MARGIN_S: u64 = 240;
 
 /// Events the deployment machine emits carry this source.
@@ -101,8 +101,8 @@ pub struct DeploySettings {
 
 impl DeploySettings {
     /// EB: "12 consecutive health checks with an OK status within two minutes for web server
-    /// environments, and 18 health checks within three minutes for worker environments"
-    /// (§1.3); at 10 s reports, 12 reports span 110 s and 18 span 170 s.
+    /// environments, and 18 health checks within three minutes for worker environments";
+    /// at 10 s reports, 12 reports span 110 s and 18 span 170 s.
     pub fn new(options: &CommandOptions, tier: Tier) -> Self {
         let (gate_reports, gate_min_ms) = match tier {
             Tier::Web => (12, 110_000),

@@ -1,5 +1,5 @@
 //! One instance's effective status, from its last report and what the controller knows about
-//! it (`controller.md` §2.5 step 1). Texts are Elastic Beanstalk's (§2.1, §2.3).
+//! it (`docs/controller.md` ("Health")). Texts are Elastic Beanstalk's.
 
 use std::collections::BTreeMap;
 
@@ -41,7 +41,7 @@ pub struct InstanceContext<'a> {
     pub interval_ms: u64,
     /// Reports an instance may miss before it is NoData (EB: three).
     pub missed_reports: u32,
-    /// Failover grace: before this time no instance becomes NoData (§0, "Restart safety").
+    /// Failover grace: before this time no instance becomes NoData.
     pub grace_until_ms: Millis,
     pub expected_version: Option<&'a str>,
     pub expected_deployment: Option<i64>,
@@ -78,7 +78,7 @@ pub fn effective(instance: &Instance, ctx: &InstanceContext<'_>) -> Option<Insta
         );
     };
     // Past the failover grace only: a controller that just started has not heard from hosts
-    // that are fine, and must not call them NoData (Nomad's lesson, §3.1).
+    // that are fine, and must not call them NoData (Nomad's lesson).
     let silent_ms = ctx.now_ms.saturating_sub(last_seen_ms);
     if silent_ms > (u64::from(ctx.missed_reports) * ctx.interval_ms) as i64
         && ctx.now_ms >= ctx.grace_until_ms

@@ -1,6 +1,6 @@
 //! Enhanced health, the controller's side: each instance's effective status ([`instance`]),
 //! the environment's roll-up with hysteresis and transition events ([`rollup`]). Pure: time is
-//! passed in. The algorithm is `controller.md` §2.5; texts are Elastic Beanstalk's (§2.3).
+//! passed in. The algorithm is `docs/controller.md` ("Health"); texts are Elastic Beanstalk's.
 
 pub mod instance;
 pub mod rollup;
@@ -14,7 +14,7 @@ pub use rollup::{Candidate, Evaluation, RollupInput, candidate, evaluate, publis
 ///
 /// "Worse" follows [`Status::rank`]: Ok < Info < Unknown = Pending < NoData < Warning <
 /// Degraded < Severe. `NoData` sits below Warning in the order (it says nothing about the
-/// app) but counts as impaired in the roll-up ([`Status::is_impaired`]), as §2.5 has it.
+/// app) but counts as impaired in the roll-up ([`Status::is_impaired`]), as EB counts them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Status {
     Ok,
@@ -91,7 +91,7 @@ impl Status {
         }
     }
 
-    /// §2.5: the statuses that count as impaired services in the environment roll-up.
+    /// The statuses that count as impaired services in the environment roll-up.
     pub fn is_impaired(self) -> bool {
         matches!(
             self,

@@ -1,7 +1,7 @@
 //! The environment's health: candidates from the instances and the merged request window, the
 //! worst of which is published after hysteresis, with a transition event
-//! (`controller.md` §2.5 steps 2–4; texts from EB, §2.3). AWS does not publish its thresholds;
-//! these are §2.5's, the same as the agent's own.
+//! (`docs/controller.md`, "Health"; texts from EB). AWS does not publish its thresholds;
+//! these are the same as the agent's own.
 
 use std::collections::BTreeMap;
 
@@ -81,7 +81,7 @@ pub fn evaluate(input: &RollupInput<'_>) -> Evaluation {
             continue;
         };
         // Requests failing on a host mid-deployment do not count before the deadline, as EB
-        // does not lower health for them (§1.3, point 4).
+        // does not lower health for them.
         if health.basis != Basis::Deploying
             && let Some(window) = &instance.metrics
             && window.ended_ms > input.metrics_newer_than_ms

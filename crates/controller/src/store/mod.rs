@@ -174,6 +174,14 @@ pub trait Store: Send + Sync + 'static {
         until_ms: Millis,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
+    /// The secret named `name` that every replica shares (the bundle URLs' signing key):
+    /// `candidate` becomes it when none is stored yet, else the stored one is returned.
+    fn shared_secret(
+        &self,
+        name: &str,
+        candidate: &str,
+    ) -> impl Future<Output = StoreResult<String>> + Send;
+
     /// Rows per table and the database's size in bytes, for `/metrics` and the benchmark.
     fn footprint(&self) -> impl Future<Output = StoreResult<Footprint>> + Send;
 }

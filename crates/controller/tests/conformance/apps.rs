@@ -143,6 +143,14 @@ pub async fn case_admin_tokens<S: Store>(store: &S) {
     assert!(!store.is_admin_token("h2").await.expect("check"));
 }
 
+pub async fn case_shared_secrets<S: Store>(store: &S) {
+    let first = store.shared_secret("signing", "aaa").await.expect("first");
+    let second = store.shared_secret("signing", "bbb").await.expect("second");
+    assert_eq!((first.as_str(), second.as_str()), ("aaa", "aaa"), "the first value stays");
+    let other = store.shared_secret("other", "ccc").await.expect("other");
+    assert_eq!(other, "ccc", "names are separate");
+}
+
 pub async fn case_leases<S: Store>(store: &S) {
     assert!(
         store

@@ -217,6 +217,24 @@ pub(super) async fn try_lease(
     Ok(held.is_some())
 }
 
+pub(super) async fn shared_secret(
+    store: &SqliteStore,
+    name: &str,
+    candidate: &str,
+) -> StoreResult<String> {
+    // Insert-if-absent, then read: replicas starting together all end up with the first
+    // one's value.
+    sqlx::query("INSERT INTO shared_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .bind(candidate)
+        .execute(&store.writer)
+        .await?;
+    Ok(sqlx::query_scalar("SELECT value FROM shared_secrets WHERE name = $1")
+        .bind(name)
+        .fetch_one(&store.writer)
+        .await?)
+}
+
 pub(super) async fn footprint(store: &SqliteStore) -> StoreResult<Footprint> {
     let mut footprint = Footprint::default();
     for table in codec::TABLES {

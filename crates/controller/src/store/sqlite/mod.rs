@@ -186,6 +186,9 @@ impl Store for SqliteStore {
     ) -> StoreResult<bool> {
         apps::try_lease(self, name, owner, now_ms, until_ms).await
     }
+    async fn shared_secret(&self, name: &str, candidate: &str) -> StoreResult<String> {
+        apps::shared_secret(self, name, candidate).await
+    }
     async fn footprint(&self) -> StoreResult<Footprint> {
         apps::footprint(self).await
     }

@@ -3,6 +3,10 @@
 //! controller runs with SQLite and a local object store under its data directory, listening
 //! on loopback.
 
+mod objects;
+
+pub use objects::Objects;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -57,10 +61,6 @@ impl Database {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Objects {
-    Local(PathBuf),
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostsConfig {
@@ -109,6 +109,8 @@ struct RawConfig {
     deploy: RawDeploy,
     #[serde(default)]
     events: RawEvents,
+    #[serde(default)]
+    objects: objects::RawObjects,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -231,6 +233,7 @@ fn resolve(raw: RawConfig, data_dir: Option<&Path>) -> Result<Config, Vec<String
             "server.public_url: {public_url:?} must start with http:// or https://"
         ));
     }
+    let objects = objects::parse(raw.objects, &data_dir, &mut problems);
     let database = match raw.database.url {
         None => Database::Sqlite(data_dir.join("controller.db")),
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -326,7 +329,7 @@ fn resolve(raw: RawConfig, data_dir: Option<&Path>) -> Result<Config, Vec<String
         return Err(problems);
     }
     Ok(Config {
-        objects: Objects::Local(data_dir.join("objects")),
+        objects,
         data_dir,
         listen,
         public_url,
