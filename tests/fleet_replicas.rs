@@ -68,13 +68,8 @@ fn replicas_on_postgresql_share_hosts_deployments_and_bundles() {
     // other one, which can only serve it from S3.
     let bundles = tempfile::tempdir().expect("tempdir");
     let v1 = sample(bundles.path(), "v1", &[]);
-    let deployment = deploying_replica.cli_json(&[
-        "deploy",
-        "web",
-        v1.to_str().expect("path"),
-        "--label",
-        "v1",
-    ]);
+    let deployment =
+        deploying_replica.cli_json(&["deploy", "web", v1.to_str().expect("path"), "--label", "v1"]);
     let id = deployment["id"].as_i64().expect("deployment id");
     deploying_replica.kill();
 

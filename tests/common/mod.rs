@@ -9,13 +9,13 @@ pub mod cloudwatch;
 pub mod controller;
 pub mod fleet;
 pub mod http;
-/// The controller crate's PostgreSQL harness, shared rather than copied.
-#[path = "../../crates/controller/tests/support/postgres.rs"]
-pub mod postgres;
 pub mod imds;
 pub mod keepalive;
 pub mod load;
 pub mod moto;
+/// The controller crate's PostgreSQL harness, shared rather than copied.
+#[path = "../../crates/controller/tests/support/postgres.rs"]
+pub mod postgres;
 pub mod procs;
 
 use std::net::TcpListener;

@@ -78,7 +78,12 @@ async fn run_with<S: Store>(store: S, config: Config) -> i32 {
             }
             Arc::new(hostmanager::store::LocalStore::new(dir.clone()))
         }
-        Objects::S3 { bucket, region, endpoint_url, force_path_style } => {
+        Objects::S3 {
+            bucket,
+            region,
+            endpoint_url,
+            force_path_style,
+        } => {
             // The agent's own S3 client: the same region, endpoint and checksum handling.
             let settings = hostmanager::config::AwsConfig {
                 region: region.clone(),
@@ -94,7 +99,9 @@ async fn run_with<S: Store>(store: S, config: Config) -> i32 {
                     bucket.clone(),
                 )),
                 Err(hostmanager::aws::AwsError::NoRegion) => {
-                    eprintln!("hostmanager-controller: objects.region: no AWS region; set objects.region or AWS_REGION");
+                    eprintln!(
+                        "hostmanager-controller: objects.region: no AWS region; set objects.region or AWS_REGION"
+                    );
                     return EXIT_CONFIG;
                 }
             }

@@ -69,7 +69,10 @@ pub fn health(both: &Value) -> String {
         }
         let latency = &metrics["Latency"];
         if latency.is_object() {
-            line.push_str(&format!("  p99 {}s  p50 {}s", latency["P99"], latency["P50"]));
+            line.push_str(&format!(
+                "  p99 {}s  p50 {}s",
+                latency["P99"], latency["P50"]
+            ));
         }
         out.push_str(&line);
         out.push('\n');

@@ -61,7 +61,6 @@ impl Database {
     }
 }
 
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostsConfig {
     /// The report interval the controller asks hosts for.

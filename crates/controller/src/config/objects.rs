@@ -37,7 +37,9 @@ pub(super) fn parse(raw: RawObjects, data_dir: &Path, problems: &mut Vec<String>
             ("force_path_style", raw.force_path_style.is_some()),
         ] {
             if set {
-                problems.push(format!("objects.{key}: only meaningful with objects.url = \"s3://bucket\""));
+                problems.push(format!(
+                    "objects.{key}: only meaningful with objects.url = \"s3://bucket\""
+                ));
             }
         }
         return local;
@@ -61,8 +63,13 @@ pub(super) fn parse(raw: RawObjects, data_dir: &Path, problems: &mut Vec<String>
 /// S3's rules for new buckets: 3–63 lowercase letters, digits, dots and hyphens.
 fn is_bucket_name(name: &str) -> bool {
     (3..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]
@@ -70,13 +77,19 @@ mod tests {
     use super::*;
 
     fn raw(url: Option<&str>) -> RawObjects {
-        RawObjects { url: url.map(str::to_string), ..Default::default() }
+        RawObjects {
+            url: url.map(str::to_string),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn no_url_is_the_local_directory() {
         let mut problems = Vec::new();
-        assert_eq!(parse(raw(None), Path::new("/d"), &mut problems), Objects::Local("/d/objects".into()));
+        assert_eq!(
+            parse(raw(None), Path::new("/d"), &mut problems),
+            Objects::Local("/d/objects".into())
+        );
         assert!(problems.is_empty());
     }
 
@@ -108,11 +121,29 @@ mod tests {
     #[test]
     fn bad_urls_and_stray_keys_are_named() {
         let mut problems = Vec::new();
-        parse(raw(Some("s3://Bucket/prefix")), Path::new("/d"), &mut problems);
-        parse(raw(Some("https://example.com")), Path::new("/d"), &mut problems);
-        parse(RawObjects { region: Some("eu-west-1".into()), ..Default::default() }, Path::new("/d"), &mut problems);
+        parse(
+            raw(Some("s3://Bucket/prefix")),
+            Path::new("/d"),
+            &mut problems,
+        );
+        parse(
+            raw(Some("https://example.com")),
+            Path::new("/d"),
+            &mut problems,
+        );
+        parse(
+            RawObjects {
+                region: Some("eu-west-1".into()),
+                ..Default::default()
+            },
+            Path::new("/d"),
+            &mut problems,
+        );
         assert_eq!(problems.len(), 3, "{problems:?}");
-        assert!(problems[0].starts_with("objects.url: \"s3://Bucket/prefix\""), "{problems:?}");
+        assert!(
+            problems[0].starts_with("objects.url: \"s3://Bucket/prefix\""),
+            "{problems:?}"
+        );
         assert!(problems[2].starts_with("objects.region:"), "{problems:?}");
     }
 }

@@ -146,7 +146,11 @@ pub async fn case_admin_tokens<S: Store>(store: &S) {
 pub async fn case_shared_secrets<S: Store>(store: &S) {
     let first = store.shared_secret("signing", "aaa").await.expect("first");
     let second = store.shared_secret("signing", "bbb").await.expect("second");
-    assert_eq!((first.as_str(), second.as_str()), ("aaa", "aaa"), "the first value stays");
+    assert_eq!(
+        (first.as_str(), second.as_str()),
+        ("aaa", "aaa"),
+        "the first value stays"
+    );
     let other = store.shared_secret("other", "ccc").await.expect("other");
     assert_eq!(other, "ccc", "names are separate");
 }

@@ -224,15 +224,19 @@ pub(super) async fn shared_secret(
 ) -> StoreResult<String> {
     // Insert-if-absent, then read: replicas starting together all end up with the first
     // one's value.
-    sqlx::query("INSERT INTO shared_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-        .bind(name)
-        .bind(candidate)
-        .execute(&store.writer)
-        .await?;
-    Ok(sqlx::query_scalar("SELECT value FROM shared_secrets WHERE name = $1")
-        .bind(name)
-        .fetch_one(&store.writer)
-        .await?)
+    sqlx::query(
+        "INSERT INTO shared_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(candidate)
+    .execute(&store.writer)
+    .await?;
+    Ok(
+        sqlx::query_scalar("SELECT value FROM shared_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&store.writer)
+            .await?,
+    )
 }
 
 pub(super) async fn footprint(store: &SqliteStore) -> StoreResult<Footprint> {
