@@ -103,49 +103,17 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
         );
     }
     // verify needs the ExecStart binary to exist: point it at the one we built.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let copy = dir.path().join("hostmanager.service");
-    std::fs::write(&copy, text.replace("/usr/bin/hostmanager", BIN)).expect("write");
-    let output = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&copy)
-        .output()
-        .expect("systemd-analyze (Debian package systemd)");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let problems: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("hostmanager.service"))
-        .collect();
-    assert!(
-        output.status.success() && problems.is_empty(),
-        "systemd-analyze verify: {stderr}"
+    common::systemd::assert_verifies(
+        "hostmanager.service",
+        &text.replace("/usr/bin/hostmanager", BIN),
     );
 }
 
 #[test]
 fn the_systemd_unit_sandbox_rates_at_most_5_exposure() {
     let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/hostmanager.service");
-    let output = Command::new("systemd-analyze")
-        .args(["security", "--offline=true", "--no-pager"])
-        .arg(&unit)
-        .output()
-        .expect("systemd-analyze (Debian package systemd)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.contains("Overall exposure level for hostmanager.service:"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no exposure line:\n{stdout}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
-    let exposure: f64 = line
-        .rsplit_once(':')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .and_then(|number| number.parse().ok())
-        .unwrap_or_else(|| panic!("no number in {line:?}"));
-    assert!(exposure <= 5.0, "{line}\n{stdout}");
+    let (exposure, report) = common::systemd::exposure(&unit);
+    assert!(exposure <= 5.0, "exposure {exposure}\n{report}");
 }
 
 #[test]

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::fleet::controller_bin;
 
@@ -17,26 +16,9 @@ fn the_controller_unit_passes_systemd_analyze_verify() {
     let text = std::fs::read_to_string(unit()).expect("unit file");
     // verify resolves the binaries: point the unit at the one this build made.
     let bin = controller_bin();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let copy = dir.path().join("hostmanager-controller.service");
-    std::fs::write(
-        &copy,
-        text.replace("/usr/bin/hostmanager-controller", &bin.to_string_lossy()),
-    )
-    .expect("write");
-    let output = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&copy)
-        .output()
-        .expect("systemd-analyze (Debian package systemd)");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let problems: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("hostmanager-controller.service"))
-        .collect();
-    assert!(
-        output.status.success() && problems.is_empty(),
-        "systemd-analyze verify: {stderr}"
+    common::systemd::assert_verifies(
+        "hostmanager-controller.service",
+        &text.replace("/usr/bin/hostmanager-controller", &bin.to_string_lossy()),
     );
 }
 
@@ -50,25 +32,6 @@ fn the_controller_unit_runs_unprivileged_in_a_tight_sandbox() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing");
     }
-    let output = Command::new("systemd-analyze")
-        .args(["security", "--offline=true", "--no-pager"])
-        .arg(unit())
-        .output()
-        .expect("systemd-analyze (Debian package systemd)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.contains("Overall exposure level for hostmanager-controller.service:"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no exposure line:\n{stdout}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
-    let exposure: f64 = line
-        .rsplit_once(':')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .and_then(|number| number.parse().ok())
-        .unwrap_or_else(|| panic!("no number in {line:?}"));
-    assert!(exposure <= 2.0, "{line}\n{stdout}");
+    let (exposure, report) = common::systemd::exposure(&unit());
+    assert!(exposure <= 2.0, "exposure {exposure}\n{report}");
 }

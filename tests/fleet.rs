@@ -87,21 +87,7 @@ fn a_version_deployed_through_the_controller_serves_on_every_host_and_health_rol
     let hosts = fleet(&controller, 4);
     let bundles = tempfile::tempdir().expect("tempdir");
     let v1 = sample(bundles.path(), "v1", &[]);
-    let deployed = controller.cli(&[
-        "deploy",
-        "web",
-        v1.to_str().expect("path"),
-        "--label",
-        "v1",
-        "--wait",
-    ]);
-    assert!(
-        deployed.status.success(),
-        "deploy --wait: {}\n{}\n{}",
-        String::from_utf8_lossy(&deployed.stdout),
-        String::from_utf8_lossy(&deployed.stderr),
-        common::tail(&controller.log(), 30)
-    );
+    controller.deploy_wait("web", &v1, "v1");
     for host in &hosts {
         let body = serving(host).expect("the host serves");
         assert!(body.contains("v1"), "{body}");
@@ -187,19 +173,7 @@ fn a_controller_killed_mid_deployment_resumes_it_and_marks_no_host_missing() {
     let bundles = tempfile::tempdir().expect("tempdir");
     let v1 = sample(bundles.path(), "v1", &[]);
     let v2 = sample(bundles.path(), "v2", &[]);
-    let first = controller.cli(&[
-        "deploy",
-        "web",
-        v1.to_str().expect("path"),
-        "--label",
-        "v1",
-        "--wait",
-    ]);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    controller.deploy_wait("web", &v1, "v1");
 
     let deployment =
         controller.cli_json(&["deploy", "web", v2.to_str().expect("path"), "--label", "v2"]);
@@ -236,12 +210,7 @@ fn a_controller_killed_mid_deployment_resumes_it_and_marks_no_host_missing() {
     for host in &hosts {
         assert!(serving(host).expect("serves").contains("v2"));
     }
-    let messages: Vec<String> = controller
-        .events("web")
-        .iter()
-        .filter(|e| e["DeploymentId"] == id)
-        .filter_map(|e| e["Message"].as_str().map(str::to_string))
-        .collect();
+    let messages = controller.deployment_messages("web", id);
     for once in [
         "Environment update is starting.",
         "New application version was deployed to running EC2 instances.",
@@ -262,19 +231,7 @@ fn a_host_cut_off_is_nodata_then_back_with_its_events_once() {
     let controller = &mut controller_config;
     let bundles = tempfile::tempdir().expect("tempdir");
     let v1 = sample(bundles.path(), "v1", &[]);
-    let deployed = controller.cli(&[
-        "deploy",
-        "web",
-        v1.to_str().expect("path"),
-        "--label",
-        "v1",
-        "--wait",
-    ]);
-    assert!(
-        deployed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&deployed.stderr)
-    );
+    controller.deploy_wait("web", &v1, "v1");
     // Past the failover grace (3 s in the test config), silence means NoData.
     wait_for(
         "the failover grace is over",

@@ -102,12 +102,7 @@ fn replicas_on_postgresql_share_hosts_deployments_and_bundles() {
     assert_eq!(stored, std::fs::read(&v1).expect("bundle"), "as uploaded");
 
     // Whichever replica stepped it, each of the deployment's events is stored once.
-    let messages: Vec<String> = serving_replica
-        .events("web")
-        .iter()
-        .filter(|e| e["DeploymentId"] == id)
-        .filter_map(|e| e["Message"].as_str().map(str::to_string))
-        .collect();
+    let messages = serving_replica.deployment_messages("web", id);
     for once in [
         "Environment update is starting.",
         "Environment update completed successfully.",

@@ -210,6 +210,28 @@ impl TestController {
         self.api(&format!("/v1/environments/{environment}/health"))
     }
 
+    /// `deploy ENV BUNDLE --label LABEL --wait`, which must succeed.
+    pub fn deploy_wait(&self, environment: &str, bundle: &Path, label: &str) {
+        let bundle = bundle.to_str().expect("bundle path");
+        let output = self.cli(&["deploy", environment, bundle, "--label", label, "--wait"]);
+        assert!(
+            output.status.success(),
+            "deploy --wait: {}\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            super::tail(&self.log(), 30)
+        );
+    }
+
+    /// The messages of deployment `id`'s events, oldest first.
+    pub fn deployment_messages(&self, environment: &str, id: i64) -> Vec<String> {
+        self.events(environment)
+            .iter()
+            .filter(|e| e["DeploymentId"] == id)
+            .filter_map(|e| e["Message"].as_str().map(str::to_string))
+            .collect()
+    }
+
     /// The environment's events, oldest first.
     pub fn events(&self, environment: &str) -> Vec<Value> {
         let page = self.api(&format!(

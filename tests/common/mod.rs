@@ -17,6 +17,7 @@ pub mod moto;
 #[path = "../../crates/controller/tests/support/postgres.rs"]
 pub mod postgres;
 pub mod procs;
+pub mod systemd;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
