@@ -6,39 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::fleet::{TestController, enrolled_host};
-use common::http::request;
+use common::fleet::{TestController, call, enrolled_host, report_body};
 use common::wait_for;
 use serde_json::{Value, json};
-
-fn call(
-    controller: &TestController,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &Value,
-) -> (u16, Value) {
-    let bearer = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(bearer) = &bearer {
-        headers.push(("Authorization", bearer.as_str()));
-    }
-    let bytes = if body.is_null() {
-        Vec::new()
-    } else {
-        body.to_string().into_bytes()
-    };
-    let response = request(controller.port, method, path, &headers, &bytes).expect("request");
-    let document = serde_json::from_str(&response.body).unwrap_or(Value::Null);
-    (response.status, document)
-}
-
-fn report_body(instance: &str) -> Value {
-    json!({
-        "instance_id": instance, "environment": "web", "agent_version": "test",
-        "applied_serial": 0, "status": {}, "events": [], "command_results": []
-    })
-}
 
 #[test]
 fn every_plane_refuses_what_is_not_authenticated() {

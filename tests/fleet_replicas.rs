@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::bundles::sample;
-use common::fleet::{TestController, enrolled_host, fast_config};
+use common::fleet::{TestController, call, enrolled_host, fast_config, report_body};
 use common::moto::Moto;
 use common::postgres::PgServer;
 use common::{free_ports, wait_for};
@@ -17,10 +17,13 @@ use serde_json::Value;
 const BUCKET: &str = "hm-controller-bundles";
 
 fn replica(port: u16, database: &str, moto: &Moto) -> TestController {
+    replica_with(fast_config(port, Some(database)), port, moto)
+}
+
+fn replica_with(base_config: String, port: u16, moto: &Moto) -> TestController {
     let config = format!(
-        "{}[objects]\nurl = \"s3://{BUCKET}\"\nregion = \"us-east-1\"\n\
+        "{base_config}[objects]\nurl = \"s3://{BUCKET}\"\nregion = \"us-east-1\"\n\
          endpoint_url = \"{}\"\nforce_path_style = true\n",
-        fast_config(port, Some(database)),
         moto.endpoint()
     );
     // moto accepts any keys; the SDK's standard chain needs some.
@@ -113,4 +116,71 @@ fn replicas_on_postgresql_share_hosts_deployments_and_bundles() {
             "{once:?} in {messages:#?}"
         );
     }
+}
+
+#[test]
+fn a_host_enrolled_or_rotated_through_one_replica_is_known_at_once_to_the_other() {
+    let postgres = PgServer::start();
+    let database = postgres.url("postgres");
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let ports = free_ports(2);
+    // A 10 s interval: the replicas' caches are refreshed only that often, so what follows
+    // happens well before the second replica would have read the first one's writes.
+    let slow = |port| {
+        fast_config(port, Some(&database)).replace("interval = \"300ms\"", "interval = \"10s\"")
+    };
+    let first = replica_with(slow(ports[0]), ports[0], &moto);
+    let second = replica_with(slow(ports[1]), ports[1], &moto);
+    first.cli_json(&["env", "create", "web"]);
+    let token = first.enrollment_token("web", 1);
+    let enroll = serde_json::json!({"instance_id": "i-x", "machine_fingerprint": "f", "agent_version": "t", "facts": {}});
+    let (status, credential) = call(&first, "POST", "/v1/enroll", Some(&token), &enroll);
+    assert_eq!(status, 200, "{credential}");
+    let secret = credential["secret"].as_str().expect("secret").to_string();
+    let (status, reply) = call(
+        &second,
+        "POST",
+        "/v1/hosts/i-x/report",
+        Some(&secret),
+        &report_body("i-x"),
+    );
+    assert_eq!(status, 200, "enrolled through the other replica: {reply}");
+
+    let (status, rotated) = call(
+        &first,
+        "POST",
+        "/v1/hosts/i-x/credential",
+        Some(&secret),
+        &Value::Null,
+    );
+    assert_eq!(status, 200, "{rotated}");
+    let new_secret = rotated["secret"].as_str().expect("secret");
+    let (status, reply) = call(
+        &second,
+        "POST",
+        "/v1/hosts/i-x/report",
+        Some(new_secret),
+        &report_body("i-x"),
+    );
+    assert_eq!(status, 200, "rotated through the other replica: {reply}");
+
+    // A revocation reaches the other replica with its next cache refresh (one interval):
+    // a replica does not read the database on every report.
+    first.cli_json(&["revoke", "i-x"]);
+    let reply = wait_for(
+        "the other replica refuses the revoked host",
+        Duration::from_secs(25),
+        || {
+            let (status, reply) = call(
+                &second,
+                "POST",
+                "/v1/hosts/i-x/report",
+                Some(new_secret),
+                &report_body("i-x"),
+            );
+            (status != 200).then_some((status, reply))
+        },
+    );
+    assert_eq!(reply.0, 401, "{}", reply.1);
 }

@@ -270,3 +270,36 @@ pub fn enrolled_host(controller: &TestController, instance_id: &str, token: &str
         .set("controller", "interval", "300ms")
         .set("controller", "timeout", "5s")
 }
+
+/// One HTTP call to the controller with an optional bearer token and JSON body (none when
+/// `body` is null): the status and the JSON document answered (null when it is not JSON).
+pub fn call(
+    controller: &TestController,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> (u16, Value) {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(bearer) = &bearer {
+        headers.push(("Authorization", bearer.as_str()));
+    }
+    let bytes = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    let response =
+        super::http::request(controller.port, method, path, &headers, &bytes).expect("request");
+    let document = serde_json::from_str(&response.body).unwrap_or(Value::Null);
+    (response.status, document)
+}
+
+/// The smallest report an agent of environment `web` sends.
+pub fn report_body(instance: &str) -> Value {
+    serde_json::json!({
+        "instance_id": instance, "environment": "web", "agent_version": "test",
+        "applied_serial": 0, "status": {}, "events": [], "command_results": []
+    })
+}

@@ -18,7 +18,7 @@ use super::{App, now_ms};
 const KEPT_RESULTS: usize = 8;
 
 /// Who a bearer secret belongs to, checked against the instance in the path.
-pub fn authenticate<S: Store>(
+pub async fn authenticate<S: Store>(
     app: &App<S>,
     path_id: &str,
     bearer: Option<&str>,
@@ -29,6 +29,34 @@ pub fn authenticate<S: Store>(
         ));
     };
     let hash = secrets::hash(secret);
+    let refused = match check_cached(app, path_id, &hash) {
+        Ok(instance) => return Ok(instance),
+        Err(refused) => refused,
+    };
+    // Another replica may have enrolled this host, rotated its secret or revoked it since this
+    // replica's cache was refreshed: the database decides before a host is refused.
+    let Ok(Some(row)) = app.store.instance(path_id).await else {
+        return Err(refused);
+    };
+    {
+        let mut cache = app.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let merged = match cache.instances.get(path_id) {
+            // The cache may be ahead on what reports changed; the row is right on these.
+            Some(cached) => Instance {
+                credential: row.credential,
+                revoked_ms: row.revoked_ms,
+                environment: row.environment,
+                ..cached.clone()
+            },
+            None => row,
+        };
+        cache.put_instance(merged);
+    }
+    check_cached(app, path_id, &hash)
+}
+
+fn check_cached<S: Store>(app: &App<S>, path_id: &str, hash: &str) -> Result<Instance, Failure> {
+    let hash = hash.to_string();
     let now = now_ms();
     let cache = app.cache.lock().unwrap_or_else(|p| p.into_inner());
     let owner = cache.by_secret.get(&hash).cloned();

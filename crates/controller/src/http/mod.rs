@@ -135,7 +135,7 @@ async fn host_plane<S: Store>(
     let started = Instant::now();
     let bearer =
         header_value(&request, header::AUTHORIZATION).and_then(|h| secrets::bearer(Some(h)));
-    let instance = match reports::authenticate(app, id, bearer) {
+    let instance = match reports::authenticate(app, id, bearer).await {
         Ok(instance) => instance,
         Err(failure) => {
             app.counters
