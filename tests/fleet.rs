@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::bundles::sample;
+use common::bundles::{Entry, sample};
 use common::fleet::{TestController, enrolled_host};
 use common::{TestHost, wait_for};
 use serde_json::Value;
@@ -143,20 +143,16 @@ fn a_version_deployed_through_the_controller_serves_on_every_host_and_health_rol
         .iter()
         .filter_map(|e| e["Message"].as_str())
         .collect();
-    // From Ok, or from Info when the errors began before the deployment's Info gave way.
-    let worse = messages
-        .iter()
-        .filter(|m| {
-            m.starts_with("Environment health has transitioned from Ok to Warning.")
-                || m.starts_with("Environment health has transitioned from Info to Warning.")
-        })
-        .count();
-    let better = messages
-        .iter()
-        .filter(|m| **m == "Environment health has transitioned from Warning to Ok.")
-        .count();
+    // Hysteresis publishes the latest candidate, so the way there may pass through Degraded or
+    // Info: what must show is a transition into Warning, and a later one back to Ok.
+    let transition_to = |m: &str, to: &str| {
+        m.starts_with("Environment health has transitioned from ")
+            && m.contains(&format!(" to {to}."))
+    };
+    let worse = messages.iter().position(|m| transition_to(m, "Warning"));
+    let better = worse.and_then(|at| messages[at..].iter().position(|m| transition_to(m, "Ok")));
     assert!(
-        worse >= 1 && better >= 1,
+        worse.is_some() && better.is_some(),
         "transition events: {messages:#?}"
     );
     assert!(
@@ -262,4 +258,59 @@ fn a_host_cut_off_is_nodata_then_back_with_its_events_once() {
             .cloned()
     });
     assert_host_events_once(controller);
+}
+
+#[test]
+fn a_deployment_whose_hook_fails_fails_naming_the_hosts_and_the_old_version_keeps_serving() {
+    let controller = TestController::start(None);
+    let hosts = fleet(&controller, 2);
+    let bundles = tempfile::tempdir().expect("tempdir");
+    let v1 = sample(bundles.path(), "v1", &[]);
+    controller.deploy_wait("web", &v1, "v1");
+    // A prebuild hook that fails: every host refuses the release and v1 keeps serving.
+    let failing = b"#!/bin/sh\necho 'assets.tar missing' >&2\nexit 3\n";
+    let v2 = sample(
+        bundles.path(),
+        "v2",
+        &[Entry::File(
+            ".platform/hooks/prebuild/10_assets.sh",
+            failing,
+            0o755,
+        )],
+    );
+    let output = controller.cli(&[
+        "deploy",
+        "web",
+        v2.to_str().expect("path"),
+        "--label",
+        "v2",
+        "--wait",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !output.status.success(),
+        "a failed deployment exits non-zero:\n{stdout}\n{stderr}"
+    );
+    let said = format!("{stdout}\n{stderr}");
+    assert!(
+        said.contains("Unsuccessful command execution on instance id(s) 'i-0000,i-0001'"),
+        "EB's text naming the instances:\n{said}"
+    );
+    assert!(
+        said.contains("exit status: 3") || said.contains("10_assets.sh"),
+        "the host's reason:\n{said}"
+    );
+    for host in &hosts {
+        assert!(
+            serving(host).expect("serves").contains("v1"),
+            "the old version keeps serving"
+        );
+    }
+    let env = controller.cli_json(&["env", "status", "web"]);
+    assert_eq!(
+        env["VersionLabel"], "v1",
+        "the expected version stays v1: {env}"
+    );
+    assert_eq!(env["Status"], "Ready", "{env}");
 }

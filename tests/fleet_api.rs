@@ -394,18 +394,20 @@ fn an_agent_enrolls_with_its_token_file_and_keeps_its_secret_private() {
     let token = controller.enrollment_token("web", 1);
     let mut host = enrolled_host(&controller, "i-agent", &token);
     host.start();
+    let credential = host.path("var/lib/hostmanager/controller-credential.json");
+    // The controller lists the instance as it answers the enrollment; the agent writes its
+    // credential once it has read that answer.
     wait_for(
-        "the agent enrolled and reports",
+        "the agent enrolled and stored its credential",
         Duration::from_secs(30),
         || {
             let instances = controller.api("/v1/environments/web/instances");
             instances["InstanceHealthList"]
                 .as_array()
-                .filter(|l| l.len() == 1)
+                .filter(|l| l.len() == 1 && credential.exists())
                 .map(|_| ())
         },
     );
-    let credential = host.path("var/lib/hostmanager/controller-credential.json");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&credential)
             .expect("credential")

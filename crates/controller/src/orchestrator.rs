@@ -14,7 +14,7 @@ use crate::fleet::{App, now_ms};
 use crate::health::{self, Evaluation, RollupInput};
 use crate::model::*;
 use crate::options::CommandOptions;
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreError, StoreResult};
 
 pub async fn run<S: Store>(app: Arc<App<S>>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(app.config.deploy.tick);
@@ -177,7 +177,12 @@ pub async fn apply_step<S: Store>(
 ) -> StoreResult<()> {
     let deployment = outcome.deployment;
     if deployment != *before {
-        app.store.save_deployment(&deployment).await?;
+        match app.store.save_deployment(&deployment).await {
+            // Finished meanwhile (an operator's abort, or another replica's step): this step
+            // was computed from what no longer is; its commands and events are dropped.
+            Err(StoreError::Conflict(_)) => return Ok(()),
+            saved => saved?,
+        }
     }
     // Queued before the events: a restart that is asked for is what matters; queueing is
     // idempotent by id, so the same command asked for on every step is queued once.

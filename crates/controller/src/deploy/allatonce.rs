@@ -120,12 +120,14 @@ pub fn step(
     }
 
     let running_after = d.members.iter().any(command_running);
-    let command_failed: Vec<&str> = d
+    let mut command_failed: Vec<&str> = d
         .members
         .iter()
         .filter(|m| command_failure(m))
         .map(|m| m.instance_id.as_str())
         .collect();
+    // Sorted, so the message names the same hosts the same way whatever order they enrolled in.
+    command_failed.sort_unstable();
     let mut abort_message = None;
     if running_before && !running_after {
         let failed = command_failed.len();

@@ -9,6 +9,8 @@
 //!   stores its events once.
 //! - `create_deployment` refuses a second unfinished deployment on one environment
 //!   ([`StoreError::Conflict`]), atomically, so two replicas cannot both start one.
+//! - A finished deployment is final: `save_deployment` on one refuses with
+//!   [`StoreError::Conflict`], so a step computed before an abort cannot undo it.
 //! - Leases (`try_lease`) are rows with an owner and an expiry: whoever holds an
 //!   environment's lease runs its deployment and its health roll-up.
 

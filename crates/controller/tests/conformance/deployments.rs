@@ -84,6 +84,23 @@ pub async fn case_deployment_lifecycle<S: Store>(store: &S) {
         })
         .await;
     assert!(matches!(reopen, Err(StoreError::Conflict(_))), "{reopen:?}");
+    // A finished deployment is final even when nothing else is unfinished: a step computed
+    // before an abort is refused, and the abort stays.
+    let aborted = Deployment {
+        status: DeploymentStatus::Aborted,
+        finished_ms: Some(31),
+        message: Some("Aborted by the operator.".into()),
+        ..next.clone()
+    };
+    store.save_deployment(&aborted).await.expect("abort");
+    let stale = store
+        .save_deployment(&Deployment {
+            status: DeploymentStatus::InProgress,
+            ..next.clone()
+        })
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    assert_eq!(store.deployment(next.id).await.expect("get"), Some(aborted));
 
     let ghost = store
         .save_deployment(&Deployment {

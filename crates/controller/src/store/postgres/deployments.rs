@@ -88,10 +88,12 @@ pub(super) async fn active(
 pub(super) async fn save(store: &PostgresStore, d: &Deployment) -> StoreResult<()> {
     let cols = DeploymentCols::new(d)?;
     // The environment is not rewritten: a deployment belongs to the one it was created for.
+    // A finished deployment is final: a step computed before an abort (by this replica's
+    // loop or another replica) must not bring it back.
     let done = sqlx::query(
         "UPDATE deployments SET kind = $2, version_label = $3, serial = $4, policy = $5, \
          status = $6, created_ms = $7, finished_ms = $8, message = $9, members = $10::jsonb \
-         WHERE id = $1",
+         WHERE id = $1 AND status IN ('Pending', 'InProgress')",
     )
     .bind(d.id)
     .bind(&cols.kind)
@@ -107,7 +109,10 @@ pub(super) async fn save(store: &PostgresStore, d: &Deployment) -> StoreResult<(
     .await
     .map_err(|e| unfinished_error(e, &d.environment))?;
     if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound(format!("deployment {}", d.id)));
+        return Err(match by_id(store, d.id).await? {
+            Some(_) => StoreError::Conflict(format!("deployment {} is finished", d.id)),
+            None => StoreError::NotFound(format!("deployment {}", d.id)),
+        });
     }
     Ok(())
 }
