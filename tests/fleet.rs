@@ -8,38 +8,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::bundles::{Entry, sample};
-use common::fleet::{TestController, enrolled_host};
+use common::fleet::{TestController, fleet};
 use common::{TestHost, wait_for};
 use serde_json::Value;
-
-/// `count` enrolled, running hosts of environment `web`.
-fn fleet(controller: &TestController, count: usize) -> Vec<TestHost> {
-    controller.cli_json(&["env", "create", "web"]);
-    let token = controller.enrollment_token("web", count as u32);
-    let mut hosts: Vec<TestHost> = (0..count)
-        .map(|i| {
-            enrolled_host(controller, &format!("i-{i:04}"), &token)
-                .set("metrics", "window", "1s")
-                .set("health", "min_requests", 5)
-        })
-        .collect();
-    for host in &mut hosts {
-        host.start();
-    }
-    wait_for(
-        "every host enrolled and reporting",
-        Duration::from_secs(30),
-        || {
-            let instances = controller.api("/v1/environments/web/instances");
-            let list = instances["InstanceHealthList"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            (list.len() == count).then_some(())
-        },
-    );
-    hosts
-}
 
 fn serving(host: &TestHost) -> Option<String> {
     host.get("/")

@@ -331,6 +331,7 @@ fn every_operation_of_the_openapi_document_is_routed() {
             .replace("{label}", "none")
             .replace("{name}", "none")
             .replace("{id}", "1")
+            .replace("{command_id}", "info-none")
             .replace("{key}", "bundles/none.zip");
         for method in operations.as_object().expect("operations").keys() {
             let (status, body) = call(

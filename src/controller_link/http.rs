@@ -92,6 +92,33 @@ pub async fn post_json<T: DeserializeOwned>(
         // reqwest marks the header sensitive: it never shows in its debug output.
         request = request.bearer_auth(bearer);
     }
+    answer(request).await
+}
+
+/// POSTs a file's bytes (a log tail or bundle) with `bearer`, under its own `timeout`: an
+/// upload may take longer than a report.
+pub async fn post_bytes<T: DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<T, Failure> {
+    let mut request = client
+        .post(url)
+        .timeout(timeout)
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body);
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    answer(request).await
+}
+
+/// Sends the request and parses a success as `T`; an error answer becomes a [`Failure`] with
+/// its status, `Retry-After` and the start of its body.
+async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, Failure> {
     let response = request.send().await.map_err(|error| describe(&error))?;
     let status = response.status();
     if !status.is_success() {

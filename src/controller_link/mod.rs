@@ -10,6 +10,7 @@
 mod enroll;
 mod facts;
 mod http;
+mod info;
 mod outcomes;
 mod pacing;
 mod protocol;
@@ -86,6 +87,8 @@ pub struct ControllerLink {
     /// The events of the report not yet acknowledged, with the cursor they follow: retries of
     /// a failing round trip send the same batch instead of reading the journal again.
     batch: Option<(u64, Vec<crate::events::Event>)>,
+    /// Environment info requests that finished in the background (`info.rs`).
+    info_results: info::InfoResults,
 }
 
 impl ControllerLink {
@@ -145,6 +148,7 @@ impl ControllerLink {
             placement: Arc::default(),
             status,
             batch: None,
+            info_results: info::InfoResults::default(),
             config,
         })
     }
@@ -243,6 +247,21 @@ impl ControllerLink {
             status.connected = false;
             status.last_error = Some(error);
         });
+    }
+
+    /// Where an environment info request uploads, with the current bearer.
+    fn uploader(&self) -> info::Uploader {
+        info::Uploader {
+            client: self.client.clone(),
+            base: format!(
+                "{}/v1/hosts/{}/logs",
+                self.url.trim_end_matches('/'),
+                self.instance_id
+            ),
+            bearer: self
+                .bearer()
+                .map(|b| crate::secret::Secret::new(b.to_string())),
+        }
     }
 
     /// The bearer of the next request: the enrolled secret, else `controller.token_file`.

@@ -2,6 +2,7 @@
 //! cursors, a newer desired state is queued, new commands run once.
 
 use super::http::{Encoding, Failure, post_json};
+use super::info;
 use super::outcomes::{self, Awaiting};
 use super::protocol::*;
 use super::{ControllerLink, facts};
@@ -21,10 +22,15 @@ impl ControllerLink {
     pub(super) async fn round_trip(&mut self) -> Result<ReportReply, Failure> {
         let deployer = self.api.deployer.clone();
         let now_ms = jiff::Timestamp::now().as_millisecond();
+        let finished_info: Vec<_> =
+            std::mem::take(&mut *self.info_results.lock().unwrap_or_else(|p| p.into_inner()));
+        let has_info = !finished_info.is_empty();
+        self.state.pending_results.extend(finished_info);
         // Outcomes are known the moment they are persisted: a restart does not lose them.
         if self
             .state
             .collect_finished(|id| deployer.record(id), now_ms)
+            || has_info
         {
             self.save_state();
         }
@@ -131,6 +137,29 @@ impl ControllerLink {
             let outcome = match command.kind {
                 CommandKind::Restart => self.api.deployer.submit_restart(),
                 CommandKind::Rollback => self.api.deployer.submit_rollback(),
+                CommandKind::TailLogs | CommandKind::BundleLogs => {
+                    info::spawn(
+                        self.api.clone(),
+                        self.uploader(),
+                        command.id,
+                        command.kind,
+                        self.info_results.clone(),
+                    );
+                    continue;
+                }
+                CommandKind::Unsupported => {
+                    self.state.pending_results.push(CommandResult {
+                        id: command.id,
+                        accepted: false,
+                        deployment_id: None,
+                        error: Some(format!(
+                            "hostmanager {} does not know this command; upgrade the agent",
+                            env!("CARGO_PKG_VERSION")
+                        )),
+                        outcome: None,
+                    });
+                    continue;
+                }
             };
             let result = match outcome {
                 Ok(record) => {

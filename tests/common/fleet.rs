@@ -303,3 +303,32 @@ pub fn report_body(instance: &str) -> Value {
         "applied_serial": 0, "status": {}, "events": [], "command_results": []
     })
 }
+
+/// `count` enrolled, running hosts of environment `web`.
+pub fn fleet(controller: &TestController, count: usize) -> Vec<TestHost> {
+    controller.cli_json(&["env", "create", "web"]);
+    let token = controller.enrollment_token("web", count as u32);
+    let mut hosts: Vec<TestHost> = (0..count)
+        .map(|i| {
+            enrolled_host(controller, &format!("i-{i:04}"), &token)
+                .set("metrics", "window", "1s")
+                .set("health", "min_requests", 5)
+        })
+        .collect();
+    for host in &mut hosts {
+        host.start();
+    }
+    wait_for(
+        "every host enrolled and reporting",
+        Duration::from_secs(30),
+        || {
+            let instances = controller.api("/v1/environments/web/instances");
+            let list = instances["InstanceHealthList"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            (list.len() == count).then_some(())
+        },
+    );
+    hosts
+}

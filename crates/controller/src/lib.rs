@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod eb;
+pub mod environment_info;
 pub mod fleet;
 pub mod health;
 pub mod http;

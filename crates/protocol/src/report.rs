@@ -76,6 +76,26 @@ pub struct Command {
 pub enum CommandKind {
     Restart,
     Rollback,
+    /// `RequestEnvironmentInfo` with `InfoType=tail`: the last lines of the host's logs,
+    /// uploaded to `POST /v1/hosts/<id>/logs/<command id>`.
+    TailLogs,
+    /// `InfoType=bundle`: every log file zipped, uploaded the same way.
+    BundleLogs,
+    /// A kind this build does not know (a newer controller): answered as refused, so that a
+    /// new kind never breaks an older agent's link.
+    #[serde(other)]
+    Unsupported,
+}
+
+/// The largest log tail or bundle a controller accepts at `POST /v1/hosts/<id>/logs/<command
+/// id>`: a bigger bundle is refused by the agent before it is sent, naming the limit.
+pub const MAX_LOGS_UPLOAD_BYTES: u64 = 64 << 20;
+
+/// The controller's answer to a log upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsUploaded {
+    /// Where the controller keeps it, in its object store.
+    pub key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,5 +148,20 @@ impl Outcome {
     /// Whether the host now serves what was asked.
     pub fn is_success(self) -> bool {
         matches!(self, Self::Succeeded | Self::Noop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_of_a_kind_this_build_does_not_know_still_parses() {
+        let command: Command =
+            serde_json::from_str(r#"{"id":"c-1","kind":"drain_connections"}"#).expect("parses");
+        assert_eq!(command.kind, CommandKind::Unsupported);
+        let known: Command =
+            serde_json::from_str(r#"{"id":"c-2","kind":"bundle_logs"}"#).expect("parses");
+        assert_eq!(known.kind, CommandKind::BundleLogs);
     }
 }

@@ -105,6 +105,22 @@ impl Client {
         self.send(self.http.delete(self.at(path))).await
     }
 
+    /// Fetches a signed URL the controller handed out (no bearer: the signature is the
+    /// credential, and the URL may point at the controller's public address).
+    pub async fn download(&self, url: &str) -> Result<Vec<u8>, ClientError> {
+        let unavailable = |e: reqwest::Error| ClientError::Unavailable(format!("{url}: {e}"));
+        let response = self.http.get(url).send().await.map_err(unavailable)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(unavailable)?;
+        if !status.is_success() {
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+
     fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }

@@ -95,7 +95,7 @@ fn option_settings(options: &[String]) -> Result<Vec<Value>, ClientError> {
         .collect()
 }
 
-fn path_part(text: &str) -> String {
+pub(super) fn path_part(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -292,6 +292,20 @@ async fn operator(client: &Client, remote: &Remote, command: Command) -> Result<
         Command::Deployment { id } => {
             let deployment: Value = client.get(&format!("/v1/deployments/{id}")).await?;
             print(remote, &deployment, render::deployment);
+        }
+        Command::Logs {
+            name,
+            bundle,
+            out,
+            timeout,
+        } => {
+            let request = super::logs::LogsRequest {
+                name,
+                bundle,
+                out,
+                timeout,
+            };
+            return super::logs::run(client, remote, request).await;
         }
     }
     Ok(EXIT_OK)

@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod logs;
 mod render;
 
 use std::path::PathBuf;
@@ -104,6 +105,20 @@ pub enum Command {
     Revoke { instance: String },
     /// A deployment, by id.
     Deployment { id: i64 },
+    /// Every instance's log tail, printed (RequestEnvironmentInfo, then
+    /// RetrieveEnvironmentInfo); with --bundle, every log zipped, saved per instance.
+    Logs {
+        name: String,
+        /// All the logs, zipped, instead of their last lines.
+        #[arg(long)]
+        bundle: bool,
+        /// Save one file per instance here (bundles: default the current directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// How long to wait for every instance to answer.
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]

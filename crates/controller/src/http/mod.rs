@@ -1,8 +1,10 @@
 //! The controller's HTTP server (hyper, HTTP/1.1 keep-alive; TLS with rustls when configured)
 //! and its router. Two planes share the listener: the agent plane (`/v1/enroll`,
 //! `/v1/hosts/{id}/…`, authenticated by enrollment tokens and instance secrets) and the
-//! operator plane (everything else under `/v1/`, authenticated by admin tokens).
+//! operator plane (everything else under `/v1/`, authenticated by admin tokens). Signed,
+//! expiring URLs (`download.rs`) serve bundles to hosts and environment info to operators.
 
+pub mod download;
 pub mod operator;
 pub mod response;
 pub mod tls;
@@ -116,8 +118,15 @@ async fn route<S: Store>(app: &App<S>, request: Request<Incoming>) -> Answer {
                 Err(failure) => Err(failure),
             }
         }
-        (&Method::POST, ["v1", "hosts", id, action]) => host_plane(app, id, action, request).await,
-        (&Method::GET, ["v1", "bundles", ..]) => operator::bundle_download(app, &request).await,
+        (&Method::POST, ["v1", "hosts", id, action @ ..]) => {
+            host_plane(app, id, action, request).await
+        }
+        (&Method::GET, ["v1", "bundles", ..]) => {
+            download::signed(app, &request, download::BUNDLES).await
+        }
+        (&Method::GET, ["v1", "environment-info", ..]) => {
+            download::signed(app, &request, download::ENVIRONMENT_INFO).await
+        }
         _ => match admin(app, &request).await {
             Ok(()) => operator::route(app, &method, &segments, request).await,
             Err(failure) => Err(failure),
@@ -129,7 +138,7 @@ async fn route<S: Store>(app: &App<S>, request: Request<Incoming>) -> Answer {
 async fn host_plane<S: Store>(
     app: &App<S>,
     id: &str,
-    action: &str,
+    action: &[&str],
     request: Request<Incoming>,
 ) -> Handled {
     let started = Instant::now();
@@ -145,7 +154,7 @@ async fn host_plane<S: Store>(
         }
     };
     match action {
-        "report" => {
+        ["report"] => {
             let body = response::body(request, MAX_REPORT_BYTES).await?;
             match reports::report(app, instance, &body).await {
                 Ok(reply) => {
@@ -163,10 +172,23 @@ async fn host_plane<S: Store>(
                 Err(failure) => Err(failure),
             }
         }
-        "credential" => reports::rotate(app, instance)
+        ["credential"] => reports::rotate(app, instance)
             .await
             .map(|c| response::ok(&c)),
-        _ => Err(Failure::not_found(format!("no such host action: {action}"))),
+        ["logs", command_id] => {
+            let body = response::body(
+                request,
+                hostmanager_protocol::MAX_LOGS_UPLOAD_BYTES as usize,
+            )
+            .await?;
+            crate::environment_info::upload(app, &instance, command_id, &body)
+                .await
+                .map(|uploaded| response::ok(&uploaded))
+        }
+        _ => Err(Failure::not_found(format!(
+            "no such host action: {}",
+            action.join("/")
+        ))),
     }
 }
 

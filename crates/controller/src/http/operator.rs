@@ -11,7 +11,7 @@ use super::response::{self, Failure, Handled, get, ok, query};
 use crate::fleet::App;
 use crate::model::*;
 use crate::store::Store;
-use crate::{ops, versions, views};
+use crate::{environment_info, ops, versions, views};
 
 pub async fn route<S: Store>(
     app: &App<S>,
@@ -282,6 +282,25 @@ pub async fn route<S: Store>(
                 &json!({ "InstanceId": instance.id, "Revoked": instance.revoked_ms.is_some() }),
             ))
         }
+        (&Method::POST, ["v1", "environments", name, "info"]) => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase", deny_unknown_fields)]
+            struct Body {
+                info_type: String,
+            }
+            let body: Body = response::parse_json(
+                &response::body(request, 64 << 10).await?,
+                "RequestEnvironmentInfo",
+            )?;
+            let info = environment_info::InfoType::parse(&body.info_type)?;
+            Ok(ok(&environment_info::request(app, name, info).await?))
+        }
+        (&Method::GET, ["v1", "environments", name, "info"]) => {
+            let pairs = query(&request);
+            let info =
+                environment_info::InfoType::parse(get(&pairs, "InfoType").unwrap_or("tail"))?;
+            Ok(ok(&environment_info::retrieve(app, name, info).await?))
+        }
         (&Method::GET, ["v1", "events"]) => {
             let pairs = query(&request);
             Ok(ok(&views::events(app, &pairs).await?))
@@ -364,52 +383,4 @@ async fn metrics<S: Store>(app: &App<S>) -> Handled {
         hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     Ok(answer)
-}
-
-/// `GET /v1/bundles/<key>?expires=…&signature=…`: an uploaded bundle, for hosts.
-pub async fn bundle_download<S: Store>(app: &App<S>, request: &Request<Incoming>) -> Handled {
-    let key = request
-        .uri()
-        .path()
-        .trim_start_matches("/v1/bundles/")
-        .to_string();
-    let pairs = query(request);
-    let expires: i64 = get(&pairs, "expires")
-        .and_then(|e| e.parse().ok())
-        .unwrap_or(0);
-    let signature = get(&pairs, "signature").unwrap_or("");
-    if !key.starts_with("bundles/")
-        || !versions::signature_valid(&app.signing_key, &key, expires, signature)
-    {
-        return Err(Failure::forbidden(
-            "the bundle URL's signature is invalid or expired",
-        ));
-    }
-    let scratch = app.config.data_dir.join("tmp");
-    tokio::fs::create_dir_all(&scratch)
-        .await
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let temp = scratch.join(format!("download-{}", crate::secrets::new_id("")));
-    let fetched = app
-        .objects
-        .get_to_file(&key, None, &temp, super::MAX_BUNDLE_BYTES as u64)
-        .await;
-    let bytes = tokio::fs::read(&temp).await;
-    let _ = tokio::fs::remove_file(&temp).await;
-    match (fetched, bytes) {
-        (Ok(_), Ok(bytes)) => {
-            let mut answer =
-                hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(bytes)));
-            answer.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("application/zip"),
-            );
-            Ok(answer)
-        }
-        (Err(hostmanager::store::StoreError::NotFound { .. }), _) => {
-            Err(Failure::not_found(format!("bundle {key}")))
-        }
-        (Err(e), _) => Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-        (_, Err(e)) => Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-    }
 }
