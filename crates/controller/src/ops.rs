@@ -215,15 +215,43 @@ pub async fn restart<S: Store>(app: &App<S>, name: &str) -> Result<Deployment, F
 /// their own (each host rolls back by itself if its deployment fails).
 pub async fn abort<S: Store>(app: &App<S>, name: &str) -> Result<Deployment, Failure> {
     let env = environment(app, name).await?;
-    let Some(active) = app.store.active_deployment(&env.name).await? else {
-        return Err(Failure::bad_request(format!(
-            "Environment named {name} is not being updated: nothing to abort."
-        )));
-    };
-    let outcome = crate::deploy::abort(&active, now_ms(), "Aborted by the operator.");
-    crate::orchestrator::apply_step(app, &env, &active, outcome).await?;
-    Ok(app.store.deployment(active.id).await?.unwrap_or(active))
+    let mut first = true;
+    // A step of the orchestrator may land between our read and our write: the write is then
+    // refused (compare-and-set) and the abort is computed again from what is stored.
+    for _ in 0..ABORT_ATTEMPTS {
+        let Some(active) = app.store.active_deployment(&env.name).await? else {
+            if first {
+                return Err(Failure::bad_request(format!(
+                    "Environment named {name} is not being updated: nothing to abort."
+                )));
+            }
+            // It finished (or was aborted by another request) meanwhile.
+            break;
+        };
+        first = false;
+        let outcome = crate::deploy::abort(&active, now_ms(), "Aborted by the operator.");
+        crate::orchestrator::apply_step(app, &env, &active, outcome).await?;
+        let stored = app.store.deployment(active.id).await?;
+        if let Some(stored) = stored.filter(|d| d.status.is_finished()) {
+            return Ok(stored);
+        }
+    }
+    match app
+        .store
+        .deployments(&env.name, 1)
+        .await?
+        .into_iter()
+        .next()
+    {
+        Some(last) if last.status.is_finished() => Ok(last),
+        _ => Err(Failure::conflict(format!(
+            "Environment named {name}: the deployment kept changing; try the abort again."
+        ))),
+    }
 }
+
+/// How often an abort is computed again when a deployment step keeps landing first.
+const ABORT_ATTEMPTS: usize = 5;
 
 /// `TerminateEnvironment`: the environment stops; its instances' credentials are revoked
 /// (their hosts keep serving what they run until they are shut down).

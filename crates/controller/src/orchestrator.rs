@@ -177,9 +177,10 @@ pub async fn apply_step<S: Store>(
 ) -> StoreResult<()> {
     let deployment = outcome.deployment;
     if deployment != *before {
-        match app.store.save_deployment(&deployment).await {
-            // Finished meanwhile (an operator's abort, or another replica's step): this step
-            // was computed from what no longer is; its commands and events are dropped.
+        match app.store.save_deployment(&deployment, before).await {
+            // Changed meanwhile (an operator's abort, or another replica's step): this step
+            // was computed from what no longer is; its commands and events are dropped, and
+            // the next step starts from what is.
             Err(StoreError::Conflict(_)) => return Ok(()),
             saved => saved?,
         }

@@ -9,8 +9,9 @@
 //!   stores its events once.
 //! - `create_deployment` refuses a second unfinished deployment on one environment
 //!   ([`StoreError::Conflict`]), atomically, so two replicas cannot both start one.
-//! - A finished deployment is final: `save_deployment` on one refuses with
-//!   [`StoreError::Conflict`], so a step computed before an abort cannot undo it.
+//! - `save_deployment` is a compare-and-set against the deployment the change was computed
+//!   from, and a finished deployment is final: otherwise [`StoreError::Conflict`], so a step
+//!   and an operator's abort computed from the same row cannot both land.
 //! - Leases (`try_lease`) are rows with an owner and an expiry: whoever holds an
 //!   environment's lease runs its deployment and its health roll-up.
 
@@ -141,9 +142,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         environment: &str,
     ) -> impl Future<Output = StoreResult<Option<Deployment>>> + Send;
+    /// Saves `deployment` if the stored one is still `before` (its status and members) and
+    /// unfinished; else [`StoreError::Conflict`].
     fn save_deployment(
         &self,
         deployment: &Deployment,
+        before: &Deployment,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     // Commands.

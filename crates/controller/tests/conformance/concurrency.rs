@@ -32,7 +32,10 @@ pub async fn case_concurrent_create_deployment<S: Store>(store: &S) {
             status: DeploymentStatus::Aborted,
             ..won[0].clone()
         };
-        store.save_deployment(&finished).await.expect("finish");
+        store
+            .save_deployment(&finished, won[0])
+            .await
+            .expect("finish");
     }
     assert_eq!(store.deployments("prod", 0).await.expect("list").len(), 20);
 }

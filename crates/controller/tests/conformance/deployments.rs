@@ -47,7 +47,18 @@ pub async fn case_deployment_lifecycle<S: Store>(store: &S) {
         healthy_reports: 2,
         command_id: None,
     }];
-    store.save_deployment(&running).await.expect("save");
+    store.save_deployment(&running, &first).await.expect("save");
+    // Computed from a row that is no longer stored: refused, and nothing changes.
+    let stale = store
+        .save_deployment(
+            &Deployment {
+                message: Some("a stale step".into()),
+                ..running.clone()
+            },
+            &first,
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
     assert_eq!(
         store.active_deployment("prod").await.expect("active"),
         Some(running.clone())
@@ -65,7 +76,10 @@ pub async fn case_deployment_lifecycle<S: Store>(store: &S) {
     done.status = DeploymentStatus::Failed;
     done.finished_ms = Some(20);
     done.message = Some("Failed to deploy application.".into());
-    store.save_deployment(&done).await.expect("finish");
+    store
+        .save_deployment(&done, &running)
+        .await
+        .expect("finish");
     assert_eq!(
         store.deployment(done.id).await.expect("get"),
         Some(done.clone())
@@ -78,10 +92,13 @@ pub async fn case_deployment_lifecycle<S: Store>(store: &S) {
     assert!(next.id > done.id);
     // Reopening the finished one would make two unfinished: refused as well.
     let reopen = store
-        .save_deployment(&Deployment {
-            status: DeploymentStatus::Pending,
-            ..done
-        })
+        .save_deployment(
+            &Deployment {
+                status: DeploymentStatus::Pending,
+                ..done.clone()
+            },
+            &done,
+        )
         .await;
     assert!(matches!(reopen, Err(StoreError::Conflict(_))), "{reopen:?}");
     // A finished deployment is final even when nothing else is unfinished: a step computed
@@ -92,22 +109,24 @@ pub async fn case_deployment_lifecycle<S: Store>(store: &S) {
         message: Some("Aborted by the operator.".into()),
         ..next.clone()
     };
-    store.save_deployment(&aborted).await.expect("abort");
+    store.save_deployment(&aborted, &next).await.expect("abort");
     let stale = store
-        .save_deployment(&Deployment {
-            status: DeploymentStatus::InProgress,
-            ..next.clone()
-        })
+        .save_deployment(
+            &Deployment {
+                status: DeploymentStatus::InProgress,
+                ..next.clone()
+            },
+            &next,
+        )
         .await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
     assert_eq!(store.deployment(next.id).await.expect("get"), Some(aborted));
 
-    let ghost = store
-        .save_deployment(&Deployment {
-            id: 99_999,
-            ..next.clone()
-        })
-        .await;
+    let ghost_row = Deployment {
+        id: 99_999,
+        ..next.clone()
+    };
+    let ghost = store.save_deployment(&ghost_row, &ghost_row).await;
     assert!(matches!(ghost, Err(StoreError::NotFound(_))), "{ghost:?}");
     assert_eq!(store.deployment(99_999).await.expect("get"), None);
     let orphan = store
@@ -128,9 +147,12 @@ pub async fn case_deployments_ordering_and_limit<S: Store>(store: &S) {
         let finished = Deployment {
             status: DeploymentStatus::Succeeded,
             finished_ms: Some(200 + n),
-            ..created
+            ..created.clone()
         };
-        store.save_deployment(&finished).await.expect("finish");
+        store
+            .save_deployment(&finished, &created)
+            .await
+            .expect("finish");
         ids.push(finished.id);
     }
     store

@@ -122,8 +122,12 @@ impl Store for PostgresStore {
     async fn active_deployment(&self, environment: &str) -> StoreResult<Option<Deployment>> {
         deployments::active(self, environment).await
     }
-    async fn save_deployment(&self, deployment: &Deployment) -> StoreResult<()> {
-        deployments::save(self, deployment).await
+    async fn save_deployment(
+        &self,
+        deployment: &Deployment,
+        before: &Deployment,
+    ) -> StoreResult<()> {
+        deployments::save(self, deployment, before).await
     }
     async fn queue_command(&self, command: &QueuedCommand) -> StoreResult<()> {
         deployments::queue_command(self, command).await

@@ -84,15 +84,21 @@ pub(super) async fn active(
     row.map(DeploymentRow::into_model).transpose()
 }
 
-pub(super) async fn save(store: &SqliteStore, d: &Deployment) -> StoreResult<()> {
+pub(super) async fn save(
+    store: &SqliteStore,
+    d: &Deployment,
+    before: &Deployment,
+) -> StoreResult<()> {
     let cols = DeploymentCols::new(d)?;
+    let was = DeploymentCols::new(before)?;
     // The environment is not rewritten: a deployment belongs to the one it was created for.
-    // A finished deployment is final: a step computed before an abort (by this replica's
-    // loop or another replica) must not bring it back.
+    // Compare-and-set on what the change was computed from: a step and an operator's abort
+    // computed from the same row cannot both land, and a finished deployment is final.
     let done = sqlx::query(
         "UPDATE deployments SET kind = $2, version_label = $3, serial = $4, policy = $5, \
          status = $6, created_ms = $7, finished_ms = $8, message = $9, members = $10 \
-         WHERE id = $1 AND status IN ('Pending', 'InProgress')",
+         WHERE id = $1 AND status IN ('Pending', 'InProgress') \
+         AND status = $11 AND members = $12",
     )
     .bind(d.id)
     .bind(&cols.kind)
@@ -104,12 +110,17 @@ pub(super) async fn save(store: &SqliteStore, d: &Deployment) -> StoreResult<()>
     .bind(d.finished_ms)
     .bind(&d.message)
     .bind(&cols.members)
+    .bind(&was.status)
+    .bind(&was.members)
     .execute(&store.writer)
     .await
     .map_err(|e| unfinished_error(e, &d.environment))?;
     if done.rows_affected() == 0 {
         return Err(match by_id(store, d.id).await? {
-            Some(_) => StoreError::Conflict(format!("deployment {} is finished", d.id)),
+            Some(stored) if stored.status.is_finished() => {
+                StoreError::Conflict(format!("deployment {} is finished", d.id))
+            }
+            Some(_) => StoreError::Conflict(format!("deployment {} changed meanwhile", d.id)),
             None => StoreError::NotFound(format!("deployment {}", d.id)),
         });
     }
