@@ -90,6 +90,7 @@ cat <<TXT
 The controller and the agents keep running. In another terminal:
   $controller_bin --data $data --url $url env health demo --refresh
   $controller_bin --data $data --url $url env events demo --follow
+  $controller_bin --data $data --url $url logs demo            # every instance's log tail
   $controller_bin --data $data --url $url deploy demo examples/sample-app --label v2 --wait
 Press Ctrl-C to stop everything.
 TXT

@@ -70,12 +70,26 @@ fn config_problems(problems: &[String]) -> i32 {
 
 fn print(remote: &Remote, value: &Value, text: impl FnOnce(&Value) -> String) {
     if remote.json {
-        println!(
-            "{}",
+        out(&format!(
+            "{}\n",
             serde_json::to_string_pretty(value).unwrap_or_default()
-        );
+        ));
     } else {
-        print!("{}", text(value));
+        out(&text(value));
+    }
+}
+
+/// Writes to stdout. A reader that went away (`| head`) ends the command quietly, as the
+/// default SIGPIPE would, instead of a panic.
+pub(super) fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        std::process::exit(EXIT_OK);
     }
 }
 

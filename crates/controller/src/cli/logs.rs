@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::client::{Client, ClientError};
+use super::commands::out as print_out;
 use super::{EXIT_FAILED, EXIT_OK, Remote};
 
 #[derive(Debug, Clone)]
@@ -87,8 +88,10 @@ pub async fn run(
         match &out {
             Some(dir) => saved.push(save(dir, instance, kind, &bytes)?),
             None if !remote.json => {
-                println!("============= {instance} ==============");
-                print!("{}", String::from_utf8_lossy(&bytes));
+                print_out(&format!(
+                    "============= {instance} ==============\n{}",
+                    String::from_utf8_lossy(&bytes)
+                ));
             }
             None => {}
         }
@@ -99,10 +102,10 @@ pub async fn run(
         .collect();
     if remote.json {
         let answer = json!({"EnvironmentInfo": fresh, "Saved": saved, "Missing": missing});
-        println!(
-            "{}",
+        print_out(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&answer).unwrap_or_default()
-        );
+        ));
     } else {
         for path in &saved {
             eprintln!("Saved {}", path.display());
