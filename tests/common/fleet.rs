@@ -43,7 +43,7 @@ pub fn fast_config(port: u16, database_url: Option<&str>) -> String {
         "[server]\nlisten = \"127.0.0.1:{port}\"\n{database}\
          [hosts]\ninterval = \"300ms\"\nfailover_grace = \"3s\"\n\
          [deploy]\nhealth_gate_reports = 3\nhealth_gate_min = \"1s\"\ntick = \"100ms\"\n\
-         lease = \"2s\"\ncommit_window = \"20ms\"\n"
+         lease = \"2s\"\n"
     )
 }
 

@@ -90,7 +90,7 @@ pub struct DeployConfig {
     pub tick: Duration,
     /// An environment's lease: another replica takes over after this.
     pub lease: Duration,
-    /// Reports committed together (group commit): at most this long waiting for company.
+    /// Extra wait for company before a group of reports commits (zero: none).
     pub commit_window: Duration,
 }
 
@@ -295,16 +295,21 @@ fn resolve(raw: RawConfig, data_dir: Option<&Path>) -> Result<Config, Vec<String
         .map(|text| duration("deploy.health_gate_min", Some(text), Duration::ZERO));
     let tick = duration("deploy.tick", raw.deploy.tick, Duration::from_secs(1));
     let lease = duration("deploy.lease", raw.deploy.lease, Duration::from_secs(15));
-    let commit_window = duration(
-        "deploy.commit_window",
-        raw.deploy.commit_window,
-        Duration::from_millis(250),
-    );
     let events_retention = duration(
         "events.retention",
         raw.events.retention,
         Duration::from_secs(42 * 86_400),
     );
+    // Zero is this one's default and means "no extra wait", unlike the others.
+    let commit_window = match raw.deploy.commit_window.as_deref() {
+        None => Duration::ZERO,
+        Some(text) => humantime::parse_duration(text).unwrap_or_else(|_| {
+            problems.push(format!(
+                "deploy.commit_window: {text:?} is not a duration like 0s or 20ms"
+            ));
+            Duration::ZERO
+        }),
+    };
     let missed_reports = raw.hosts.missed_reports.unwrap_or(3);
     if missed_reports == 0 {
         problems.push("hosts.missed_reports: must be at least 1".into());
@@ -354,55 +359,4 @@ fn resolve(raw: RawConfig, data_dir: Option<&Path>) -> Result<Config, Vec<String
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn no_config_means_sqlite_and_loopback_under_the_data_dir() {
-        let config = parse("", Some(Path::new("/tmp/c"))).expect("defaults");
-        assert_eq!(
-            config.database,
-            Database::Sqlite("/tmp/c/controller.db".into())
-        );
-        assert_eq!(config.listen.to_string(), "127.0.0.1:7600");
-        assert_eq!(config.public_url, "http://127.0.0.1:7600");
-        assert_eq!(config.objects, Objects::Local("/tmp/c/objects".into()));
-        assert_eq!(config.hosts.failover_grace, Duration::from_secs(300));
-    }
-
-    #[test]
-    fn every_problem_is_reported_at_once() {
-        let problems = parse(
-            "[server]\nlisten = \"0.0.0.0:7600\"\ntls_cert_file = \"/c.pem\"\n\
-             [database]\nurl = \"mysql://x\"\n[hosts]\ninterval = \"soon\"\nmissed_reports = 0\n",
-            None,
-        )
-        .expect_err("invalid");
-        let text = problems.join("\n");
-        for expected in [
-            "server.tls_key_file",
-            "server.listen",
-            "database.url",
-            "hosts.interval",
-            "hosts.missed_reports",
-        ] {
-            assert!(text.contains(expected), "{expected} missing from:\n{text}");
-        }
-    }
-
-    #[test]
-    fn unknown_keys_are_refused_by_name() {
-        let problems = parse("[server]\nlisen = \"x\"\n", None).expect_err("typo");
-        assert!(problems[0].contains("lisen"), "{problems:?}");
-    }
-
-    #[test]
-    fn a_postgres_password_is_not_shown() {
-        let config = parse(
-            "[database]\nurl = \"postgres://hm:s3cret@127.0.0.1:5432/hm\"\n",
-            None,
-        )
-        .expect("valid");
-        assert!(!config.database.describe().contains("s3cret"));
-    }
-}
+mod tests;

@@ -1,9 +1,13 @@
-//! Group commit: reports that carry something to store (events, results, a changed row) wait
-//! at most `deploy.commit_window` for company, are committed in one transaction, and only then
-//! answered, so an acknowledgement always means "stored". Reports that change nothing but
-//! `last_seen_ms` are answered at once; their times are kept here and flushed with the next
-//! group (or by the flush tick), so an idle fleet costs a few writes per interval, not one
-//! per report.
+//! Group commit: reports that carry something to store (events, results, a changed row) are
+//! committed in one transaction with whatever else queued meanwhile, and only then answered, so
+//! an acknowledgement always means "stored". A group starts committing as soon as its first
+//! write arrives, with every write already waiting; what arrives during that commit forms the
+//! next group. So a lone report pays one commit, not a window, and under load groups grow as
+//! long as a commit takes (at most [`MAX_GROUP`]). `deploy.commit_window`, zero by default,
+//! adds a wait for company on top, trading latency for fewer, larger commits. Reports that
+//! change nothing but `last_seen_ms` are answered at once; their times are kept here and
+//! flushed with the next group (or by the flush tick), so an idle fleet costs a few writes per
+//! interval, not one per report.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -93,8 +97,17 @@ async fn run<S: Store>(
                 continue;
             }
         }
-        // Wait for company only when there is a write to make durable.
-        if !group.is_empty() {
+        if group.is_empty() {
+            continue;
+        }
+        // Everything that queued while the last group committed joins this one.
+        while group.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(job) => take(job, &mut group, &mut seen),
+                Err(_) => break,
+            }
+        }
+        if !window.is_zero() {
             let deadline = tokio::time::Instant::now() + window;
             while group.len() < MAX_GROUP {
                 match tokio::time::timeout_at(deadline, receiver.recv()).await {
@@ -102,8 +115,8 @@ async fn run<S: Store>(
                     _ => break,
                 }
             }
-            commit(&*store, group, &mut seen).await;
         }
+        commit(&*store, group, &mut seen).await;
     }
 }
 
