@@ -11,7 +11,8 @@
 # growth per minute. Then a restart (SIGTERM, start again on the same database) and the report
 # rate over the BENCH_RESTART_SECONDS (60) after it against the steady rate, and the busiest
 # period's. Aims (docs/scale.md): p99 < 100 ms at 20 000 agents on one core; the database flat
-# after warm-up (events aside); the restart peak <= 2x. BENCH_BACKENDS="sqlite postgres" picks.
+# after warm-up (events aside); the restart peak <= 2x. BENCH_BACKENDS="sqlite postgres" picks;
+# BENCH_COMMIT_WINDOW sets deploy.commit_window; BENCH_KEEP_LOGS=DIR keeps the logs.
 # Everything listens on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,7 +59,7 @@ field() { grep "^$3" "$1" | tail -n 1 | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k
 start_controller() { # dir port
     taskset -c "$ctl_cpu" "$controller_bin" --data "$1/data" run --config "$1/controller.toml" >>"$1/controller.log" 2>&1 &
     controller=$!
-    await 60 curl -fsS -o /dev/null "http://127.0.0.1:$2/healthz"
+    await 60 curl -fs -o /dev/null "http://127.0.0.1:$2/healthz"
 }
 stop_controller() {
     kill -TERM "$controller"
@@ -69,9 +70,11 @@ stop_controller() {
 # Database size in bytes and rows per table, as "bytes table=rows ...", for the backend.
 db_sample() { # backend dir
     if [ "$1" = sqlite ]; then
-        local db="$2/data/controller.db" bytes=0 f
-        for f in "$db" "$db-wal"; do [ -f "$f" ] && bytes=$(( bytes + $(stat -c %s "$f") )); done
-        local line="$bytes"
+        local db="$2/data/controller.db" bytes walfile=0
+        bytes="$(stat -c %s "$db")"
+        [ -f "$db-wal" ] && walfile="$(stat -c %s "$db-wal")"
+        # The file and its WAL (which grows until a checkpoint copies it back).
+        local line="$(( bytes + walfile )) walfile=$walfile"
         for t in $(sqlite3 "$db" "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%' ORDER BY name"); do
             line="$line $t=$(sqlite3 "$db" "SELECT count(*) FROM \"$t\"")"
         done
@@ -100,12 +103,15 @@ def parse(s):
 per_min = 60.0 / secs
 mib = 1024 * 1024
 wal = t1.pop("wal", None), t0.pop("wal", None)
+walfile = t1.pop("walfile", None), t0.pop("walfile", None)
 dead = t1.pop("dead", None); t0.pop("dead", None)
 rows = {k: t1[k] - t0.get(k, 0) for k in t1}
 total = sum(rows.values())
 changed = ", ".join(f"{k} {v * per_min:+.0f}" for k, v in sorted(rows.items()) if v) or "none"
 print(f"  database: {total * per_min:+.0f} rows/min ({changed}), {(b1 - b0) * per_min / mib:+.2f} MiB/min "
       f"({b0 / mib:.1f} -> {b1 / mib:.1f} MiB); rows now: " + ", ".join(f"{k} {v}" for k, v in sorted(t1.items())))
+if walfile[0] is not None:
+    print(f"  database: of which the WAL file {walfile[1] / mib:.1f} -> {walfile[0] / mib:.1f} MiB")
 if wal[0] is not None:
     print(f"  database: WAL written {(wal[0] - wal[1]) * per_min / mib:.1f} MiB/min, dead tuples now {dead}")
 PY
@@ -138,6 +144,8 @@ run_backend() { # backend agents
     {
         echo "[server]"; echo "listen = \"127.0.0.1:$port\""
         echo "[hosts]"; echo "interval = \"${interval}s\""
+        # BENCH_COMMIT_WINDOW: the group commit's wait (deploy.commit_window, 250ms by default).
+        if [ -n "${BENCH_COMMIT_WINDOW:-}" ]; then echo "[deploy]"; echo "commit_window = \"$BENCH_COMMIT_WINDOW\""; fi
         if [ "$backend" = postgres ]; then
             echo "[database]"; echo "url = \"postgres://postgres@127.0.0.1:$pg_port/bench\""
         fi
@@ -172,7 +180,7 @@ run_backend() { # backend agents
     after_rate="$(grep '^segment n=3 ' "$gen_log" | tr ' ' '\n' | awk -F= '$1 == "rate" { print $2 }')"
     peak="$(awk -v from="$r2" -v to="$t3" '$1 == "period" { split($2, t, "="); if (t[2] > from && t[2] <= to + 0.1) { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "rate" && kv[2] > max) max = kv[2] } } } END { print max + 0 }' "$gen_log")"
     local seg="segment n=1 "
-    echo "controller on $backend: $agents agents every ${interval} s (controller on CPU $ctl_cpu, load generator on CPU $gen_cpu, $(nproc) cores)"
+    echo "controller on $backend: $agents agents every ${interval} s, commit window ${BENCH_COMMIT_WINDOW:-250ms} (controller on CPU $ctl_cpu, load generator on CPU $gen_cpu, $(nproc) cores)"
     echo "  enrollment: $(field "$gen_log" agents enrolled) agents in $(field "$gen_log" secs enrolled) s ($(field "$gen_log" rate enrolled)/s), $(field "$gen_log" failed enrolled) failed"
     echo "  steady $(field "$gen_log" secs "$seg") s after ${warmup} s warm-up: $(field "$gen_log" rate "$seg") reports/s, latency p50 $(field "$gen_log" p50_ms "$seg") ms, p99 $(field "$gen_log" p99_ms "$seg") ms, max $(field "$gen_log" max_ms "$seg") ms; busy (429/503) $(field "$gen_log" busy "$seg"), errors $(field "$gen_log" errors "$seg"); generator lag p99 $(field "$gen_log" lag_p99_ms "$seg") ms"
     echo "  controller: CPU $(calc "round(($c1 - $c0) / $hz / ($t1 - $t0) * 100, 1)") % of one core, RSS $(( rss / 1024 )) MiB (peak $(( hwm / 1024 )) MiB)"
