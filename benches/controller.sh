@@ -24,6 +24,8 @@ measure="${BENCH_SECONDS:-120}"
 after="${BENCH_RESTART_SECONDS:-60}"
 interval="${BENCH_INTERVAL:-10}"
 backends="${BENCH_BACKENDS:-sqlite postgres}"
+# The generator's connection pool (requests in flight at most); see hostmanager-loadgen --help.
+connections="${BENCH_CONNECTIONS:-2048}"
 for tool in curl python3 taskset; do
     command -v "$tool" >/dev/null || { echo "controller: needs $tool" >&2; exit 1; }
 done
@@ -33,6 +35,8 @@ done
 # Two cores: one each. One core: both share it (the numbers then say less).
 if [ "$(nproc)" -ge 2 ]; then ctl_cpu=0; gen_cpu=1; else ctl_cpu=0; gen_cpu=0; fi
 hz="$(getconf CLK_TCK)"
+# Thousands of connections: the controller and the generator each hold one descriptor apiece.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 work="$(mktemp -d /tmp/hm-bench-controller.XXXXXX)"
 chmod 755 "$work"
@@ -154,7 +158,7 @@ run_backend() { # backend agents
     local gen_log="$dir/loadgen.log"
     taskset -c "$gen_cpu" "$loadgen_bin" --url "http://127.0.0.1:$port" \
         --admin-token-file "$dir/data/admin.token" --agents "$agents" \
-        --interval-secs "$interval" >"$gen_log" 2>"$dir/loadgen.err" &
+        --interval-secs "$interval" --connections "$connections" >"$gen_log" 2>"$dir/loadgen.err" &
     loadgen=$!
     await 3600 grep -q '^enrolled' "$gen_log"
     sleep "$warmup"
@@ -180,9 +184,14 @@ run_backend() { # backend agents
     after_rate="$(grep '^segment n=3 ' "$gen_log" | tr ' ' '\n' | awk -F= '$1 == "rate" { print $2 }')"
     peak="$(awk -v from="$r2" -v to="$t3" '$1 == "period" { split($2, t, "="); if (t[2] > from && t[2] <= to + 0.1) { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "rate" && kv[2] > max) max = kv[2] } } } END { print max + 0 }' "$gen_log")"
     local seg="segment n=1 "
-    echo "controller on $backend: $agents agents every ${interval} s, commit window ${BENCH_COMMIT_WINDOW:-250ms} (controller on CPU $ctl_cpu, load generator on CPU $gen_cpu, $(nproc) cores)"
+    echo "controller on $backend: $agents agents every ${interval} s, commit window ${BENCH_COMMIT_WINDOW:-250ms} (controller on CPU $ctl_cpu, load generator on CPU $gen_cpu with $connections connections, $(nproc) cores)"
     echo "  enrollment: $(field "$gen_log" agents enrolled) agents in $(field "$gen_log" secs enrolled) s ($(field "$gen_log" rate enrolled)/s), $(field "$gen_log" failed enrolled) failed"
     echo "  steady $(field "$gen_log" secs "$seg") s after ${warmup} s warm-up: $(field "$gen_log" rate "$seg") reports/s, latency p50 $(field "$gen_log" p50_ms "$seg") ms, p99 $(field "$gen_log" p99_ms "$seg") ms, max $(field "$gen_log" max_ms "$seg") ms; busy (429/503) $(field "$gen_log" busy "$seg"), errors $(field "$gen_log" errors "$seg"); generator lag p99 $(field "$gen_log" lag_p99_ms "$seg") ms"
+    # The generator sends late when its pool or its core is the limit: then the numbers
+    # understate the load and say so.
+    if [ "$(calc "int($(field "$gen_log" lag_p99_ms "$seg") > 1000)")" = 1 ]; then
+        echo "  WARNING: the load generator fell behind (lag p99 over 1 s): the offered load was lower than $agents agents"
+    fi
     echo "  controller: CPU $(calc "round(($c1 - $c0) / $hz / ($t1 - $t0) * 100, 1)") % of one core, RSS $(( rss / 1024 )) MiB (peak $(( hwm / 1024 )) MiB)"
     db_growth "$d0" "$d1" "$(calc "$t1 - $t0")"
     echo "  restart: stopped in $(calc "round($r1 - $r0, 2)") s, answering again $(calc "round($r2 - $r1, 2)") s later; over the next $(field "$gen_log" secs "segment n=3 ") s: $after_rate reports/s = $(calc "round($after_rate / $steady_rate, 2)")x steady, busiest 5 s period $peak/s = $(calc "round($peak / $steady_rate, 2)")x; p99 $(field "$gen_log" p99_ms "segment n=3 ") ms, busy $(field "$gen_log" busy "segment n=3 "), errors $(field "$gen_log" errors "segment n=3 "); controller CPU $(calc "round(($c3 - $c2) / $hz / ($t3 - $r2) * 100, 1)") %"
