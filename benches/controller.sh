@@ -12,7 +12,8 @@
 # rate over the BENCH_RESTART_SECONDS (60) after it against the steady rate, and the busiest
 # period's. Aims (docs/scale.md): p99 < 100 ms at 20 000 agents on one core; the database flat
 # after warm-up (events aside); the restart peak <= 2x. BENCH_BACKENDS="sqlite postgres" picks;
-# BENCH_COMMIT_WINDOW sets deploy.commit_window; BENCH_KEEP_LOGS=DIR keeps the logs.
+# BENCH_COMMIT_WINDOW sets deploy.commit_window; BENCH_PG_CPUS where PostgreSQL runs (default
+# the generator's core); BENCH_KEEP_LOGS=DIR keeps the logs.
 # Everything listens on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -88,6 +89,9 @@ db_sample() { # backend dir
         line="$(psql_bench -c 'SELECT pg_database_size(current_database())')"
         line="$line wal=$(psql_bench -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")"
         line="$line dead=$(psql_bench -c 'SELECT coalesce(sum(n_dead_tup),0) FROM pg_stat_user_tables')"
+        # The two tables that grow or churn, with their TOAST and indexes.
+        line="$line size.instances=$(psql_bench -c "SELECT pg_total_relation_size('instances')")"
+        line="$line size.events=$(psql_bench -c "SELECT pg_total_relation_size('events')")"
         for t in $(psql_bench -c "SELECT relname FROM pg_stat_user_tables WHERE relname NOT LIKE '_sqlx%' ORDER BY relname"); do
             line="$line $t=$(psql_bench -c "SELECT count(*) FROM \"$t\"")"
         done
@@ -109,6 +113,7 @@ mib = 1024 * 1024
 wal = t1.pop("wal", None), t0.pop("wal", None)
 walfile = t1.pop("walfile", None), t0.pop("walfile", None)
 dead = t1.pop("dead", None); t0.pop("dead", None)
+sizes = {k[5:]: (t0.pop(k, 0), t1.pop(k)) for k in list(t1) if k.startswith("size.")}
 rows = {k: t1[k] - t0.get(k, 0) for k in t1}
 total = sum(rows.values())
 changed = ", ".join(f"{k} {v * per_min:+.0f}" for k, v in sorted(rows.items()) if v) or "none"
@@ -116,6 +121,8 @@ print(f"  database: {total * per_min:+.0f} rows/min ({changed}), {(b1 - b0) * pe
       f"({b0 / mib:.1f} -> {b1 / mib:.1f} MiB); rows now: " + ", ".join(f"{k} {v}" for k, v in sorted(t1.items())))
 if walfile[0] is not None:
     print(f"  database: of which the WAL file {walfile[1] / mib:.1f} -> {walfile[0] / mib:.1f} MiB")
+if sizes:
+    print("  database: by table " + ", ".join(f"{k} {(b - a) * per_min / mib:+.2f} MiB/min (now {b / mib:.1f} MiB)" for k, (a, b) in sorted(sizes.items())))
 if wal[0] is not None:
     print(f"  database: WAL written {(wal[0] - wal[1]) * per_min / mib:.1f} MiB/min, dead tuples now {dead}")
 PY
@@ -135,10 +142,15 @@ start_postgres() {
     "${run[@]}" "$bin/initdb" -U postgres --auth=trust -E UTF8 --locale=C -D "$dir/data" >"$dir/initdb.log" 2>&1
     pg_port="$(free_port)"
     # Stock settings (durable commits) but for the connection limit: what an operator runs.
-    "${run[@]}" "$bin/postgres" -D "$dir/data" -h 127.0.0.1 -p "$pg_port" -k "$dir" -c max_connections=100 >"$dir/postgres.log" 2>&1 &
+    # BENCH_PG_CPUS: where the server runs (a taskset list; default the generator's core, so
+    # the controller's core is its own; "all" lets it float).
+    local cpus="${BENCH_PG_CPUS:-$gen_cpu}"
+    [ "$cpus" = all ] && cpus="0-$(( $(nproc) - 1 ))"
+    taskset -c "$cpus" "${run[@]}" "$bin/postgres" -D "$dir/data" -h 127.0.0.1 -p "$pg_port" -k "$dir" -c max_connections=100 >"$dir/postgres.log" 2>&1 &
     pg=$!
     await 60 "$bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" -U postgres
     psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c 'CREATE DATABASE bench'
+    echo "($("$bin/postgres" --version), stock settings but max_connections, on CPUs $cpus)"
 }
 
 run_backend() { # backend agents
