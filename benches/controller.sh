@@ -13,7 +13,8 @@
 # period's. Aims (docs/scale.md): p99 < 100 ms at 20 000 agents on one core; the database flat
 # after warm-up (events aside); the restart peak <= 2x. BENCH_BACKENDS="sqlite postgres" picks;
 # BENCH_COMMIT_WINDOW sets deploy.commit_window; BENCH_PG_CPUS where PostgreSQL runs (default
-# the generator's core); BENCH_KEEP_LOGS=DIR keeps the logs.
+# the generator's core); BENCH_LOADGEN_ARGS more hostmanager-loadgen flags (e.g. --idle);
+# BENCH_KEEP_LOGS=DIR keeps the logs.
 # Everything listens on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -170,7 +171,7 @@ run_backend() { # backend agents
     local gen_log="$dir/loadgen.log"
     taskset -c "$gen_cpu" "$loadgen_bin" --url "http://127.0.0.1:$port" \
         --admin-token-file "$dir/data/admin.token" --agents "$agents" \
-        --interval-secs "$interval" --connections "$connections" >"$gen_log" 2>"$dir/loadgen.err" &
+        --interval-secs "$interval" --connections "$connections" ${BENCH_LOADGEN_ARGS:-} >"$gen_log" 2>"$dir/loadgen.err" &
     loadgen=$!
     await 3600 grep -q '^enrolled' "$gen_log"
     sleep "$warmup"
@@ -196,7 +197,7 @@ run_backend() { # backend agents
     after_rate="$(grep '^segment n=3 ' "$gen_log" | tr ' ' '\n' | awk -F= '$1 == "rate" { print $2 }')"
     peak="$(awk -v from="$r2" -v to="$t3" '$1 == "period" { split($2, t, "="); if (t[2] > from && t[2] <= to + 0.1) { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "rate" && kv[2] > max) max = kv[2] } } } END { print max + 0 }' "$gen_log")"
     local seg="segment n=1 "
-    echo "controller on $backend: $agents agents every ${interval} s, commit window ${BENCH_COMMIT_WINDOW:-250ms} (controller on CPU $ctl_cpu, load generator on CPU $gen_cpu with $connections connections, $(nproc) cores)"
+    echo "controller on $backend: $agents agents every ${interval} s, commit window ${BENCH_COMMIT_WINDOW:-250ms}${BENCH_LOADGEN_ARGS:+, loadgen $BENCH_LOADGEN_ARGS} (controller on CPU $ctl_cpu, load generator on CPU $gen_cpu with $connections connections, $(nproc) cores)"
     echo "  enrollment: $(field "$gen_log" agents enrolled) agents in $(field "$gen_log" secs enrolled) s ($(field "$gen_log" rate enrolled)/s), $(field "$gen_log" failed enrolled) failed"
     echo "  steady $(field "$gen_log" secs "$seg") s after ${warmup} s warm-up: $(field "$gen_log" rate "$seg") reports/s, latency p50 $(field "$gen_log" p50_ms "$seg") ms, p99 $(field "$gen_log" p99_ms "$seg") ms, max $(field "$gen_log" max_ms "$seg") ms; busy (429/503) $(field "$gen_log" busy "$seg"), errors $(field "$gen_log" errors "$seg"); generator lag p99 $(field "$gen_log" lag_p99_ms "$seg") ms"
     # The generator sends late when its pool or its core is the limit: then the numbers

@@ -49,6 +49,9 @@ struct Args {
     /// Chance that a report carries 1 to 3 new events.
     #[arg(long, default_value_t = 0.01)]
     event_chance: f64,
+    /// Idle hosts: no traffic and a status that does not change between reports.
+    #[arg(long)]
+    idle: bool,
     /// Seconds between period lines.
     #[arg(long, default_value_t = 5)]
     period_secs: u64,
@@ -99,6 +102,7 @@ async fn run(args: Args) -> Result<(), String> {
             window_ms: interval.as_millis() as u64,
             event_chance: args.event_chance,
             requests: (50, 500),
+            idle: args.idle,
         },
         in_flight: tokio::sync::Semaphore::new(args.connections.max(1)),
         stats: stats::Stats::new(),

@@ -28,6 +28,9 @@ pub struct Profile {
     pub event_chance: f64,
     /// Requests a host serves per window, drawn uniformly from this range.
     pub requests: (u64, u64),
+    /// Hosts whose status does not move between reports (no traffic, `checked_at` fixed): the
+    /// controller's write-on-change path, against a serving fleet's write per report.
+    pub idle: bool,
 }
 
 /// One simulated host's protocol state: what the real agent keeps in `controller.json`.
@@ -85,7 +88,7 @@ impl SimHost {
             environment: self.environment.clone(),
             agent_version: AGENT_VERSION.into(),
             applied_serial: self.applied_serial,
-            status: self.status(now_ms, rng),
+            status: self.status(now_ms, profile.idle, rng),
             events,
             command_results: self.command_results.clone(),
             desired_results: self.desired_results.clone(),
@@ -147,8 +150,15 @@ impl SimHost {
     }
 
     /// The agent's `GET /v1/status` document, with the fields a real one carries.
-    fn status(&self, now_ms: i64, rng: &mut fastrand::Rng) -> Value {
+    fn status(&self, now_ms: i64, idle: bool, rng: &mut fastrand::Rng) -> Value {
         let now = rfc3339(now_ms);
+        // A serving agent's health check stamps every evaluation, so its status changes with
+        // every report; an idle host's is taken as unchanged.
+        let checked_at = if idle {
+            self.started_at.clone()
+        } else {
+            now.clone()
+        };
         json!({
             "agent": {
                 "version": AGENT_VERSION, "pid": 812, "root": "/",
@@ -180,7 +190,7 @@ impl SimHost {
                 "applied_serial": self.applied_serial, "enrolled": true
             },
             "health": {
-                "status": "Ok", "color": "Green", "causes": [], "checked_at": now,
+                "status": "Ok", "color": "Green", "causes": [], "checked_at": checked_at,
                 "direct": { "ok": true, "status": 200, "latency_ms": rng.u32(1..20), "at": now },
                 "proxied": { "ok": true, "status": 200, "latency_ms": rng.u32(1..30), "at": now }
             }
@@ -228,7 +238,10 @@ fn journal_event(id: u64, now_ms: i64, rng: &mut fastrand::Rng) -> Event {
 /// A window of `profile.requests` requests with latencies around 20 ms (exponential, so a
 /// long tail), recorded in the agent's HDR histogram and sent as its recorded values.
 fn metrics_window(now_ms: i64, rng: &mut fastrand::Rng, profile: &Profile) -> MetricsWindow {
-    let requests = rng.u64(profile.requests.0..=profile.requests.1);
+    let requests = match profile.idle {
+        true => 0,
+        false => rng.u64(profile.requests.0..=profile.requests.1),
+    };
     let mut histogram = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)
         .expect("constant histogram bounds are valid");
     for _ in 0..requests {
@@ -275,6 +288,7 @@ mod tests {
         window_ms: 10_000,
         event_chance: 1.0,
         requests: (100, 500),
+        idle: false,
     };
 
     #[test]
@@ -294,6 +308,25 @@ mod tests {
             metrics.requests
         );
         assert!(metrics.latency_us.is_sorted());
+    }
+
+    #[test]
+    fn an_idle_hosts_status_does_not_move() {
+        let idle = Profile {
+            idle: true,
+            event_chance: 0.0,
+            ..PROFILE
+        };
+        let mut host = SimHost::new("i-1".into(), "bench-0".into(), rfc3339(0));
+        let mut rng = fastrand::Rng::with_seed(3);
+        let status = |report: Report<Value>| {
+            let json = serde_json::to_vec(&report).expect("serialize");
+            let parsed: Report<HostStatus> = serde_json::from_slice(&json).expect("parse");
+            (parsed.status, parsed.metrics.map(|m| m.requests))
+        };
+        let first = status(host.next_report(10_000, &mut rng, &idle));
+        assert_eq!(first, status(host.next_report(20_000, &mut rng, &idle)));
+        assert_eq!(first.1, Some(0));
     }
 
     #[test]
