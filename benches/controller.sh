@@ -207,7 +207,7 @@ run_backend() { # backend agents
     fi
     echo "  controller: CPU $(calc "round(($c1 - $c0) / $hz / ($t1 - $t0) * 100, 1)") % of one core, RSS $(( rss / 1024 )) MiB (peak $(( hwm / 1024 )) MiB)"
     db_growth "$d0" "$d1" "$(calc "$t1 - $t0")"
-    echo "  restart: stopped in $(calc "round($r1 - $r0, 2)") s, answering again $(calc "round($r2 - $r1, 2)") s later; over the next $(field "$gen_log" secs "segment n=3 ") s: $after_rate reports/s = $(calc "round($after_rate / $steady_rate, 2)")x steady, busiest 5 s period $peak/s = $(calc "round($peak / $steady_rate, 2)")x; p99 $(field "$gen_log" p99_ms "segment n=3 ") ms, busy $(field "$gen_log" busy "segment n=3 "), errors $(field "$gen_log" errors "segment n=3 "); controller CPU $(calc "round(($c3 - $c2) / $hz / ($t3 - $r2) * 100, 1)") %"
+    echo "  restart: stopped in $(calc "round($r1 - $r0, 2)") s, answering again $(calc "round($r2 - $r1, 2)") s later ($(field "$gen_log" errors "segment n=2 ") reports failed meanwhile, retried after the backoff); over the next $(field "$gen_log" secs "segment n=3 ") s: $after_rate reports/s = $(calc "round($after_rate / $steady_rate, 2)")x steady, busiest 5 s period $peak/s = $(calc "round($peak / $steady_rate, 2)")x; p99 $(field "$gen_log" p99_ms "segment n=3 ") ms, busy $(field "$gen_log" busy "segment n=3 "), errors $(field "$gen_log" errors "segment n=3 "); controller CPU $(calc "round(($c3 - $c2) / $hz / ($t3 - $r2) * 100, 1)") %"
     kill -TERM "$loadgen"; wait "$loadgen" 2>/dev/null || true; loadgen=""
     stop_controller
     if [ -n "${BENCH_KEEP_LOGS:-}" ]; then

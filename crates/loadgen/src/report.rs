@@ -159,6 +159,11 @@ impl SimHost {
         } else {
             now.clone()
         };
+        // The journal's acknowledged cursor: just below the oldest event not acknowledged.
+        let acknowledged = self
+            .unacknowledged
+            .first()
+            .map_or(self.next_event_id - 1, |e| e.id - 1);
         json!({
             "agent": {
                 "version": AGENT_VERSION, "pid": 812, "root": "/",
@@ -186,7 +191,7 @@ impl SimHost {
             }],
             "controller": {
                 "url": "http://controller", "connected": true, "last_contact": now,
-                "last_error": null, "events_acknowledged": self.next_event_id - 1,
+                "last_error": null, "events_acknowledged": acknowledged,
                 "applied_serial": self.applied_serial, "enrolled": true
             },
             "health": {
