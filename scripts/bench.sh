@@ -3,7 +3,8 @@
 # peer's run on this same machine and the ratio. Benchmarks print; they never assert.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --locked --release --quiet
+# The whole workspace: benches/controller.sh runs the controller and crates/loadgen too.
+cargo build --locked --release --quiet --workspace
 export HOSTMANAGER_BIN="$PWD/target/release/hostmanager"
 status=0
 for bench in benches/*.sh; do
