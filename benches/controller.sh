@@ -161,7 +161,7 @@ run_backend() { # backend agents
     {
         echo "[server]"; echo "listen = \"127.0.0.1:$port\""
         echo "[hosts]"; echo "interval = \"${interval}s\""
-        # BENCH_COMMIT_WINDOW: the group commit's wait (deploy.commit_window, 250ms by default).
+        # BENCH_COMMIT_WINDOW: the group commit's extra wait (deploy.commit_window, 0s by default).
         if [ -n "${BENCH_COMMIT_WINDOW:-}" ]; then echo "[deploy]"; echo "commit_window = \"$BENCH_COMMIT_WINDOW\""; fi
         if [ "$backend" = postgres ]; then
             echo "[database]"; echo "url = \"postgres://postgres@127.0.0.1:$pg_port/bench\""
@@ -197,7 +197,7 @@ run_backend() { # backend agents
     after_rate="$(grep '^segment n=3 ' "$gen_log" | tr ' ' '\n' | awk -F= '$1 == "rate" { print $2 }')"
     peak="$(awk -v from="$r2" -v to="$t3" '$1 == "period" { split($2, t, "="); if (t[2] > from && t[2] <= to + 0.1) { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "rate" && kv[2] > max) max = kv[2] } } } END { print max + 0 }' "$gen_log")"
     local seg="segment n=1 "
-    echo "controller on $backend: $agents agents every ${interval} s, commit window ${BENCH_COMMIT_WINDOW:-250ms}${BENCH_LOADGEN_ARGS:+, loadgen $BENCH_LOADGEN_ARGS} (controller on CPU $ctl_cpu, load generator on CPU $gen_cpu with $connections connections, $(nproc) cores)"
+    echo "controller on $backend: $agents agents every ${interval} s, commit window ${BENCH_COMMIT_WINDOW:-0s}${BENCH_LOADGEN_ARGS:+, loadgen $BENCH_LOADGEN_ARGS} (controller on CPU $ctl_cpu, load generator on CPU $gen_cpu with $connections connections, $(nproc) cores)"
     echo "  enrollment: $(field "$gen_log" agents enrolled) agents in $(field "$gen_log" secs enrolled) s ($(field "$gen_log" rate enrolled)/s), $(field "$gen_log" failed enrolled) failed"
     echo "  steady $(field "$gen_log" secs "$seg") s after ${warmup} s warm-up: $(field "$gen_log" rate "$seg") reports/s, latency p50 $(field "$gen_log" p50_ms "$seg") ms, p99 $(field "$gen_log" p99_ms "$seg") ms, max $(field "$gen_log" max_ms "$seg") ms; busy (429/503) $(field "$gen_log" busy "$seg"), errors $(field "$gen_log" errors "$seg"); generator lag p99 $(field "$gen_log" lag_p99_ms "$seg") ms"
     # The generator sends late when its pool or its core is the limit: then the numbers

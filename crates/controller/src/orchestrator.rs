@@ -42,6 +42,11 @@ pub async fn run<S: Store>(app: Arc<App<S>>, stop: CancellationToken) {
             cache.environments.values().cloned().collect()
         };
         for env in environments {
+            // A pass over many environments can take seconds; a stopping controller does not
+            // finish it (every step is stored, so the next start resumes where this one was).
+            if stop.is_cancelled() {
+                return;
+            }
             if env.status == EnvStatus::Terminated {
                 continue;
             }

@@ -41,9 +41,9 @@ struct Args {
     #[arg(long, default_value = "bench")]
     env_prefix: String,
     /// Requests in flight at most, i.e. the connection pool's size. By Little's law a fleet
-    /// needs rate × latency of them: 2 000 reports/s × 0.3 s (the controller's group commit
-    /// waits up to 250 ms) is 600, so fewer would make the generator, not the controller, the
-    /// limit (`lag_p99_ms` shows it).
+    /// needs rate × latency of them: 2 000 reports/s × 0.3 s (a loaded controller's group
+    /// commit) is 600, so fewer would make the generator, not the controller, the limit
+    /// (`lag_p99_ms` shows it).
     #[arg(long, default_value_t = 2048)]
     connections: usize,
     /// Chance that a report carries 1 to 3 new events.
