@@ -88,11 +88,17 @@ async fn tend<S: Store>(app: &App<S>, name: &str, rollup_due: bool) -> StoreResu
     {
         return Ok(());
     }
+    let active = app.store.active_deployment(name).await?;
+    // Most ticks have nothing to do: no deployment runs and no roll-up is due. Reading the
+    // environment's instances then would cost a query per environment per tick for nothing.
+    if active.is_none() && !rollup_due {
+        return Ok(());
+    }
     let Some(mut env) = app.store.environment(name).await? else {
         return Ok(());
     };
     let instances = fresh_instances(app, name).await?;
-    if let Some(active) = app.store.active_deployment(name).await? {
+    if let Some(active) = active {
         if begin(app, &mut env, &active).await? {
             // The desired state changed: replies carry it from now on.
             app.refresh().await?;
