@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::pacing;
+use hostmanager_protocol::pacing;
 
 /// Largest controller answer the agent reads (a desired state with its properties and a few
 /// commands is a few KiB); a bigger one fails the round trip instead of filling memory.

@@ -4,15 +4,14 @@
 //! go up; acknowledgements, the desired state and commands come down. A partition changes
 //! nothing on the host: the last desired state keeps serving, events wait in the durable
 //! journal (the cursor advances only on the controller's acknowledgement), and the link backs
-//! off and retries. Credentials (`enroll.rs`), pacing (`pacing.rs`) and outcomes
-//! (`outcomes.rs`) have their own modules.
+//! off and retries. Credentials (`enroll.rs`) and outcomes (`outcomes.rs`) have their own
+//! modules; pacing is the protocol's (`hostmanager_protocol::pacing`).
 
 mod enroll;
 mod facts;
 mod http;
 mod info;
 mod outcomes;
-mod pacing;
 mod protocol;
 mod report;
 
@@ -30,7 +29,7 @@ use crate::config::{AwsConfig, Config, ControllerConfig};
 use crate::local_api::ApiState;
 use crate::paths::Paths;
 use enroll::CredentialFile;
-use hostmanager_protocol::Credential;
+use hostmanager_protocol::{Credential, pacing};
 use http::Failure;
 
 /// What `hostmanager status` shows about the link.

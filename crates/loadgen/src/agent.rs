@@ -10,9 +10,10 @@ use hostmanager_protocol::{Credential, EnrollRequest, ReportReply};
 use tokio::sync::Semaphore;
 
 use crate::client::{self, Encoding, Failure};
+use crate::now_ms;
 use crate::report::{Profile, SimHost, sent_up_to};
 use crate::stats::{Outcome, Stats};
-use crate::{now_ms, pacing};
+use hostmanager_protocol::pacing;
 
 /// What every simulated agent shares.
 #[derive(Debug)]

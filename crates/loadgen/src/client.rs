@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::pacing;
+use hostmanager_protocol::pacing;
 
 #[derive(Debug, Clone)]
 pub struct Failure {

@@ -5,7 +5,6 @@
 
 mod agent;
 mod client;
-mod pacing;
 mod report;
 mod stats;
 

@@ -6,6 +6,7 @@ mod deployment;
 mod enroll;
 mod events;
 mod metrics;
+pub mod pacing;
 mod properties;
 mod report;
 mod status;

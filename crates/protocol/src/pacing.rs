@@ -1,6 +1,8 @@
-//! When the next report goes: the controller paces its fleet (`report_after_ms`, `Retry-After`),
-//! and every delay the agent picks itself is jittered so that a fleet restarted or partitioned
-//! together does not report in step. Pure: `unit` is a random number in [0, 1) from the caller.
+//! When an agent's next report goes: the controller paces its fleet (`report_after_ms`,
+//! `Retry-After`), and every delay the agent picks itself is jittered so that a fleet restarted
+//! or partitioned together does not report in step. Part of the protocol: the agent's link and
+//! the benchmark's simulated agents (`crates/loadgen`) follow the same rules. Pure: `unit` is a
+//! random number in [0, 1) from the caller.
 
 use std::time::Duration;
 
@@ -71,10 +73,11 @@ mod tests {
         assert_eq!(jitter(base, 0.1, 0.0), Duration::from_secs(9));
         assert_eq!(jitter(base, 0.1, 0.5), base);
         assert!(jitter(base, 0.1, 0.999_999) < Duration::from_secs(11));
-        for _ in 0..1000 {
-            let got = after_success(base, None, fastrand::f64());
+        for step in 0..1000 {
+            let unit = f64::from(step) / 1000.0;
+            let got = after_success(base, None, unit);
             assert!((Duration::from_secs(9)..Duration::from_secs(11)).contains(&got));
-            let first = first_delay(base, fastrand::f64());
+            let first = first_delay(base, unit);
             assert!(first < base);
         }
     }
