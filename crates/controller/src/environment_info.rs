@@ -243,28 +243,18 @@ pub async fn upload<S: Store>(
         )));
     }
     let key = sample_key(&instance.environment, info, &instance.id, now_ms());
-    let scratch = app.config.data_dir.join("tmp");
-    let temp = scratch.join(format!("info-{}", secrets::new_id("")));
-    let internal = |e: String| Failure(hyper::StatusCode::INTERNAL_SERVER_ERROR, e);
-    tokio::fs::create_dir_all(&scratch)
-        .await
-        .map_err(|e| internal(format!("{}: {e}", scratch.display())))?;
-    tokio::fs::write(&temp, body)
-        .await
-        .map_err(|e| internal(format!("{}: {e}", temp.display())))?;
-    let put = app
-        .objects
-        .put_file(
-            &key,
-            &temp,
-            PutOptions {
-                if_none_match: false,
-                content_type: Some(content_type(&key).into()),
-            },
-        )
-        .await;
-    let _ = tokio::fs::remove_file(&temp).await;
-    put.map_err(|e| internal(format!("storing {key}: {e}")))?;
+    crate::versions::put_bytes(
+        app.objects.as_ref(),
+        &key,
+        body,
+        &app.config.data_dir.join("tmp"),
+        PutOptions {
+            if_none_match: false,
+            content_type: Some(content_type(&key).into()),
+        },
+    )
+    .await
+    .map_err(|e| Failure(hyper::StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(LogsUploaded { key })
 }
 

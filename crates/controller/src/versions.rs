@@ -57,6 +57,29 @@ pub async fn store_upload(
     }
     let sha256 = secrets::hex(&Sha256::digest(body));
     let key = bundle_key(application, &sha256);
+    put_bytes(
+        objects,
+        &key,
+        body,
+        scratch,
+        PutOptions {
+            if_none_match: true,
+            content_type: Some("application/zip".into()),
+        },
+    )
+    .await?;
+    Ok((format!("{UPLOAD_PREFIX}{key}"), sha256, body.len() as u64))
+}
+
+/// Stores bytes received in a request as an object (the object store takes files: they go
+/// through a temporary file under `scratch`, removed whatever happens).
+pub async fn put_bytes(
+    objects: &dyn ObjectStore,
+    key: &str,
+    body: &[u8],
+    scratch: &Path,
+    options: PutOptions,
+) -> Result<(), String> {
     tokio::fs::create_dir_all(scratch)
         .await
         .map_err(|e| format!("{}: {e}", scratch.display()))?;
@@ -64,19 +87,9 @@ pub async fn store_upload(
     tokio::fs::write(&temp, body)
         .await
         .map_err(|e| format!("{}: {e}", temp.display()))?;
-    let put = objects
-        .put_file(
-            &key,
-            &temp,
-            PutOptions {
-                if_none_match: true,
-                content_type: Some("application/zip".into()),
-            },
-        )
-        .await;
+    let put = objects.put_file(key, &temp, options).await;
     let _ = tokio::fs::remove_file(&temp).await;
-    put.map_err(|e| e.to_string())?;
-    Ok((format!("{UPLOAD_PREFIX}{key}"), sha256, body.len() as u64))
+    put.map(|_| ()).map_err(|e| format!("storing {key}: {e}"))
 }
 
 /// Checks a version's URL source.
