@@ -251,10 +251,16 @@ fn crash_recovery_restages_nginx_from_roots_copy() {
     let v2 = sample(dir.path(), "v2", &[]);
     let queued = host.cli_ok(&["deploy", v2.to_str().expect("utf-8"), "--json"]);
     let id = serde_json::from_str::<serde_json::Value>(&queued).expect("json")["id"].clone();
+    // The step is recorded before nginx is pointed at v2's generation: wait for the pointer
+    // too, or the agent may die with v1's config still active and nothing to restage.
     wait_for(
-        "the deployment to switch traffic",
+        "the deployment to point nginx at v2's config",
         Duration::from_secs(30),
-        || (host.status()["deployment"]["step"] == "switch-traffic").then_some(()),
+        || {
+            (host.status()["deployment"]["step"] == "switch-traffic"
+                && !active_nginx_config(&host).contains("legit-nginx"))
+            .then_some(())
+        },
     );
     host.stop_agent(Signal::SIGKILL, Duration::from_secs(5));
     std::fs::remove_file(nginx_marker(&host, "legit-nginx")).expect("legit log from v1");
