@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages hostmanager needs, skipping what is already there.
 #   scripts/deps.sh demo   nginx, curl (what `make demo` needs)
-#   scripts/deps.sh test   the demo's packages plus what the test suite uses (PostgreSQL too)
+#   scripts/deps.sh fleet  the demo's packages plus HAProxy (what `make fleet-demo` needs)
+#   scripts/deps.sh test   all of the above plus what the test suite uses (PostgreSQL too)
 # Runs non-interactively; fails loudly when an install fails.
 set -euo pipefail
 
@@ -13,6 +14,10 @@ need nginx /usr/sbin/nginx nginx
 need curl /usr/bin/curl curl
 # nginx's Lua module: cutovers switch the app's port without reloading nginx (docs/nginx.md).
 [ -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] || packages+=(libnginx-mod-http-lua)
+if [ "$want" = fleet ] || [ "$want" = test ]; then
+    # The controller's load balancer, the ELB's stand-in (docs/fleet-deployments.md).
+    need haproxy /usr/sbin/haproxy haproxy
+fi
 if [ "$want" = test ]; then
     need systemd-analyze /usr/bin/systemd-analyze systemd
     need wrk /usr/bin/wrk wrk

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# `make fleet-demo`: a controller and three agents on this machine (loopback ports, each agent
-# with its own root). The controller creates environment `demo`, the agents enroll with a
-# token, the sample app is deployed to all three through the controller, and the
-# environment's health is printed. Everything runs until Ctrl-C, then everything stops and the
-# demo's mktemp directory is removed.
+# `make fleet-demo`: a controller, its load balancer (HAProxy) and three agents on this machine
+# (loopback ports, each agent with its own root). The controller creates environment `demo`
+# (Rolling deployments, one host per batch), the agents enroll with a token, the sample app is
+# deployed to all three through the controller, and the environment answers through the load
+# balancer. Everything runs until Ctrl-C, then everything stops (HAProxy too) and the demo's
+# mktemp directory is removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/deps.sh demo
+scripts/deps.sh fleet
 cargo build --locked --quiet --workspace
 agent_bin="$PWD/target/debug/hostmanager"
 controller_bin="$PWD/target/debug/hostmanager-controller"
@@ -29,6 +30,8 @@ cleanup() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     for i in 1 2 3; do "$agent_bin" --root "$base/host$i" stop-apps >/dev/null 2>&1 || true; done
+    # The load balancer outlives a controller restart by design; the demo's ends with it.
+    if [ -f "$data/haproxy/haproxy.pid" ]; then kill -TERM "$(head -1 "$data/haproxy/haproxy.pid")" 2>/dev/null || true; fi
     rm -rf "$base"
 }
 trap cleanup EXIT
@@ -43,13 +46,22 @@ interval = "2s"
 [deploy]
 health_gate_reports = 3
 health_gate_min = "5s"
+[load_balancer]
+listen = "127.0.0.1:17080"
+agent_listen = "127.0.0.1:17777"
+domain = "elb.local"
+check_interval = "2s"
 TOML
 echo "fleet-demo: starting the controller on $url (log: $base/controller.log)"
 "$controller_bin" --data "$data" run --config "$base/controller.toml" 2>"$base/controller.log" &
 pids+=($!)
 for _ in $(seq 100); do curl -fsS "$url/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
-hmc env create demo >/dev/null
+hmc env create demo \
+    --option aws:elasticbeanstalk:command:DeploymentPolicy=Rolling \
+    --option aws:elasticbeanstalk:command:BatchSizeType=Fixed \
+    --option aws:elasticbeanstalk:command:BatchSize=1 \
+    --option aws:elasticbeanstalk:environment:process:default:DeregistrationDelay=5 >/dev/null
 token="$(hmc enroll-token create demo --uses 3)"
 for i in 1 2 3; do
     root="$base/host$i"
@@ -83,6 +95,8 @@ done
 hmc deploy demo examples/sample-app --label v1 --wait
 echo
 for i in 1 2 3; do echo "fleet-demo: curl 127.0.0.1:1808$i -> $(curl -fsS "http://127.0.0.1:1808$i/")"; done
+for _ in $(seq 100); do curl -fsS -H 'Host: demo.elb.local' http://127.0.0.1:17080/ >/dev/null 2>&1 && break; sleep 0.2; done
+echo "fleet-demo: through the load balancer, curl -H 'Host: demo.elb.local' 127.0.0.1:17080 -> $(curl -fsS -H 'Host: demo.elb.local' http://127.0.0.1:17080/)"
 echo
 hmc env health demo
 cat <<TXT
@@ -91,7 +105,8 @@ The controller and the agents keep running. In another terminal:
   $controller_bin --data $data --url $url env health demo --refresh
   $controller_bin --data $data --url $url env events demo --follow
   $controller_bin --data $data --url $url logs demo            # every instance's log tail
-  $controller_bin --data $data --url $url deploy demo examples/sample-app --label v2 --wait
+  $controller_bin --data $data --url $url deploy demo examples/sample-app --label v2 --wait   # one host per batch
+  while true; do curl -s -H 'Host: demo.elb.local' http://127.0.0.1:17080/; done               # no request fails meanwhile
 Press Ctrl-C to stop everything.
 TXT
 wait "${pids[0]}"

@@ -124,7 +124,14 @@ fn assert_serves_alone(host: &TestHost, release: &Value, version: &str, gone: &[
         );
     }
     assert_eq!(host.status()["release"]["deployment_id"], *release);
-    assert_eq!(host.body("/"), format!("Hello from {version}\n"), "nginx");
+    // A release the recovery started again is listed as soon as its process is spawned; it
+    // answers once the app has bound its port (nginx says 502 until then).
+    let expected = format!("Hello from {version}\n");
+    wait_for(
+        "the release to answer through nginx",
+        Duration::from_secs(20),
+        || (host.body("/") == expected).then_some(()),
+    );
     let current = std::fs::read_link(host.path("var/app/current")).expect("current link");
     assert_eq!(current, host.path(&format!("var/app/releases/{release}")));
 }

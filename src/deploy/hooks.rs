@@ -197,6 +197,12 @@ async fn run(
     drop(guard);
     result.map_err(|message| {
         let output = output_since(&written, offset);
+        // The last lines go into the message too, as EB's "Command failed on instance. …
+        // Output: …" does: the deployment's record and the controller show them.
+        let message = match last_lines(&output, 3) {
+            last if last.is_empty() => message,
+            last => format!("{message}. Output: {last}"),
+        };
         StepFailure::new(message).with_details(json!({ "hook": name, "output_tail": output }))
     })
 }
@@ -278,6 +284,25 @@ fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 /// The last lines a hook wrote: from its header's offset to the end of the file behind `log`.
+/// The last `count` non-blank lines of `output`, trimmed, joined by " | ", at most 512 bytes
+/// (cut on a character boundary).
+fn last_lines(output: &str, count: usize) -> String {
+    let lines: Vec<&str> = output
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut joined = lines[lines.len().saturating_sub(count)..].join(" | ");
+    if joined.len() > 512 {
+        let mut cut = joined.len() - 512;
+        while !joined.is_char_boundary(cut) {
+            cut += 1;
+        }
+        joined = format!("…{}", &joined[cut..]);
+    }
+    joined
+}
+
 fn output_since(log: &std::fs::File, offset: u64) -> String {
     use std::os::unix::fs::FileExt;
     const WINDOW: u64 = 64 * 1024;
@@ -293,6 +318,16 @@ fn output_since(log: &std::fs::File, offset: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_message_carries_the_last_lines_of_the_output() {
+        assert_eq!(last_lines("a\n\n b \nc\nd\n", 3), "b | c | d");
+        assert_eq!(last_lines("", 3), "");
+        let long = format!("{}é\n", "x".repeat(600));
+        let cut = last_lines(&long, 3);
+        assert!(cut.starts_with('…') && cut.ends_with('é'), "{cut}");
+        assert!(cut.len() <= 515);
+    }
 
     #[test]
     fn the_output_tail_survives_a_rotation_of_hooks_log() {

@@ -246,6 +246,15 @@ impl TestController {
 impl Drop for TestController {
     fn drop(&mut self) {
         self.kill();
+        // The load balancer outlives the controller by design; the test's does not.
+        if let Ok(pid) = std::fs::read_to_string(self.data.path().join("haproxy/haproxy.pid"))
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
     }
 }
 
@@ -306,11 +315,27 @@ pub fn report_body(instance: &str) -> Value {
 
 /// `count` enrolled, running hosts of environment `web`.
 pub fn fleet(controller: &TestController, count: usize) -> Vec<TestHost> {
-    controller.cli_json(&["env", "create", "web"]);
-    let token = controller.enrollment_token("web", count as u32);
+    fleet_in(controller, "web", count, &[])
+}
+
+/// `count` enrolled, running hosts of a new environment `name` created with `options`
+/// (`NAMESPACE:OPTION=VALUE`), with instance ids `<name>-0000`… (`i-0000`… for `web`).
+pub fn fleet_in(
+    controller: &TestController,
+    name: &str,
+    count: usize,
+    options: &[&str],
+) -> Vec<TestHost> {
+    let mut create = vec!["env", "create", name];
+    for option in options {
+        create.extend(["--option", option]);
+    }
+    controller.cli_json(&create);
+    let token = controller.enrollment_token(name, count as u32);
+    let prefix = if name == "web" { "i" } else { name };
     let mut hosts: Vec<TestHost> = (0..count)
         .map(|i| {
-            enrolled_host(controller, &format!("i-{i:04}"), &token)
+            enrolled_host(controller, &format!("{prefix}-{i:04}"), &token)
                 .set("metrics", "window", "1s")
                 .set("health", "min_requests", 5)
         })
@@ -322,7 +347,7 @@ pub fn fleet(controller: &TestController, count: usize) -> Vec<TestHost> {
         "every host enrolled and reporting",
         Duration::from_secs(30),
         || {
-            let instances = controller.api("/v1/environments/web/instances");
+            let instances = controller.api(&format!("/v1/environments/{name}/instances"));
             let list = instances["InstanceHealthList"]
                 .as_array()
                 .cloned()

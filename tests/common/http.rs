@@ -46,7 +46,15 @@ fn send(
 ) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut head = format!("{method} {path} {version}\r\nHost: localhost\r\nConnection: close\r\n");
+    // A Host among `headers` (a load balancer's virtual host) replaces the default one.
+    let host = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+        .map_or("localhost", |(_, value)| value);
+    let mut head = format!("{method} {path} {version}\r\nHost: {host}\r\nConnection: close\r\n");
+    let headers = headers
+        .iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("host"));
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -16,16 +16,33 @@ pub struct Load {
 
 impl Load {
     pub fn start(port: u16, path: &'static str, threads: usize) -> Self {
+        Self::start_for_host(port, path, None, threads)
+    }
+
+    /// `start`, with a `Host` header (a load balancer's virtual host).
+    pub fn start_for_host(
+        port: u16,
+        path: &'static str,
+        host: Option<&str>,
+        threads: usize,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let host = host.map(str::to_string);
         let workers = (0..threads)
             .map(|_| {
                 let stop = stop.clone();
+                let host = host.clone();
                 std::thread::spawn(move || {
                     let mut outcomes = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
-                        let outcome = super::http::get(port, path)
-                            .map(|r| (r.status, r.body))
-                            .map_err(|e| e.to_string());
+                        let outcome = match &host {
+                            None => super::http::get(port, path),
+                            Some(host) => {
+                                super::http::request(port, "GET", path, &[("Host", host)], b"")
+                            }
+                        }
+                        .map(|r| (r.status, r.body))
+                        .map_err(|e| e.to_string());
                         outcomes.push(outcome);
                     }
                     outcomes

@@ -11,12 +11,14 @@ pub mod fleet;
 pub mod http;
 pub mod imds;
 pub mod keepalive;
+pub mod lb;
 pub mod load;
 pub mod moto;
 /// The controller crate's PostgreSQL harness, shared rather than copied.
 #[path = "../../crates/controller/tests/support/postgres.rs"]
 pub mod postgres;
 pub mod procs;
+pub mod rolling;
 pub mod systemd;
 
 use std::net::TcpListener;
@@ -350,6 +352,16 @@ impl TestHost {
 
     pub fn status(&self) -> Value {
         serde_json::from_str(&self.cli_ok(&["status", "--json"])).expect("status json")
+    }
+
+    /// `[environment] instance_id` of this host's config.
+    pub fn instance_id(&self) -> String {
+        self.config
+            .get("environment")
+            .and_then(|e| e.get("instance_id"))
+            .and_then(|i| i.as_str())
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// `hostmanager health --json`: status, causes, the last window's metrics, CloudWatch.

@@ -20,6 +20,7 @@ fn env() -> Environment {
         expected_deployment: Some(1),
         desired_serial: 1,
         desired_version: None,
+        cname: None,
         health: PublishedHealth {
             status: "Degraded".into(),
             color: "Red".into(),

@@ -100,6 +100,10 @@ pub struct Environment {
     pub health: PublishedHealth,
     pub created_ms: Millis,
     pub updated_ms: Millis,
+    /// The host name the load balancer routes here; `None`: `<name>.<domain>`. A CNAME swap
+    /// sets it on both environments.
+    #[serde(default)]
+    pub cname: Option<String>,
 }
 
 /// An enrolled host. The hot fields (`last_seen_ms`, `status`, `metrics`) change with reports;
@@ -141,6 +145,16 @@ pub struct CredentialHashes {
 pub enum DeploymentKind {
     Deploy,
     Restart,
+    /// `AutoRollback`: the previous version deployed back over the batches a failed
+    /// deployment reached, newest batch first. A deploy in every other respect.
+    Rollback,
+}
+
+impl DeploymentKind {
+    /// Whether it dispatches a desired state (a deploy or a rollback), not a command.
+    pub fn is_deploy(self) -> bool {
+        matches!(self, Self::Deploy | Self::Rollback)
+    }
 }
 
 /// A deployment's machine-readable status.
@@ -193,6 +207,10 @@ pub struct Member {
     pub healthy_reports: u32,
     /// The command id sent for a restart.
     pub command_id: Option<String>,
+    /// When the load balancer was asked to drain the host before its batch (batched
+    /// policies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_started_ms: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -200,6 +218,8 @@ pub struct Member {
 pub enum MemberState {
     /// Not yet sent.
     Pending,
+    /// Its batch started: the load balancer drains it before it is sent anything.
+    Draining,
     /// Sent in a reply; the host has not reported an outcome.
     Dispatched,
     /// The host reported success; its health gate is running.

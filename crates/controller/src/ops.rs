@@ -6,7 +6,8 @@ use crate::fleet::reports::controller_event;
 use crate::fleet::{App, now_ms};
 use crate::http::response::Failure;
 use crate::model::*;
-use crate::store::Store;
+use crate::options::{CommandOptions, DeploymentPolicy};
+use crate::store::{Store, StoreError};
 
 pub fn valid_name(what: &str, name: &str) -> Result<(), Failure> {
     // Elastic Beanstalk: 4 to 40 characters for environments; letters, digits, hyphens.
@@ -104,6 +105,7 @@ pub async fn create_environment<S: Store>(
         },
         created_ms: now,
         updated_ms: now,
+        cname: None,
     };
     let created = match app.store.create_environment(&env).await {
         Ok(created) => created,
@@ -179,10 +181,11 @@ pub async fn update_environment<S: Store>(
         &env.name,
         DeploymentKind::Deploy,
         Some(&label),
-        env.desired_serial + 1,
+        next_serial(app, &env).await?,
         members.iter().map(String::as_str),
         now_ms(),
     );
+    let deployment = batched(deployment, &CommandOptions::from(&merged));
     let deployment = app.store.create_deployment(&deployment).await?;
     // The deployment row is the intent; the options belong to the environment from now on
     // (the orchestrator raises the desired serial when it starts the deployment).
@@ -194,7 +197,28 @@ pub async fn update_environment<S: Store>(
     Ok(deployment)
 }
 
-/// `RestartAppServer`: every instance restarts its app (zero downtime on each host).
+/// The serial a new deployment dispatches: above the environment's and every deployment's
+/// (a batched deployment that failed raised its members' serial, not the environment's).
+pub async fn next_serial<S: Store>(app: &App<S>, env: &Environment) -> Result<u64, StoreError> {
+    let newest = app.store.deployments(&env.name, 1).await?;
+    let highest = newest.iter().map(|d| d.serial).max().unwrap_or(0);
+    Ok(env.desired_serial.max(highest) + 1)
+}
+
+/// The deployment in batches when the environment's policy is batched (EB: Rolling).
+fn batched(deployment: Deployment, options: &CommandOptions) -> Deployment {
+    match options.policy {
+        DeploymentPolicy::Rolling => {
+            let size = crate::deploy::batches::batch_size(options, deployment.members.len());
+            crate::deploy::with_batches(deployment, options.policy.as_str(), size)
+        }
+        _ => deployment,
+    }
+}
+
+/// `RestartAppServer`: every instance restarts its app (zero downtime on each host); in
+/// batches with the deployment's batch size under a rolling policy (EB: "Elastic Beanstalk
+/// also uses that value for rolling application restarts").
 pub async fn restart<S: Store>(app: &App<S>, name: &str) -> Result<Deployment, Failure> {
     let env = environment(app, name).await?;
     let members = member_ids(app, &env).await?;
@@ -208,6 +232,7 @@ pub async fn restart<S: Store>(app: &App<S>, name: &str) -> Result<Deployment, F
         members.iter().map(String::as_str),
         now_ms(),
     );
+    let deployment = batched(deployment, &CommandOptions::from(&env.options));
     Ok(app.store.create_deployment(&deployment).await?)
 }
 

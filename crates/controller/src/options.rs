@@ -1,7 +1,8 @@
 //! Option settings in Elastic Beanstalk's namespaces, keyed `namespace:option`
 //! ([`OptionSettings`]): parsing `--option` arguments, validation (every problem at once), and
 //! typed views. Ranges and defaults are EB's (`command-options-general.md`, `docs/controller.md`
-//! "Deployments"), except that this controller only runs `AllAtOnce` deployments so far.
+//! "Deployments"), except that the policies needing new hosts are refused until a
+//! provisioner exists.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,14 @@ pub const COMMAND: &str = "aws:elasticbeanstalk:command";
 pub const APPLICATION_ENVIRONMENT: &str = "aws:elasticbeanstalk:application:environment";
 pub const ENVIRONMENT: &str = "aws:elasticbeanstalk:environment";
 pub const HEALTH_SYSTEM: &str = "aws:elasticbeanstalk:healthreporting:system";
+/// The default process behind the load balancer (EB's ALB namespace): health check and
+/// deregistration delay.
+pub const PROCESS: &str = "aws:elasticbeanstalk:environment:process:default";
+
+mod process;
+
+use process::process_option;
+pub use process::{DEFAULT_DEREGISTRATION_DELAY_S, ProcessOptions};
 
 /// EB's defaults.
 pub const DEFAULT_TIMEOUT_S: u64 = 600;
@@ -97,6 +106,11 @@ pub struct CommandOptions {
     pub batch_size: u32,
     pub ignore_health_check: bool,
     pub health_threshold: Status,
+    /// Ours (not EB's): a failed deployment is followed by one that puts the previous version
+    /// back over the batches it reached.
+    pub auto_rollback: bool,
+    /// `aws:elasticbeanstalk:environment:process:default` `DeregistrationDelay`.
+    pub drain_timeout_s: u64,
 }
 
 impl Default for CommandOptions {
@@ -108,6 +122,8 @@ impl Default for CommandOptions {
             batch_size: DEFAULT_BATCH_SIZE,
             ignore_health_check: false,
             health_threshold: Status::Ok,
+            auto_rollback: false,
+            drain_timeout_s: DEFAULT_DEREGISTRATION_DELAY_S,
         }
     }
 }
@@ -136,6 +152,8 @@ impl From<&OptionSettings> for CommandOptions {
         }
         options.ignore_health_check =
             get(COMMAND, "IgnoreHealthCheck").map(String::as_str) == Some("true");
+        options.auto_rollback = get(COMMAND, "AutoRollback").map(String::as_str) == Some("true");
+        options.drain_timeout_s = ProcessOptions::from(settings).deregistration_delay_s;
         if let Some(threshold) = get(COMMAND, "HealthCheckSuccessThreshold")
             .or_else(|| get(HEALTH_SYSTEM, "HealthCheckSuccessThreshold"))
             .and_then(|v| threshold(v))
@@ -181,6 +199,7 @@ pub fn validate(settings: &OptionSettings) -> Vec<String> {
                 "HealthCheckSuccessThreshold" => threshold_option(key, value, &mut problems),
                 _ => problems.push(unknown_option(key, "SystemType, HealthCheckSuccessThreshold")),
             },
+            PROCESS => process_option(key, option, value, &mut problems),
             ENVIRONMENT => match option {
                 "EnvironmentType" => {
                     if !matches!(value.as_str(), "LoadBalanced" | "SingleInstance") {
@@ -197,7 +216,7 @@ pub fn validate(settings: &OptionSettings) -> Vec<String> {
             }
             _ => problems.push(format!(
                 "{key}: namespace {namespace} is not supported; supported: {COMMAND}, \
-                 {APPLICATION_ENVIRONMENT}, {ENVIRONMENT}, {HEALTH_SYSTEM}"
+                 {APPLICATION_ENVIRONMENT}, {ENVIRONMENT}, {HEALTH_SYSTEM}, {PROCESS}"
             )),
         }
     }
@@ -222,11 +241,10 @@ fn command_option(
 ) {
     match option {
         "DeploymentPolicy" => match DeploymentPolicy::parse(value) {
-            Some(DeploymentPolicy::AllAtOnce) => {}
-            // EB-valid, but they need batches or new hosts this controller does not run yet:
-            // refused rather than silently degraded.
+            Some(DeploymentPolicy::AllAtOnce | DeploymentPolicy::Rolling) => {}
+            // EB-valid, but they need new hosts: refused rather than silently degraded.
             Some(other) => problems.push(format!(
-                "{key}: {} is a valid Elastic Beanstalk policy, but this controller does not run it yet; use AllAtOnce",
+                "{key}: {} needs new hosts, and this controller has no provisioner yet; use AllAtOnce or Rolling",
                 other.as_str()
             )),
             None => problems.push(format!(
@@ -257,7 +275,7 @@ fn command_option(
                 ));
             }
         }
-        "IgnoreHealthCheck" => {
+        "IgnoreHealthCheck" | "AutoRollback" => {
             if !matches!(value, "true" | "false") {
                 problems.push(format!("{key}: {value:?} is not valid; true or false"));
             }
@@ -265,7 +283,7 @@ fn command_option(
         "HealthCheckSuccessThreshold" => threshold_option(key, value, problems),
         _ => problems.push(unknown_option(
             key,
-            "DeploymentPolicy, Timeout, BatchSizeType, BatchSize, IgnoreHealthCheck, HealthCheckSuccessThreshold",
+            "DeploymentPolicy, Timeout, BatchSizeType, BatchSize, IgnoreHealthCheck, HealthCheckSuccessThreshold, AutoRollback",
         )),
     }
 }
@@ -309,233 +327,5 @@ fn property_option(key: &str, name: &str, value: &str, problems: &mut Vec<String
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(pairs: &[(&str, &str)]) -> OptionSettings {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn option_name_is_after_the_last_colon_before_equals() {
-        let (key, value) = parse_option_arg("aws:elasticbeanstalk:command:Timeout=600")
-            .expect("the test sets it up");
-        assert_eq!(
-            (key.as_str(), value.as_str()),
-            ("aws:elasticbeanstalk:command:Timeout", "600")
-        );
-        assert_eq!(split_key(&key), Some((COMMAND, "Timeout")));
-        let (key, value) =
-            parse_option_arg("aws:elasticbeanstalk:application:environment:URL=a=b:c")
-                .expect("the test sets it up");
-        assert_eq!(split_key(&key), Some((APPLICATION_ENVIRONMENT, "URL")));
-        assert_eq!(value, "a=b:c");
-        assert!(matches!(
-            parse_option_arg("Timeout=1"),
-            Err(OptionArgError::MissingNamespace(_))
-        ));
-        assert!(matches!(
-            parse_option_arg("a:b"),
-            Err(OptionArgError::MissingEquals(_))
-        ));
-        assert!(parse_option_arg("a:=1").is_err());
-    }
-
-    #[test]
-    fn valid_settings_have_no_problems() {
-        let ok = settings(&[
-            ("aws:elasticbeanstalk:command:DeploymentPolicy", "AllAtOnce"),
-            ("aws:elasticbeanstalk:command:Timeout", "3600"),
-            ("aws:elasticbeanstalk:command:BatchSizeType", "Percentage"),
-            ("aws:elasticbeanstalk:command:BatchSize", "30"),
-            ("aws:elasticbeanstalk:command:IgnoreHealthCheck", "false"),
-            (
-                "aws:elasticbeanstalk:command:HealthCheckSuccessThreshold",
-                "Warning",
-            ),
-            (
-                "aws:elasticbeanstalk:healthreporting:system:HealthCheckSuccessThreshold",
-                "Ok",
-            ),
-            (
-                "aws:elasticbeanstalk:healthreporting:system:SystemType",
-                "enhanced",
-            ),
-            (
-                "aws:elasticbeanstalk:environment:EnvironmentType",
-                "SingleInstance",
-            ),
-            (
-                "aws:elasticbeanstalk:application:environment:DB_URL",
-                "postgres://x",
-            ),
-            ("aws:elasticbeanstalk:application:environment:_X1", ""),
-        ]);
-        assert_eq!(validate(&ok), Vec::<String>::new());
-    }
-
-    #[test]
-    fn every_problem_is_reported_at_once_naming_its_option() {
-        let bad = settings(&[
-            ("aws:elasticbeanstalk:command:DeploymentPolicy", "Rolling"),
-            ("aws:elasticbeanstalk:command:Timeout", "0"),
-            ("aws:elasticbeanstalk:command:BatchSizeType", "Half"),
-            ("aws:elasticbeanstalk:command:BatchSize", "101"),
-            ("aws:elasticbeanstalk:command:IgnoreHealthCheck", "yes"),
-            (
-                "aws:elasticbeanstalk:command:HealthCheckSuccessThreshold",
-                "Info",
-            ),
-            ("aws:elasticbeanstalk:command:Colour", "red"),
-            (
-                "aws:elasticbeanstalk:healthreporting:system:SystemType",
-                "basic",
-            ),
-            (
-                "aws:elasticbeanstalk:environment:EnvironmentType",
-                "Cluster",
-            ),
-            ("aws:elasticbeanstalk:application:environment:1X", "a"),
-            ("aws:elasticbeanstalk:application:environment:PORT", "80"),
-            (
-                "aws:elasticbeanstalk:application:environment:HOSTMANAGER_ROOT",
-                "/",
-            ),
-            ("aws:autoscaling:asg:MaxSize", "4"),
-        ]);
-        let problems = validate(&bad);
-        assert_eq!(problems.len(), 13, "{problems:#?}");
-        let has = |needle: &str| problems.iter().any(|p| p.contains(needle));
-        assert!(has(
-            "DeploymentPolicy: Rolling is a valid Elastic Beanstalk policy, but this controller does not run it yet"
-        ));
-        assert!(has("Timeout: \"0\" is not valid; seconds from 1 to 3600"));
-        assert!(has(
-            "BatchSizeType: \"Half\" is not valid; one of Percentage, Fixed"
-        ));
-        assert!(has(
-            "BatchSize: \"101\" is not valid; a percentage from 1 to 100"
-        ));
-        assert!(has(
-            "IgnoreHealthCheck: \"yes\" is not valid; true or false"
-        ));
-        assert!(has(
-            "HealthCheckSuccessThreshold: \"Info\" is not valid; one of Ok, Warning, Degraded, Severe"
-        ));
-        assert!(has("aws:elasticbeanstalk:command:Colour: unknown option"));
-        assert!(has("SystemType: \"basic\" is not valid; only enhanced"));
-        assert!(has(
-            "EnvironmentType: \"Cluster\" is not valid; one of LoadBalanced, SingleInstance"
-        ));
-        assert!(has("environment:1X: property names are letters"));
-        assert!(has("environment:PORT: PORT is set by the agent"));
-        assert!(has(
-            "HOSTMANAGER_ROOT: names starting with HOSTMANAGER_ are reserved"
-        ));
-        assert!(has(
-            "aws:autoscaling:asg:MaxSize: namespace aws:autoscaling:asg is not supported"
-        ));
-    }
-
-    #[test]
-    fn every_other_policy_is_refused_as_not_yet_run() {
-        for policy in DeploymentPolicy::ALL.into_iter().skip(1) {
-            let problems = validate(&settings(&[(
-                "aws:elasticbeanstalk:command:DeploymentPolicy",
-                policy.as_str(),
-            )]));
-            assert_eq!(problems.len(), 1);
-            assert!(problems[0].contains("does not run it yet"), "{problems:?}");
-        }
-        let problems = validate(&settings(&[(
-            "aws:elasticbeanstalk:command:DeploymentPolicy",
-            "Blue",
-        )]));
-        assert!(problems[0].contains("is not valid; one of AllAtOnce, Rolling"));
-    }
-
-    #[test]
-    fn fixed_batch_size_is_a_count() {
-        let fixed = settings(&[
-            ("aws:elasticbeanstalk:command:BatchSizeType", "Fixed"),
-            ("aws:elasticbeanstalk:command:BatchSize", "250"),
-        ]);
-        assert!(validate(&fixed).is_empty());
-        let zero = settings(&[
-            ("aws:elasticbeanstalk:command:BatchSizeType", "Fixed"),
-            ("aws:elasticbeanstalk:command:BatchSize", "0"),
-        ]);
-        assert!(validate(&zero)[0].contains("at least 1 (BatchSizeType Fixed)"));
-    }
-
-    #[test]
-    fn properties_are_limited_in_total_size() {
-        let big = "x".repeat(40 * 1024);
-        let mut two = OptionSettings::new();
-        two.insert(format!("{APPLICATION_ENVIRONMENT}:A"), big.clone());
-        two.insert(format!("{APPLICATION_ENVIRONMENT}:B"), big);
-        let problems = validate(&two);
-        assert_eq!(problems.len(), 1);
-        assert!(problems[0].contains("more than 65536"), "{problems:?}");
-    }
-
-    #[test]
-    fn typed_view_has_ebs_defaults() {
-        let options = CommandOptions::from(&OptionSettings::new());
-        assert_eq!(options, CommandOptions::default());
-        assert_eq!(options.policy, DeploymentPolicy::AllAtOnce);
-        assert_eq!(options.timeout_s, 600);
-        assert!(!options.ignore_health_check);
-        assert_eq!(options.health_threshold, Status::Ok);
-        assert_eq!(options.batch_size_type, BatchSizeType::Percentage);
-        assert_eq!(options.batch_size, 100);
-    }
-
-    #[test]
-    fn typed_view_reads_settings_and_either_threshold_namespace() {
-        let options = CommandOptions::from(&settings(&[
-            ("aws:elasticbeanstalk:command:Timeout", "120"),
-            ("aws:elasticbeanstalk:command:IgnoreHealthCheck", "true"),
-            ("aws:elasticbeanstalk:command:BatchSizeType", "Fixed"),
-            ("aws:elasticbeanstalk:command:BatchSize", "2"),
-            (
-                "aws:elasticbeanstalk:healthreporting:system:HealthCheckSuccessThreshold",
-                "Warning",
-            ),
-        ]));
-        assert_eq!(options.timeout_s, 120);
-        assert!(options.ignore_health_check);
-        assert_eq!(options.batch_size_type, BatchSizeType::Fixed);
-        assert_eq!(options.batch_size, 2);
-        assert_eq!(options.health_threshold, Status::Warning);
-        // The command namespace wins when both are set.
-        let both = CommandOptions::from(&settings(&[
-            (
-                "aws:elasticbeanstalk:command:HealthCheckSuccessThreshold",
-                "Degraded",
-            ),
-            (
-                "aws:elasticbeanstalk:healthreporting:system:HealthCheckSuccessThreshold",
-                "Warning",
-            ),
-        ]));
-        assert_eq!(both.health_threshold, Status::Degraded);
-    }
-
-    #[test]
-    fn properties_are_the_application_environment_namespace() {
-        let all = settings(&[
-            (
-                "aws:elasticbeanstalk:application:environment:DB_URL",
-                "postgres://x",
-            ),
-            ("aws:elasticbeanstalk:command:Timeout", "60"),
-        ]);
-        let props = properties(&all);
-        assert_eq!(props.len(), 1);
-        assert_eq!(props["DB_URL"], "postgres://x");
-    }
-}
+#[path = "options_tests.rs"]
+mod tests;

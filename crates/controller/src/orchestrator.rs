@@ -106,6 +106,12 @@ async fn tend<S: Store>(app: &App<S>, name: &str, rollup_due: bool) -> StoreResu
         let view = fleet_view(app, &env, &active, &instances).await?;
         let outcome = deploy::step(&active, &view, &settings(app, &env), now);
         apply_step(app, &env, &active, outcome).await?;
+    } else if rollup_due {
+        // A controller that stopped between a failed deployment and its rollback's creation
+        // creates it now (nothing newer was started meanwhile, or this does nothing).
+        if let Some(last) = app.store.deployments(name, 1).await?.into_iter().next() {
+            crate::rollback::auto_rollback(app, &env, &last).await?;
+        }
     }
     if rollup_due {
         let env = app.store.environment(name).await?.unwrap_or(env);
@@ -118,6 +124,7 @@ async fn tend<S: Store>(app: &App<S>, name: &str, rollup_due: bool) -> StoreResu
 /// controller's configuration may shorten (tests, small fleets).
 pub fn settings<S: Store>(app: &App<S>, env: &Environment) -> DeploySettings {
     let mut settings = DeploySettings::new(&CommandOptions::from(&env.options), env.tier);
+    settings.margin_s = app.config.deploy.timeout_margin.as_secs();
     if let Some(reports) = app.config.deploy.health_gate_reports {
         settings.gate_reports = reports;
     }
@@ -150,10 +157,12 @@ async fn fleet_view<S: Store>(
             Some(id) => app.store.command(id).await?.and_then(|c| c.result),
             None => None,
         };
-        view.instances.insert(
-            instance.id.clone(),
-            InstanceView::of(instance, result, command),
-        );
+        let mut host = InstanceView::of(instance, result, command);
+        host.lb = app
+            .lb
+            .as_ref()
+            .and_then(|lb| lb.server(&env.name, &instance.id));
+        view.instances.insert(instance.id.clone(), host);
     }
     Ok(view)
 }
@@ -165,7 +174,11 @@ async fn begin<S: Store>(
     env: &mut Environment,
     active: &Deployment,
 ) -> StoreResult<bool> {
-    let raise = active.kind == DeploymentKind::Deploy && env.desired_serial < active.serial;
+    // A batched deployment reaches its members one batch at a time (the cache's targeted
+    // desired states); the environment's own desired state changes when it succeeds.
+    let raise = active.kind.is_deploy()
+        && !deploy::is_batched(active)
+        && env.desired_serial < active.serial;
     if raise {
         env.desired_serial = active.serial;
         env.desired_version = active.version_label.clone();
@@ -215,6 +228,17 @@ pub async fn apply_step<S: Store>(
     if !outcome.events.is_empty() {
         app.store.append_events(&outcome.events).await?;
     }
+    if deployment != *before {
+        let desired = app.deployment_desired(env, &deployment).await?;
+        let active = (!deployment.status.is_finished()).then(|| deployment.clone());
+        app.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_active(&env.name, active, desired);
+        if let Some(lb) = &app.lb {
+            lb.wake.notify_one();
+        }
+    }
     if deployment.status.is_finished() && !before.status.is_finished() {
         let mut env = app
             .store
@@ -223,14 +247,17 @@ pub async fn apply_step<S: Store>(
             .unwrap_or_else(|| env.clone());
         env.status = EnvStatus::Ready;
         env.updated_ms = now_ms();
-        if deployment.status == DeploymentStatus::Succeeded
-            && deployment.kind == DeploymentKind::Deploy
-        {
+        if deployment.status == DeploymentStatus::Succeeded && deployment.kind.is_deploy() {
             env.expected_version = deployment.version_label.clone();
             env.expected_deployment = Some(deployment.id);
+            if env.desired_serial < deployment.serial {
+                env.desired_serial = deployment.serial;
+                env.desired_version = deployment.version_label.clone();
+            }
         }
         app.store.save_environment(&env).await?;
         app.refresh().await?;
+        crate::rollback::auto_rollback(app, &env, &deployment).await?;
     }
     Ok(())
 }
@@ -280,7 +307,7 @@ pub async fn evaluate<S: Store>(
         expected_deployment: env.expected_deployment,
         instances,
         active: active.as_ref(),
-        timeout_s: CommandOptions::from(&env.options).timeout_s,
+        budget_ms: settings(app, env).budget_ms(),
         deployments_by_serial: &deployments_by_serial,
         now_ms: now,
         interval_ms,

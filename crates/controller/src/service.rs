@@ -127,6 +127,29 @@ async fn run_with<S: Store>(store: S, config: Config) -> i32 {
             return EXIT_UNAVAILABLE;
         }
     };
+    let lb = config
+        .load_balancer
+        .clone()
+        .map(|lb| Arc::new(crate::lb::LoadBalancer::new(lb)));
+    let agent_listener = match &lb {
+        None => None,
+        Some(lb) => {
+            if let Err(e) = private_dir(&lb.config.dir) {
+                eprintln!("hostmanager-controller: {e}");
+                return EXIT_CONFIG;
+            }
+            match tokio::net::TcpListener::bind(lb.config.agent_listen).await {
+                Ok(listener) => Some(listener),
+                Err(e) => {
+                    eprintln!(
+                        "hostmanager-controller: load_balancer.agent_listen {}: {e}",
+                        lb.config.agent_listen
+                    );
+                    return EXIT_UNAVAILABLE;
+                }
+            }
+        }
+    };
     let (batcher, committer) = Batcher::start(
         store.clone(),
         config.deploy.commit_window,
@@ -142,6 +165,7 @@ async fn run_with<S: Store>(store: S, config: Config) -> i32 {
         batcher,
         counters: Counters::default(),
         config,
+        lb: lb.clone(),
     });
     if let Err(e) = app.refresh().await {
         eprintln!("hostmanager-controller: reading the database: {e}");
@@ -156,11 +180,28 @@ async fn run_with<S: Store>(store: S, config: Config) -> i32 {
     let stop = CancellationToken::new();
     let orchestrator = tokio::spawn(crate::orchestrator::run(app.clone(), stop.clone()));
     let server = tokio::spawn(crate::http::serve(listener, tls, app.clone(), stop.clone()));
+    // HAProxy itself is left running when the controller stops: it keeps serving the
+    // environments, with the last states it was told, until the controller is back.
+    let balancer = match (lb, agent_listener) {
+        (Some(lb), Some(listener)) => Some((
+            tokio::spawn(crate::lb::agent_check::serve(
+                listener,
+                lb.clone(),
+                stop.clone(),
+            )),
+            tokio::spawn(crate::lb::run(app.clone(), lb, stop.clone())),
+        )),
+        _ => None,
+    };
     shutdown_signal().await;
     tracing::info!("stopping: finishing open requests");
     stop.cancel();
     let _ = server.await;
     let _ = orchestrator.await;
+    if let Some((responder, balancer)) = balancer {
+        let _ = responder.await;
+        let _ = balancer.await;
+    }
     // Dropping the last handle closes the batcher's channel: its last group is committed.
     drop(app);
     match committer.await {

@@ -9,7 +9,8 @@ use crate::eb::{self, EventDescription};
 use crate::fleet::{App, now_ms};
 use crate::http::response::Failure;
 use crate::model::{
-    AppVersion, Application, Environment, EventFilter, EventSeverity, Millis, StoredEvent,
+    AppVersion, Application, Deployment, Environment, EventFilter, EventSeverity, MemberState,
+    Millis, StoredEvent,
 };
 use crate::orchestrator::{evaluate, fresh_instances};
 use crate::store::Store;
@@ -48,8 +49,17 @@ pub async fn environment<S: Store>(
     app: &App<S>,
     env: &Environment,
 ) -> Result<eb::EnvironmentDescription, Failure> {
-    let _ = app;
-    Ok(eb::environment_description(env, None, None))
+    // With a load balancer: the host name it routes here, and its address.
+    let Some(lb) = &app.lb else {
+        return Ok(eb::environment_description(env, None, None));
+    };
+    let cname = crate::lb::render::cname(env, &lb.config.domain);
+    let endpoint = format!("http://{}", lb.config.listen);
+    Ok(eb::environment_description(
+        env,
+        Some(&cname),
+        Some(&endpoint),
+    ))
 }
 
 /// `DescribeEnvironmentHealth` with every attribute: the published status and causes, and the
@@ -242,4 +252,27 @@ fn event(stored: &StoredEvent, applications: &std::collections::BTreeMap<String,
         deployment_id: e.deployment_id,
         seq: stored.seq,
     }
+}
+
+/// A deployment as the API shows it: the stored resource, and for each member still running
+/// on its host the agent's current step (`host_step`, from the host's last report).
+pub fn deployment<S: Store>(app: &App<S>, deployment: &Deployment) -> Value {
+    let mut document = serde_json::to_value(deployment).unwrap_or_default();
+    let cache = app.cache.lock().unwrap_or_else(|p| p.into_inner());
+    let running = |state: MemberState| matches!(state, MemberState::Dispatched);
+    if let Some(members) = document["members"].as_array_mut() {
+        for (json, member) in members.iter_mut().zip(&deployment.members) {
+            let step = cache
+                .instances
+                .get(&member.instance_id)
+                .and_then(|i| i.status.deployment.as_ref())
+                .filter(|_| running(member.state))
+                .map(|op| op.step.clone())
+                .filter(|step| !step.is_empty());
+            if let Some(step) = step {
+                json["host_step"] = Value::String(step);
+            }
+        }
+    }
+    document
 }

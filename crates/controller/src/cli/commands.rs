@@ -200,6 +200,19 @@ async fn operator(client: &Client, remote: &Remote, command: Command) -> Result<
                 }
             }
         }
+        Command::Env(EnvCommand::Update {
+            name,
+            options,
+            wait,
+        }) => {
+            let deployment: Value = client
+                .put(
+                    &format!("/v1/environments/{}", path_part(&name)),
+                    &json!({"OptionSettings": option_settings(&options)?}),
+                )
+                .await?;
+            return follow_deployment(client, remote, deployment, wait).await;
+        }
         Command::Env(EnvCommand::Terminate { name }) => {
             let env: Value = client
                 .delete(&format!("/v1/environments/{}", path_part(&name)))
@@ -290,6 +303,28 @@ async fn operator(client: &Client, remote: &Remote, command: Command) -> Result<
                 )
                 .await?;
             print(remote, &deployment, render::deployment);
+        }
+        Command::Swap {
+            source,
+            destination,
+        } => {
+            let swapped: Value = client
+                .post(
+                    "/v1/environments/swap-cnames",
+                    &json!({"SourceEnvironmentName": source, "DestinationEnvironmentName": destination}),
+                )
+                .await?;
+            print(remote, &swapped, |v| {
+                let mut out = String::new();
+                for env in v["Environments"].as_array().into_iter().flatten() {
+                    out.push_str(&format!(
+                        "{} is now {}\n",
+                        env["EnvironmentName"].as_str().unwrap_or_default(),
+                        env["CNAME"].as_str().unwrap_or_default()
+                    ));
+                }
+                out
+            });
         }
         Command::Instances { name } => {
             let instances: Value = client

@@ -99,6 +99,9 @@ pub enum Command {
     },
     /// Abort the running deployment (AbortEnvironmentUpdate).
     Abort { name: String },
+    /// Swap two environments' URLs (SwapEnvironmentCNAMEs): the load balancer's host map
+    /// changes at once, without a reload.
+    Swap { source: String, destination: String },
     /// The instances of an environment with their health (DescribeInstancesHealth).
     Instances { name: String },
     /// Revoke an instance's credential: its reports are refused from now on.
@@ -134,6 +137,17 @@ pub enum EnvCommand {
         /// NAMESPACE:OPTION=VALUE, e.g. aws:elasticbeanstalk:command:Timeout=600.
         #[arg(long = "option")]
         options: Vec<String>,
+    },
+    /// Change option settings (UpdateEnvironment without a version): a configuration
+    /// deployment, in batches under a rolling policy.
+    Update {
+        name: String,
+        /// NAMESPACE:OPTION=VALUE; an empty value removes the option.
+        #[arg(long = "option", required = true)]
+        options: Vec<String>,
+        /// Wait until the deployment ends; exit non-zero when it fails.
+        #[arg(long)]
+        wait: bool,
     },
     /// Every environment, with its health.
     List,

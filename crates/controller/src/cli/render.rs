@@ -130,14 +130,29 @@ pub fn deployment(deployment: &Value) -> String {
     if let Some(message) = deployment["message"].as_str() {
         out.push_str(&format!("  {message}\n"));
     }
+    let batched = deployment["policy"]
+        .as_str()
+        .is_some_and(|p| p != "AllAtOnce");
+    let mut batch = None;
     for member in deployment["members"].as_array().into_iter().flatten() {
+        if batched && batch != member["batch"].as_u64() {
+            batch = member["batch"].as_u64();
+            out.push_str(&format!("  Batch {}:\n", batch.unwrap_or(0) + 1));
+        }
         let detail = match (member["step"].as_str(), member["message"].as_str()) {
             (Some(step), Some(message)) => format!(" at {step}: {message}"),
             (None, Some(message)) => format!(": {message}"),
             _ => String::new(),
         };
+        let gate = match (member["state"].as_str(), member["host_step"].as_str()) {
+            (Some("deployed"), _) => {
+                format!(" (health gate: {} reports)", member["healthy_reports"])
+            }
+            (Some("dispatched"), Some(step)) => format!(" (on the host: {step})"),
+            _ => String::new(),
+        };
         out.push_str(&format!(
-            "  {:<22} {}{detail}\n",
+            "  {:<22} {}{gate}{detail}\n",
             s(&member["instance_id"]),
             s(&member["state"])
         ));
@@ -152,14 +167,36 @@ pub fn progress(deployment: &Value) -> String {
         .cloned()
         .unwrap_or_default();
     let count = |state: &str| members.iter().filter(|m| m["state"] == state).count();
+    // The batch running: the lowest one with a member not done.
+    let batches = members
+        .iter()
+        .filter_map(|m| m["batch"].as_u64())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let current = members
+        .iter()
+        .filter(|m| {
+            !matches!(
+                m["state"].as_str(),
+                Some("healthy" | "failed" | "timed_out")
+            )
+        })
+        .filter_map(|m| m["batch"].as_u64())
+        .min();
+    let batch = match current {
+        Some(current) if batches > 1 => format!(" — batch {} of {batches}", current + 1),
+        _ => String::new(),
+    };
     format!(
-        "deployment {}: {} — {} of {} healthy, {} deployed, {} dispatched, {} failed",
+        "deployment {}: {}{batch} — {} of {} healthy, {} deployed, {} dispatched, {} draining, {} failed",
         deployment["id"],
         s(&deployment["status"]),
         count("healthy"),
         members.len(),
         count("deployed"),
         count("dispatched"),
+        count("draining"),
         count("failed") + count("timed_out"),
     )
 }

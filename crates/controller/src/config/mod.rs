@@ -3,8 +3,10 @@
 //! controller runs with SQLite and a local object store under its data directory, listening
 //! on loopback.
 
+mod load_balancer;
 mod objects;
 
+pub use load_balancer::LoadBalancerConfig;
 pub use objects::Objects;
 
 use std::net::SocketAddr;
@@ -31,6 +33,7 @@ pub struct Config {
     pub deploy: DeployConfig,
     /// Events older than this are deleted (Elastic Beanstalk keeps 6 weeks).
     pub events_retention: Duration,
+    pub load_balancer: Option<LoadBalancerConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +95,8 @@ pub struct DeployConfig {
     pub lease: Duration,
     /// Extra wait for company before a group of reports commits (zero: none).
     pub commit_window: Duration,
+    /// Added to `Timeout` for a deployment's (or batch's) deadline: EB's 240 s by default.
+    pub timeout_margin: Duration,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -110,6 +115,7 @@ struct RawConfig {
     events: RawEvents,
     #[serde(default)]
     objects: objects::RawObjects,
+    load_balancer: Option<load_balancer::RawLoadBalancer>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -147,6 +153,7 @@ struct RawDeploy {
     tick: Option<String>,
     lease: Option<String>,
     commit_window: Option<String>,
+    timeout_margin: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -310,6 +317,16 @@ fn resolve(raw: RawConfig, data_dir: Option<&Path>) -> Result<Config, Vec<String
             Duration::ZERO
         }),
     };
+    let timeout_margin = match raw.deploy.timeout_margin.as_deref() {
+        None => Duration::from_secs(crate::deploy::TIMEOUT_MARGIN_S),
+        Some(text) => humantime::parse_duration(text).unwrap_or_else(|_| {
+            problems.push(format!(
+                "deploy.timeout_margin: {text:?} is not a duration like 0s or 240s"
+            ));
+            Duration::from_secs(crate::deploy::TIMEOUT_MARGIN_S)
+        }),
+    };
+    let load_balancer = load_balancer::parse(raw.load_balancer, &data_dir, &mut problems);
     let missed_reports = raw.hosts.missed_reports.unwrap_or(3);
     if missed_reports == 0 {
         problems.push("hosts.missed_reports: must be at least 1".into());
@@ -353,8 +370,10 @@ fn resolve(raw: RawConfig, data_dir: Option<&Path>) -> Result<Config, Vec<String
             tick,
             lease,
             commit_window,
+            timeout_margin,
         },
         events_retention,
+        load_balancer,
     })
 }
 

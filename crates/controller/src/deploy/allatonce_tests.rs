@@ -3,8 +3,10 @@
 
 use hostmanager_protocol::{CommandResult, DesiredResult, Outcome};
 
+use super::super::members::passes;
 use super::super::{DeploySettings, FleetView, InstanceView, StepOutcome, new_deployment};
 use super::*;
+use crate::health::Status;
 
 const T0: i64 = 1_000_000;
 
@@ -15,6 +17,8 @@ fn settings() -> DeploySettings {
         threshold: Status::Ok,
         gate_reports: 3,
         gate_min_ms: 20_000,
+        margin_s: 240,
+        drain_timeout_ms: 20_000,
     }
 }
 
@@ -32,6 +36,7 @@ fn host() -> InstanceView {
         health: Status::Ok,
         report_ms: Some(T0),
         enrolled: true,
+        lb: None,
     }
 }
 
@@ -65,18 +70,7 @@ fn reported(outcome: Option<Outcome>, health: Status, report_ms: i64) -> FleetVi
 }
 
 fn run(d: &Deployment, view: &FleetView, s: &DeploySettings, now: i64) -> StepOutcome {
-    let out = step(d, view, s, now);
-    let again = step(&out.deployment, view, s, now);
-    assert_eq!(
-        again.deployment, out.deployment,
-        "a repeated step changes nothing"
-    );
-    assert!(
-        again.events.is_empty(),
-        "repeated step emitted {:?}",
-        again.events
-    );
-    out
+    super::super::step_idempotently(step, d, view, s, now)
 }
 
 fn messages(out: &StepOutcome) -> Vec<&str> {

@@ -4,19 +4,27 @@
 //! a controller that restarts (or a replica that takes the lease over) reloads the deployment
 //! and carries on; events come only from state transitions, so no event is emitted twice.
 //!
-//! Only `AllAtOnce` ([`allatonce`]) is run so far (see `options::validate`).
+//! `AllAtOnce` ([`allatonce`]) dispatches to every member at once through the environment's
+//! desired state; `Rolling` ([`rolling`]) goes batch by batch ([`batches`]), each member
+//! getting the deployment's desired state in its own replies once its batch is drained
+//! ([`targeted_members`]). The policies that need new hosts are refused until a provisioner
+//! exists (`options::validate`).
 //!
 //! Members are fixed when the deployment is created ([`new_deployment`]): instances that
 //! enroll afterwards are not members. They get the environment's desired state in their
 //! replies anyway, and the roll-up judges their version like any other instance's.
 
 pub mod allatonce;
+pub mod batches;
+mod events;
+mod members;
+pub mod rolling;
 
 use std::collections::BTreeMap;
 
 use hostmanager_protocol::{CommandResult, DesiredResult};
 
-pub use allatonce::{abort, step};
+pub use allatonce::abort;
 
 use crate::health::Status;
 use crate::model::{
@@ -31,13 +39,47 @@ pub const TIMEOUT_MARGIN_S: u64 = 240;
 /// Events the deployment machine emits carry this source.
 pub const EVENT_SOURCE: &str = "controller";
 
-/// When the deployment gives up on members still running: `Timeout` + 240 s after it was
-/// created.
-pub fn deadline_ms(deployment: &Deployment, timeout_s: u64) -> Millis {
-    let margin_ms = (timeout_s + TIMEOUT_MARGIN_S).saturating_mul(1000);
-    deployment
-        .created_ms
-        .saturating_add(i64::try_from(margin_ms).unwrap_or(i64::MAX))
+/// When the deployment (AllAtOnce) or its current batch (batched policies) gives up on
+/// members still running: `budget_ms` (`Timeout` + 240 s) after it started, the start of a
+/// batch being when its hosts began draining.
+pub fn deadline_ms(deployment: &Deployment, budget_ms: u64) -> Millis {
+    let started = deployment
+        .members
+        .iter()
+        .filter_map(|m| m.drain_started_ms)
+        .max()
+        .unwrap_or(deployment.created_ms);
+    started.saturating_add(i64::try_from(budget_ms).unwrap_or(i64::MAX))
+}
+
+/// One step of `deployment`, by its policy.
+pub fn step(
+    deployment: &Deployment,
+    view: &FleetView,
+    settings: &DeploySettings,
+    now_ms: Millis,
+) -> StepOutcome {
+    if is_batched(deployment) {
+        rolling::step(deployment, view, settings, now_ms)
+    } else {
+        allatonce::step(deployment, view, settings, now_ms)
+    }
+}
+
+/// Whether the deployment goes batch by batch (and drains each batch in the load balancer).
+pub fn is_batched(deployment: &Deployment) -> bool {
+    deployment.policy != "AllAtOnce"
+}
+
+/// The members that get the deployment's desired state in their replies: those of a batched
+/// deploy (or rollback) whose batch was drained. An AllAtOnce deployment goes through the
+/// environment's desired state instead.
+pub fn targeted_members(deployment: &Deployment) -> impl Iterator<Item = &Member> {
+    let targeted =
+        is_batched(deployment) && deployment.kind.is_deploy() && !deployment.status.is_finished();
+    deployment.members.iter().filter(move |m| {
+        targeted && !matches!(m.state, MemberState::Pending | MemberState::Draining)
+    })
 }
 
 /// The command id a restart sends to one member: derived, so that a step repeated after a
@@ -46,8 +88,8 @@ pub fn command_id(deployment_id: i64, instance_id: &str) -> String {
     format!("restart-d{deployment_id}-{instance_id}")
 }
 
-/// A new deployment whose members are `instance_ids` (in the caller's order: enrollment time,
-/// then id), all in batch 0, Pending.
+/// A new AllAtOnce deployment whose members are `instance_ids` (in the caller's order:
+/// enrollment time, then id), all in batch 0, Pending. [`with_batches`] makes it batched.
 pub fn new_deployment<'a>(
     id: i64,
     environment: &str,
@@ -81,9 +123,20 @@ pub fn new_deployment<'a>(
                 done_ms: None,
                 healthy_reports: 0,
                 command_id: None,
+                drain_started_ms: None,
             })
             .collect(),
     }
+}
+
+/// The deployment under `policy` with its members in consecutive batches of `batch_size`
+/// (in member order; the last batch may be smaller).
+pub fn with_batches(mut deployment: Deployment, policy: &str, batch_size: usize) -> Deployment {
+    deployment.policy = policy.to_string();
+    for (index, member) in deployment.members.iter_mut().enumerate() {
+        member.batch = u32::try_from(index / batch_size.max(1)).unwrap_or(u32::MAX);
+    }
+    deployment
 }
 
 /// How the machine judges members, from the environment's options.
@@ -97,6 +150,11 @@ pub struct DeploySettings {
     pub gate_reports: u32,
     /// The span those reports must cover at least.
     pub gate_min_ms: u64,
+    /// Added to `timeout_s` for the deadline (EB: 240 s; the controller's config may shorten it).
+    pub margin_s: u64,
+    /// How long a batch's hosts may take to drain before they are sent the new version
+    /// anyway (`DeregistrationDelay`, EB: 20 s).
+    pub drain_timeout_ms: u64,
 }
 
 impl DeploySettings {
@@ -114,7 +172,14 @@ impl DeploySettings {
             threshold: options.health_threshold,
             gate_reports,
             gate_min_ms,
+            margin_s: TIMEOUT_MARGIN_S,
+            drain_timeout_ms: options.drain_timeout_s.saturating_mul(1000),
         }
+    }
+
+    /// `Timeout` plus the margin, in milliseconds.
+    pub fn budget_ms(&self) -> u64 {
+        (self.timeout_s + self.margin_s).saturating_mul(1000)
     }
 }
 
@@ -135,6 +200,18 @@ pub struct InstanceView {
     pub report_ms: Option<Millis>,
     /// False once the instance is revoked.
     pub enrolled: bool,
+    /// What the load balancer says of the host; `None` without a load balancer, or when it
+    /// has no server for the host (no advertised address).
+    pub lb: Option<LbServer>,
+}
+
+/// One server's state in the load balancer (HAProxy's `show stat`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LbServer {
+    /// Takes new traffic: UP and not draining or in maintenance.
+    pub in_rotation: bool,
+    /// HAProxy's `scur`: sessions open on the server now.
+    pub sessions: u64,
 }
 
 impl InstanceView {
@@ -154,6 +231,7 @@ impl InstanceView {
             health: Status::parse_lenient(&instance.status.health.status),
             report_ms: instance.last_seen_ms,
             enrolled: instance.revoked_ms.is_none(),
+            lb: None,
         }
     }
 }
@@ -184,4 +262,28 @@ impl StepOutcome {
     pub fn changed(&self, before: &Deployment) -> bool {
         &self.deployment != before
     }
+}
+
+/// Steps `d` with `step`, and checks that the same step applied again to its own result
+/// changes nothing and emits nothing (what makes a resumed deployment safe).
+#[cfg(test)]
+pub(crate) fn step_idempotently(
+    step: impl Fn(&Deployment, &FleetView, &DeploySettings, Millis) -> StepOutcome,
+    d: &Deployment,
+    view: &FleetView,
+    s: &DeploySettings,
+    now: Millis,
+) -> StepOutcome {
+    let out = step(d, view, s, now);
+    let again = step(&out.deployment, view, s, now);
+    assert_eq!(
+        again.deployment, out.deployment,
+        "a repeated step changes nothing"
+    );
+    assert!(
+        again.events.is_empty(),
+        "repeated step emitted {:?}",
+        again.events
+    );
+    out
 }

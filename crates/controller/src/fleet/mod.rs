@@ -17,7 +17,7 @@ use hostmanager::store::ObjectStore;
 use hostmanager_protocol::DesiredState;
 
 use crate::config::Config;
-use crate::model::{Environment, Instance, Millis};
+use crate::model::{Deployment, Environment, Instance, Millis};
 use crate::store::{Store, StoreResult};
 
 pub use batcher::Batcher;
@@ -37,6 +37,8 @@ pub struct App<S: Store> {
     pub cache: Mutex<Cache>,
     pub batcher: Batcher,
     pub counters: Counters,
+    /// The environments' load balancer, when `[load_balancer]` is configured.
+    pub lb: Option<Arc<crate::lb::LoadBalancer>>,
 }
 
 impl<S: Store> std::fmt::Debug for App<S> {
@@ -57,6 +59,11 @@ pub struct Cache {
     pub by_secret: HashMap<String, String>,
     /// Per environment: its desired state for hosts (None before the first deployment).
     pub desired: HashMap<String, Option<DesiredState>>,
+    /// Per instance: the desired state of the batched deployment whose batch reached it, which
+    /// its replies carry instead of the environment's.
+    pub targeted: HashMap<String, DesiredState>,
+    /// Per environment: its unfinished deployment (the load balancer's states follow it).
+    pub active: HashMap<String, Deployment>,
     pub environments: HashMap<String, Environment>,
 }
 
@@ -68,6 +75,38 @@ impl Cache {
             self.by_secret.insert(previous.clone(), instance.id.clone());
         }
         self.instances.insert(instance.id.clone(), instance);
+    }
+
+    /// The desired state a reply to `instance` of `environment` carries.
+    pub fn desired_for_instance(&self, environment: &str, instance: &str) -> Option<DesiredState> {
+        match self.targeted.get(instance) {
+            Some(targeted) => Some(targeted.clone()),
+            None => self.desired.get(environment).cloned().flatten(),
+        }
+    }
+
+    /// Records `environment`'s unfinished deployment (or none) and who it targets.
+    pub fn set_active(
+        &mut self,
+        environment: &str,
+        active: Option<Deployment>,
+        desired: Option<DesiredState>,
+    ) {
+        if let Some(previous) = self.active.remove(environment) {
+            for member in &previous.members {
+                self.targeted.remove(&member.instance_id);
+            }
+        }
+        let Some(active) = active else {
+            return;
+        };
+        if let Some(desired) = desired {
+            for member in crate::deploy::targeted_members(&active) {
+                self.targeted
+                    .insert(member.instance_id.clone(), desired.clone());
+            }
+        }
+        self.active.insert(environment.to_string(), active);
     }
 }
 
@@ -82,8 +121,16 @@ impl<S: Store> App<S> {
         let instances = self.store.all_instances().await?;
         let environments = self.store.environments().await?;
         let mut desired = HashMap::new();
+        let mut active = Vec::new();
         for env in &environments {
             desired.insert(env.name.clone(), self.desired_for(env).await?);
+            if env.status == crate::model::EnvStatus::Terminated {
+                continue;
+            }
+            if let Some(deployment) = self.store.active_deployment(&env.name).await? {
+                let targeted = self.deployment_desired(env, &deployment).await?;
+                active.push((env.name.clone(), deployment, targeted));
+            }
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         for instance in instances {
@@ -102,7 +149,24 @@ impl<S: Store> App<S> {
             .map(|e| (e.name.clone(), e))
             .collect();
         cache.desired = desired;
+        cache.targeted.clear();
+        cache.active.clear();
+        for (name, deployment, targeted) in active {
+            cache.set_active(&name, Some(deployment), targeted);
+        }
         Ok(())
+    }
+
+    /// The desired state a batched deploy sends its members (`None` for a restart).
+    pub async fn deployment_desired(
+        &self,
+        env: &Environment,
+        deployment: &Deployment,
+    ) -> StoreResult<Option<DesiredState>> {
+        match (&deployment.version_label, deployment.kind.is_deploy()) {
+            (Some(label), true) => self.desired_state(env, label, deployment.serial).await,
+            _ => Ok(None),
+        }
     }
 
     /// The environment's desired state, as every host of it gets it in its reply.
@@ -110,11 +174,21 @@ impl<S: Store> App<S> {
         let Some(label) = &env.desired_version else {
             return Ok(None);
         };
+        self.desired_state(env, label, env.desired_serial).await
+    }
+
+    /// Version `label` of the environment's application with its properties, as `serial`.
+    async fn desired_state(
+        &self,
+        env: &Environment,
+        label: &str,
+        serial: u64,
+    ) -> StoreResult<Option<DesiredState>> {
         let Some(version) = self.store.version(&env.application, label).await? else {
             return Ok(None);
         };
         Ok(Some(DesiredState {
-            serial: env.desired_serial,
+            serial,
             deployment: hostmanager_protocol::DeploymentRequest {
                 source: crate::versions::fetch_url(self, &version),
                 sha256: version.sha256.clone(),

@@ -288,7 +288,7 @@ pub async fn report<S: Store>(
     }
     let (desired, rotate) = {
         let mut cache = app.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let desired = cache.desired.get(&instance.environment).cloned().flatten();
+        let desired = cache.desired_for_instance(&instance.environment, &instance.id);
         let issued = instance.credential.expires_ms
             - app.config.hosts.credential_lifetime.as_millis() as i64;
         let lifetime = instance.credential.expires_ms - issued;

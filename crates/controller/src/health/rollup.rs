@@ -28,8 +28,8 @@ pub struct RollupInput<'a> {
     pub instances: &'a [Instance],
     /// The environment's unfinished deployment, if any.
     pub active: Option<&'a Deployment>,
-    /// `aws:elasticbeanstalk:command:Timeout`, for the active deployment's deadline.
-    pub timeout_s: u64,
+    /// `Timeout` plus the margin, in milliseconds: how long a deployment (or its batch) runs.
+    pub budget_ms: u64,
     pub deployments_by_serial: &'a BTreeMap<u64, i64>,
     pub now_ms: Millis,
     pub interval_ms: u64,
@@ -71,7 +71,7 @@ pub fn evaluate(input: &RollupInput<'_>) -> Evaluation {
         active: input.active,
         active_deadline_ms: input
             .active
-            .map_or(0, |deployment| deadline_ms(deployment, input.timeout_s)),
+            .map_or(0, |deployment| deadline_ms(deployment, input.budget_ms)),
         deployments_by_serial: input.deployments_by_serial,
     };
     let mut instances = Vec::new();

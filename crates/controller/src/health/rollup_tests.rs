@@ -14,7 +14,7 @@ fn input<'a>(published: &'a PublishedHealth, instances: &'a [Instance]) -> Rollu
         expected_deployment: Some(1),
         instances,
         active: None,
-        timeout_s: 600,
+        budget_ms: 840_000,
         deployments_by_serial: NO_SERIALS,
         now_ms: NOW,
         interval_ms: 10_000,
@@ -209,6 +209,7 @@ fn deployment_in_progress_is_info_and_its_failures_do_not_count() {
                 done_ms: None,
                 healthy_reports: 0,
                 command_id: None,
+                drain_started_ms: None,
             })
             .collect(),
     };

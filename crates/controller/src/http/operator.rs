@@ -223,6 +223,28 @@ pub async fn route<S: Store>(
         (&Method::POST, ["v1", "environments", name, "restart"]) => {
             Ok(ok(&ops::restart(app, name).await?))
         }
+        (&Method::POST, ["v1", "environments", "swap-cnames"]) => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase", deny_unknown_fields)]
+            struct Body {
+                source_environment_name: String,
+                destination_environment_name: String,
+            }
+            let body: Body = response::parse_json(
+                &response::body(request, 64 << 10).await?,
+                "SwapEnvironmentCNAMEs",
+            )?;
+            let (source, destination) = crate::swap::swap_cnames(
+                app,
+                &body.source_environment_name,
+                &body.destination_environment_name,
+            )
+            .await?;
+            Ok(ok(&json!({ "Environments": [
+                views::environment(app, &source).await?,
+                views::environment(app, &destination).await?,
+            ] })))
+        }
         (&Method::POST, ["v1", "environments", name, "abort"]) => {
             Ok(ok(&ops::abort(app, name).await?))
         }
@@ -237,7 +259,7 @@ pub async fn route<S: Store>(
                 Failure::bad_request(format!("deployment id {id:?} is not a number"))
             })?;
             match app.store.deployment(id).await? {
-                Some(deployment) => Ok(ok(&deployment)),
+                Some(deployment) => Ok(ok(&views::deployment(app, &deployment))),
                 None => Err(Failure::not_found(format!("deployment {id}"))),
             }
         }

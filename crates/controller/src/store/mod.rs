@@ -70,8 +70,15 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = StoreResult<Option<Environment>>> + Send;
     fn environments(&self) -> impl Future<Output = StoreResult<Vec<Environment>>> + Send;
-    /// Writes the whole row (by name).
+    /// Writes the whole row (by name), except `cname`: only creation and [`Store::set_cnames`]
+    /// write it, so a row read before a swap cannot undo it.
     fn save_environment(&self, env: &Environment) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Sets two environments' CNAMEs in one statement (a swap is never half done).
+    fn set_cnames(
+        &self,
+        first: (&str, &str),
+        second: (&str, &str),
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 
     // Enrollment and instances.
     fn create_enrollment_token(

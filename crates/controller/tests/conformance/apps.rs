@@ -128,7 +128,43 @@ pub async fn case_environments<S: Store>(store: &S) {
     assert!(matches!(ghost, Err(StoreError::NotFound(_))), "{ghost:?}");
     assert_eq!(
         store.environments().await.expect("list"),
-        vec![changed, staging]
+        vec![changed.clone(), staging.clone()]
+    );
+
+    // A CNAME swap sets both names at once; a row saved from an older read keeps them.
+    store
+        .set_cnames(("shop-prod", "staging.elb"), ("shop-staging", "prod.elb"))
+        .await
+        .expect("swap");
+    let stale = changed.clone();
+    store.save_environment(&stale).await.expect("save");
+    let cnames = |list: Vec<Environment>| -> Vec<Option<String>> {
+        list.into_iter().map(|e| e.cname).collect()
+    };
+    assert_eq!(
+        cnames(store.environments().await.expect("list")),
+        [
+            Some("staging.elb".to_string()),
+            Some("prod.elb".to_string())
+        ]
+    );
+    let half = store
+        .set_cnames(("shop-prod", "x.elb"), ("ghost", "y.elb"))
+        .await;
+    assert!(matches!(half, Err(StoreError::NotFound(_))), "{half:?}");
+    let with_cname = Environment {
+        cname: Some("named.elb".into()),
+        ..env("shop-named", "shop")
+    };
+    let created = store.create_environment(&with_cname).await.expect("create");
+    assert_eq!(created.cname.as_deref(), Some("named.elb"));
+    assert_eq!(
+        store
+            .environment("shop-named")
+            .await
+            .expect("get")
+            .and_then(|e| e.cname),
+        Some("named.elb".to_string())
     );
 }
 

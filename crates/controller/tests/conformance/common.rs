@@ -48,6 +48,7 @@ pub fn env(name: &str, application: &str) -> Environment {
         health: PublishedHealth::default(),
         created_ms: 2_000,
         updated_ms: 2_000,
+        cname: None,
     }
 }
 

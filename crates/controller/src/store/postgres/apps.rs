@@ -91,7 +91,7 @@ pub(super) async fn versions(
 
 const ENV_COLUMNS: &str = "id, name, application, tier, options::text AS options, status, \
      expected_version, expected_deployment, desired_serial, desired_version, health::text AS health, created_ms, \
-     updated_ms";
+     updated_ms, cname";
 
 pub(super) async fn create_environment(
     store: &PostgresStore,
@@ -100,8 +100,8 @@ pub(super) async fn create_environment(
     let cols = EnvironmentCols::new(env)?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO environments (name, application, tier, options, status, expected_version, \
-         expected_deployment, desired_serial, health, created_ms, updated_ms, desired_version) \
-         VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9::jsonb, $10, $11, $12) RETURNING id",
+         expected_deployment, desired_serial, health, created_ms, updated_ms, desired_version, cname) \
+         VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13) RETURNING id",
     )
     .bind(&env.name)
     .bind(&env.application)
@@ -115,6 +115,7 @@ pub(super) async fn create_environment(
     .bind(env.created_ms)
     .bind(env.updated_ms)
     .bind(&env.desired_version)
+    .bind(&env.cname)
     .fetch_one(&store.pool)
     .await
     .map_err(|e| {
@@ -143,6 +144,33 @@ pub(super) async fn environments(store: &PostgresStore) -> StoreResult<Vec<Envir
     let sql = format!("SELECT {ENV_COLUMNS} FROM environments ORDER BY id");
     let rows: Vec<EnvironmentRow> = sqlx::query_as(&sql).fetch_all(&store.pool).await?;
     codec::all(rows, EnvironmentRow::into_model)
+}
+
+pub(super) async fn set_cnames(
+    store: &PostgresStore,
+    (first, first_cname): (&str, &str),
+    (second, second_cname): (&str, &str),
+) -> StoreResult<()> {
+    let mut tx = store.pool.begin().await?;
+    let done = sqlx::query(
+        "UPDATE environments SET cname = CASE WHEN name = $1 THEN $2 ELSE $4 END \
+         WHERE name = $1 OR name = $3",
+    )
+    .bind(first)
+    .bind(first_cname)
+    .bind(second)
+    .bind(second_cname)
+    .execute(&mut *tx)
+    .await?;
+    // Both or neither: an unknown name leaves the other environment's CNAME as it was.
+    if done.rows_affected() != 2 {
+        tx.rollback().await?;
+        return Err(StoreError::NotFound(format!(
+            "environments {first} and {second}"
+        )));
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 pub(super) async fn save_environment(store: &PostgresStore, env: &Environment) -> StoreResult<()> {

@@ -88,7 +88,7 @@ pub(super) async fn versions(
 }
 
 const ENV_COLUMNS: &str = "id, name, application, tier, options, status, expected_version, \
-     expected_deployment, desired_serial, desired_version, health, created_ms, updated_ms";
+     expected_deployment, desired_serial, desired_version, health, created_ms, updated_ms, cname";
 
 pub(super) async fn create_environment(
     store: &SqliteStore,
@@ -97,8 +97,8 @@ pub(super) async fn create_environment(
     let cols = EnvironmentCols::new(env)?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO environments (name, application, tier, options, status, expected_version, \
-         expected_deployment, desired_serial, health, created_ms, updated_ms, desired_version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+         expected_deployment, desired_serial, health, created_ms, updated_ms, desired_version, cname) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
     )
     .bind(&env.name)
     .bind(&env.application)
@@ -112,6 +112,7 @@ pub(super) async fn create_environment(
     .bind(env.created_ms)
     .bind(env.updated_ms)
     .bind(&env.desired_version)
+    .bind(&env.cname)
     .fetch_one(&store.writer)
     .await
     .map_err(|e| {
@@ -140,6 +141,33 @@ pub(super) async fn environments(store: &SqliteStore) -> StoreResult<Vec<Environ
     let sql = format!("SELECT {ENV_COLUMNS} FROM environments ORDER BY id");
     let rows: Vec<EnvironmentRow> = sqlx::query_as(&sql).fetch_all(&store.reader).await?;
     codec::all(rows, EnvironmentRow::into_model)
+}
+
+pub(super) async fn set_cnames(
+    store: &SqliteStore,
+    (first, first_cname): (&str, &str),
+    (second, second_cname): (&str, &str),
+) -> StoreResult<()> {
+    let mut tx = store.writer.begin().await?;
+    let done = sqlx::query(
+        "UPDATE environments SET cname = CASE WHEN name = $1 THEN $2 ELSE $4 END \
+         WHERE name = $1 OR name = $3",
+    )
+    .bind(first)
+    .bind(first_cname)
+    .bind(second)
+    .bind(second_cname)
+    .execute(&mut *tx)
+    .await?;
+    // Both or neither: an unknown name leaves the other environment's CNAME as it was.
+    if done.rows_affected() != 2 {
+        tx.rollback().await?;
+        return Err(StoreError::NotFound(format!(
+            "environments {first} and {second}"
+        )));
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 pub(super) async fn save_environment(store: &SqliteStore, env: &Environment) -> StoreResult<()> {

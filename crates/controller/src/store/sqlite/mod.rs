@@ -100,6 +100,9 @@ impl Store for SqliteStore {
     async fn save_environment(&self, env: &Environment) -> StoreResult<()> {
         apps::save_environment(self, env).await
     }
+    async fn set_cnames(&self, first: (&str, &str), second: (&str, &str)) -> StoreResult<()> {
+        apps::set_cnames(self, first, second).await
+    }
     async fn create_enrollment_token(&self, token: &EnrollmentToken) -> StoreResult<()> {
         instances::create_enrollment_token(self, token).await
     }
