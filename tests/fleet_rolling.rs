@@ -171,6 +171,21 @@ fn a_failed_hook_aborts_with_ebs_texts_and_the_expected_version_stays_the_old_on
                 .then_some(())
         },
     );
+
+    // A restart in between takes no serial the failed deployment gave its first batch: the
+    // next deployment reaches every host, that one included.
+    std::fs::remove_file(hosts[1].path("fail-hook-v2")).expect("marker");
+    let restart = controller.cli(&["restart", "web", "--wait"]);
+    assert!(
+        restart.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restart.stderr)
+    );
+    let (ok, v3) = deploy(&controller, "web", &bundle(bundles.path(), "v3"), "v3");
+    assert!(ok, "{v3:#}");
+    for host in &hosts {
+        assert_eq!(serving(host), "v3");
+    }
 }
 
 #[test]

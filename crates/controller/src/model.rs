@@ -179,9 +179,10 @@ pub struct Deployment {
     pub environment: String,
     pub kind: DeploymentKind,
     pub version_label: Option<String>,
-    /// The desired-state serial this deployment dispatches (deploy) or 0 (restart).
+    /// The desired-state serial this deployment dispatches (deploy, rollback); a restart
+    /// dispatches none and carries the highest serial used before it.
     pub serial: u64,
-    /// `AllAtOnce` in this version; the other policies build on the same members.
+    /// `AllAtOnce` or `Rolling` (the batches are the members' `batch`).
     pub policy: String,
     pub status: DeploymentStatus,
     pub created_ms: Millis,

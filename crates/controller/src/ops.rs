@@ -197,8 +197,9 @@ pub async fn update_environment<S: Store>(
     Ok(deployment)
 }
 
-/// The serial a new deployment dispatches: above the environment's and every deployment's
-/// (a batched deployment that failed raised its members' serial, not the environment's).
+/// The serial a new deployment dispatches: above the environment's and the newest
+/// deployment's (a batched deployment that failed raised its members' serial, not the
+/// environment's; every deployment, restarts included, carries the highest serial so far).
 pub async fn next_serial<S: Store>(app: &App<S>, env: &Environment) -> Result<u64, StoreError> {
     let newest = app.store.deployments(&env.name, 1).await?;
     let highest = newest.iter().map(|d| d.serial).max().unwrap_or(0);
@@ -222,13 +223,15 @@ fn batched(deployment: Deployment, options: &CommandOptions) -> Deployment {
 pub async fn restart<S: Store>(app: &App<S>, name: &str) -> Result<Deployment, Failure> {
     let env = environment(app, name).await?;
     let members = member_ids(app, &env).await?;
-    // Serial 0: a restart changes no desired state.
+    // A restart changes no desired state: it carries the highest serial used so far, so that
+    // the newest deployment always holds it (`next_serial` reads only that one).
+    let serial = next_serial(app, &env).await? - 1;
     let deployment = crate::deploy::new_deployment(
         0,
         &env.name,
         DeploymentKind::Restart,
         env.desired_version.as_deref(),
-        0,
+        serial,
         members.iter().map(String::as_str),
         now_ms(),
     );

@@ -295,7 +295,7 @@ pub async fn evaluate<S: Store>(
         .deployments(&env.name, 100)
         .await?
         .into_iter()
-        .filter(|d| d.kind == DeploymentKind::Deploy)
+        .filter(|d| d.kind.is_deploy())
         .map(|d| (d.serial, d.id))
         .collect();
     let now = now_ms();

@@ -121,7 +121,7 @@ async fn deployments_by_serial<S: Store>(
         .deployments(&env.name, 100)
         .await?
         .into_iter()
-        .filter(|d| d.kind == crate::model::DeploymentKind::Deploy)
+        .filter(|d| d.kind.is_deploy())
         .map(|d| (d.serial, d.id))
         .collect())
 }
