@@ -149,6 +149,32 @@ fn a_rolling_restart_and_a_url_swap_fail_no_request_and_a_second_operation_is_re
     assert_eq!(batches, [0, 1], "one host per batch, as the deployments");
     wait_in_rotation(&controller, "web", 2);
 
+    // A configuration change is a deployment of the same version, in the same batches.
+    let update = controller.cli(&[
+        "env",
+        "update",
+        "web",
+        "--option",
+        "aws:elasticbeanstalk:application:environment:GREETING=hello",
+        "--wait",
+        "--json",
+    ]);
+    assert!(
+        update.status.success(),
+        "{}",
+        String::from_utf8_lossy(&update.stderr)
+    );
+    let update: Value = serde_json::from_slice(&update.stdout).expect("deployment");
+    assert_eq!(
+        (update["policy"].as_str(), update["version_label"].as_str()),
+        (Some("Rolling"), Some("v1"))
+    );
+    assert_eq!(update["members"][1]["batch"], 1, "{update:#}");
+    for host in &blue {
+        assert_eq!(host.body("/env/GREETING"), "hello\n");
+    }
+    wait_in_rotation(&controller, "web", 2);
+
     // The swap: web's host name now reaches green's hosts, with no reload of HAProxy.
     let worker = |data: &Path| {
         common::lb::haproxy_command(data, "show info")

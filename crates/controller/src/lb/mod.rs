@@ -95,6 +95,7 @@ pub async fn run<S: Store>(app: Arc<App<S>>, lb: Arc<LoadBalancer>, stop: Cancel
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut applied_config, mut applied_map) = (None::<String>, None::<String>);
     let mut last_problem = None::<String>;
+    let mut last_unusable = Vec::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -113,6 +114,12 @@ pub async fn run<S: Store>(app: Arc<App<S>>, lb: Arc<LoadBalancer>, stop: Cancel
             )
         };
         *lock(&lb.answers) = Some(model.answers.clone());
+        if model.unusable != last_unusable {
+            for (id, addr) in &model.unusable {
+                tracing::warn!(instance = %id, address = %addr, "left out of the load balancer: its advertised address is not host:port");
+            }
+            last_unusable = model.unusable.clone();
+        }
         let config = render::config(&model, &lb.config);
         let map = render::host_map(&model);
         if applied_config.is_none() && lb.haproxy.serves(&config, &map) {

@@ -26,6 +26,9 @@ pub struct Model {
     pub backends: BTreeMap<String, Backend>,
     /// By `environment/instance` (what HAProxy's `agent-send` says): the agent-check answer.
     pub answers: BTreeMap<String, String>,
+    /// Instances left out because their advertised address cannot go into HAProxy's config
+    /// as it is (id, address).
+    pub unusable: Vec<(String, String)>,
 }
 
 /// HAProxy's name for an environment's backend.
@@ -77,6 +80,7 @@ pub fn model<'a>(
             continue;
         };
         if !safe_token(addr) || !safe_token(&instance.id) {
+            model.unusable.push((instance.id.clone(), addr.to_string()));
             continue;
         }
         backend
