@@ -1,7 +1,7 @@
 //! The events a deployment step emits, in Elastic Beanstalk's words.
 
 use super::EVENT_SOURCE;
-use crate::model::{Deployment, DeploymentKind, EventSeverity, Millis, NewEvent};
+use crate::model::{Deployment, DeploymentKind, DeploymentStatus, EventSeverity, Millis, NewEvent};
 
 use super::StepOutcome;
 
@@ -53,6 +53,21 @@ impl Emitter {
 
     pub(super) fn error(&mut self, message: &str) {
         self.push(None, EventSeverity::Error, message);
+    }
+
+    /// The deployment to step and its emitter, the first step marking it InProgress with its
+    /// first events; `None` for a finished deployment, which no step changes.
+    pub(super) fn begin(deployment: &Deployment, now_ms: Millis) -> Option<(Deployment, Self)> {
+        if deployment.status.is_finished() {
+            return None;
+        }
+        let mut d = deployment.clone();
+        let mut out = Self::new(&d, now_ms);
+        if d.status == DeploymentStatus::Pending {
+            d.status = DeploymentStatus::InProgress;
+            out.starting(d.kind);
+        }
+        Some((d, out))
     }
 
     /// The first events of a deployment.

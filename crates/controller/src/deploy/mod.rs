@@ -259,6 +259,15 @@ pub struct StepOutcome {
 }
 
 impl StepOutcome {
+    /// Nothing happened: the deployment as it was, no event, no command.
+    pub fn unchanged(deployment: &Deployment) -> Self {
+        Self {
+            deployment: deployment.clone(),
+            events: Vec::new(),
+            commands: Vec::new(),
+        }
+    }
+
     pub fn changed(&self, before: &Deployment) -> bool {
         &self.deployment != before
     }

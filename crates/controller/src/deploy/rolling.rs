@@ -28,16 +28,10 @@ pub fn step(
     settings: &DeploySettings,
     now_ms: Millis,
 ) -> StepOutcome {
-    let mut d = deployment.clone();
-    let mut out = Emitter::new(&d, now_ms);
+    let Some((mut d, mut out)) = Emitter::begin(deployment, now_ms) else {
+        return StepOutcome::unchanged(deployment);
+    };
     let mut commands = Vec::new();
-    if d.status.is_finished() {
-        return out.finish(d, commands);
-    }
-    if d.status == DeploymentStatus::Pending {
-        d.status = DeploymentStatus::InProgress;
-        out.starting(d.kind);
-    }
     // A step may finish one batch and start the next.
     loop {
         let Some(batch) = current_batch(&d) else {
