@@ -30,6 +30,17 @@ cleanup() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     for i in 1 2 3; do "$agent_bin" --root "$base/host$i" stop-apps >/dev/null 2>&1 || true; done
+    # Hosts the controller's local provisioner started (Immutable and the like) outlive it too.
+    for root in "$base"/provisioned/*; do
+        [ -d "$root" ] || continue
+        "$agent_bin" --root "$root" stop-apps >/dev/null 2>&1 || true
+        if [ -f "$root/agent.pid" ]; then
+            pid="$(cat "$root/agent.pid")"
+            kill -TERM "$pid" 2>/dev/null || true
+            # Not our child: wait (5 s at most) until it is gone before its root is removed.
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        fi
+    done
     # The load balancer outlives a controller restart by design; the demo's ends with it.
     if [ -f "$data/haproxy/haproxy.pid" ]; then kill -TERM "$(head -1 "$data/haproxy/haproxy.pid")" 2>/dev/null || true; fi
     rm -rf "$base"
@@ -37,7 +48,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p "$data"
+mkdir -p "$data" "$base/provisioned"
+# The hosts the local provisioner starts for Immutable, RollingWithAdditionalBatch and
+# TrafficSplitting deployments: the local example, reporting every 2 s (the provisioner gives
+# each its own id, ports, controller URL and enrollment token).
+cp examples/local/agent.toml "$base/host-template.toml"
+printf '\n[controller]\ninterval = "2s"\n' >>"$base/host-template.toml"
 cat >"$base/controller.toml" <<TOML
 [server]
 listen = "127.0.0.1:17600"
@@ -51,6 +67,11 @@ listen = "127.0.0.1:17080"
 agent_listen = "127.0.0.1:17777"
 domain = "elb.local"
 check_interval = "2s"
+[provisioner]
+kind = "local"
+agent = "$agent_bin"
+template = "$base/host-template.toml"
+dir = "$base/provisioned"
 TOML
 echo "fleet-demo: starting the controller on $url (log: $base/controller.log)"
 "$controller_bin" --data "$data" run --config "$base/controller.toml" 2>"$base/controller.log" &
@@ -106,6 +127,7 @@ The controller and the agents keep running. In another terminal:
   $controller_bin --data $data --url $url env events demo --follow
   $controller_bin --data $data --url $url logs demo            # every instance's log tail
   $controller_bin --data $data --url $url deploy demo examples/sample-app --label v2 --wait   # one host per batch
+  $controller_bin --data $data --url $url deploy demo examples/sample-app --label v3 --wait --option aws:elasticbeanstalk:command:DeploymentPolicy=Immutable   # three new local hosts replace them
   while true; do curl -s -H 'Host: demo.elb.local' http://127.0.0.1:17080/; done               # no request fails meanwhile
 Press Ctrl-C to stop everything.
 TXT

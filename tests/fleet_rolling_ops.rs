@@ -109,7 +109,7 @@ fn a_rolling_restart_and_a_url_swap_fail_no_request_and_a_second_operation_is_re
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains("Immutable needs new hosts, and this controller has no provisioner yet"),
+        stderr.contains("Immutable needs new hosts, and this controller has no provisioner"),
         "{stderr}"
     );
 

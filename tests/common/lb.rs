@@ -16,6 +16,19 @@ pub const DOMAIN: &str = "elb.test";
 /// A controller whose HAProxy listens on `lb_port`, checking every 300 ms and asking the
 /// controller every 200 ms.
 pub fn controller_with_lb() -> (TestController, u16) {
+    controller_with_lb_config(|config| config)
+}
+
+/// `controller_with_lb`, its config passed through `edit` first.
+pub fn controller_with_lb_config(edit: impl FnOnce(String) -> String) -> (TestController, u16) {
+    controller_with_lb_env(edit, Vec::new())
+}
+
+/// `controller_with_lb_config`, with extra environment for the process (AWS credentials).
+pub fn controller_with_lb_env(
+    edit: impl FnOnce(String) -> String,
+    env: Vec<(String, String)>,
+) -> (TestController, u16) {
     let ports = free_ports(3);
     let config = format!(
         "{}[load_balancer]\nlisten = \"127.0.0.1:{}\"\nagent_listen = \"127.0.0.1:{}\"\n\
@@ -27,7 +40,10 @@ pub fn controller_with_lb() -> (TestController, u16) {
         ports[1],
         ports[2],
     );
-    (TestController::start_with(config, ports[0]), ports[1])
+    (
+        TestController::start_with_env(edit(config), ports[0], env),
+        ports[1],
+    )
 }
 
 /// The host name of `environment` before any swap.

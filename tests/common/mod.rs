@@ -18,6 +18,7 @@ pub mod moto;
 #[path = "../../crates/controller/tests/support/postgres.rs"]
 pub mod postgres;
 pub mod procs;
+pub mod provision;
 pub mod rolling;
 pub mod systemd;
 

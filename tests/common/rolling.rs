@@ -25,6 +25,11 @@ pub const ROLLING: &[&str] = &[
 /// has `fail-lb-<version>` in its root, and whose prebuild hook fails on a host that has
 /// `fail-hook-<version>`.
 pub fn bundle(dir: &Path, version: &str) -> PathBuf {
+    bundle_with(dir, version, &[])
+}
+
+/// `bundle`, with `extra` entries (an `LB_FAIL` file fails `/lb` on every host).
+pub fn bundle_with(dir: &Path, version: &str, extra: &[Entry<'_>]) -> PathBuf {
     let app = std::fs::read_to_string(super::bundles::sample_app_dir().join("application.py"))
         .expect("sample app");
     let app = app.replacen(
@@ -36,18 +41,16 @@ pub fn bundle(dir: &Path, version: &str) -> PathBuf {
                 version=$(cat VERSION)\n\
                 if [ -e \"$HOSTMANAGER_ROOT/fail-lb-$version\" ]; then touch LB_FAIL; fi\n\
                 if [ -e \"$HOSTMANAGER_ROOT/fail-hook-$version\" ]; then echo \"this host refuses $version\" >&2; exit 3; fi\n";
-    sample(
-        dir,
-        version,
-        &[
-            Entry::File("application.py", app.as_bytes(), 0o755),
-            Entry::File(
-                ".platform/hooks/prebuild/01-host.sh",
-                hook.as_bytes(),
-                0o755,
-            ),
-        ],
-    )
+    let mut entries = vec![
+        Entry::File("application.py", app.as_bytes(), 0o755),
+        Entry::File(
+            ".platform/hooks/prebuild/01-host.sh",
+            hook.as_bytes(),
+            0o755,
+        ),
+    ];
+    entries.extend_from_slice(extra);
+    sample(dir, version, &entries)
 }
 
 /// One host per batch, 20 s to deploy and pass the gate (the deadline of a failing gate).
@@ -73,7 +76,18 @@ pub fn serving(host: &TestHost) -> String {
 
 /// `deploy NAME BUNDLE --label LABEL --wait`: its exit status and deployment document.
 pub fn deploy(controller: &TestController, env: &str, bundle: &Path, label: &str) -> (bool, Value) {
-    let output = controller.cli(&[
+    deploy_with(controller, env, bundle, label, &[])
+}
+
+/// `deploy`, with option settings (`NAMESPACE:OPTION=VALUE`) for the deployment.
+pub fn deploy_with(
+    controller: &TestController,
+    env: &str,
+    bundle: &Path,
+    label: &str,
+    options: &[&str],
+) -> (bool, Value) {
+    let mut args = vec![
         "deploy",
         env,
         bundle.to_str().expect("path"),
@@ -81,7 +95,11 @@ pub fn deploy(controller: &TestController, env: &str, bundle: &Path, label: &str
         label,
         "--wait",
         "--json",
-    ]);
+    ];
+    for option in options {
+        args.extend(["--option", option]);
+    }
+    let output = controller.cli(&args);
     let document = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
     assert!(
         document.is_object(),

@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod ops;
 pub mod options;
 pub mod orchestrator;
+pub mod provision;
 pub mod rollback;
 pub mod secrets;
 pub mod service;

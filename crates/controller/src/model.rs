@@ -162,6 +162,10 @@ impl DeploymentKind {
 pub enum DeploymentStatus {
     Pending,
     InProgress,
+    /// Failed, and the hosts it launched are being released before it is Failed.
+    Failing,
+    /// Aborted, and the hosts it launched are being released before it is Aborted.
+    Aborting,
     Succeeded,
     Failed,
     Aborted,
@@ -182,7 +186,8 @@ pub struct Deployment {
     /// The desired-state serial this deployment dispatches (deploy, rollback); a restart
     /// dispatches none and carries the highest serial used before it.
     pub serial: u64,
-    /// `AllAtOnce` or `Rolling` (the batches are the members' `batch`).
+    /// `AllAtOnce`, `Rolling`, `RollingWithAdditionalBatch`, `Immutable` or
+    /// `TrafficSplitting` (the batches are the members' `batch`).
     pub policy: String,
     pub status: DeploymentStatus,
     pub created_ms: Millis,
@@ -212,6 +217,30 @@ pub struct Member {
     /// policies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_started_ms: Option<Millis>,
+    /// What the member is for: an existing host to deploy to (default), a host the
+    /// provisioner launches for the deployment, or an existing host it retires.
+    #[serde(default, skip_serializing_if = "MemberRole::is_deploy")]
+    pub role: MemberRole,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    /// An existing host that gets the new version.
+    #[default]
+    Deploy,
+    /// A host the provisioner launches for this deployment; its `instance_id` is empty until
+    /// the provisioner names it.
+    Launch,
+    /// An existing host that is drained and released once the new hosts take over
+    /// (Immutable, TrafficSplitting).
+    Retire,
+}
+
+impl MemberRole {
+    pub fn is_deploy(&self) -> bool {
+        *self == Self::Deploy
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -229,6 +258,14 @@ pub enum MemberState {
     Healthy,
     Failed,
     TimedOut,
+    /// A launched host the provisioner was asked for, not enrolled yet.
+    Launching,
+    /// Being drained before it is released.
+    Retiring,
+    /// Drained; the provisioner is asked to release it until it leaves the environment.
+    Releasing,
+    /// Released: terminated, or back in the standby pool.
+    Released,
 }
 
 /// Elastic Beanstalk's event severities.

@@ -82,7 +82,7 @@ pub async fn create_environment<S: Store>(
     options: OptionSettings,
 ) -> Result<Environment, Failure> {
     valid_name("EnvironmentName", name)?;
-    let problems = crate::options::validate(&options);
+    let problems = crate::options::validate(&options, app.provisioner.is_some());
     if !problems.is_empty() {
         return Err(Failure::bad_request(problems.join("; ")));
     }
@@ -157,7 +157,7 @@ pub async fn update_environment<S: Store>(
                 merged.insert(key.clone(), value.clone());
             }
         }
-        let problems = crate::options::validate(&merged);
+        let problems = crate::options::validate(&merged, app.provisioner.is_some());
         if !problems.is_empty() {
             return Err(Failure::bad_request(problems.join("; ")));
         }
@@ -186,32 +186,70 @@ pub async fn update_environment<S: Store>(
         now_ms(),
     );
     let deployment = batched(deployment, &CommandOptions::from(&merged));
-    let deployment = app.store.create_deployment(&deployment).await?;
-    // The deployment row is the intent; the options belong to the environment from now on
-    // (the orchestrator raises the desired serial when it starts the deployment).
-    if options.is_some() {
-        env.options = merged;
-        env.updated_ms = now_ms();
-        app.store.save_environment(&env).await?;
+    if options.is_none() {
+        return Ok(app.store.create_deployment(&deployment).await?);
     }
-    Ok(deployment)
+    // The options are stored first: whoever sees the deployment sees them (its members'
+    // desired state is built from them, once, under its serial). Refused before anything is
+    // written while another operation runs; put back if one started meanwhile.
+    if app.store.active_deployment(&env.name).await?.is_some() {
+        return Err(crate::store::codec::busy_environment(&env.name).into());
+    }
+    let previous = std::mem::replace(&mut env.options, merged);
+    env.updated_ms = now_ms();
+    app.store.save_environment(&env).await?;
+    match app.store.create_deployment(&deployment).await {
+        Ok(created) => {
+            app.refresh().await?;
+            Ok(created)
+        }
+        Err(error) => {
+            env.options = previous;
+            app.store.save_environment(&env).await?;
+            Err(error.into())
+        }
+    }
 }
 
 /// The serial a new deployment dispatches: above the environment's and the newest
 /// deployment's (a batched deployment that failed raised its members' serial, not the
-/// environment's; every deployment, restarts included, carries the highest serial so far).
+/// environment's; every deployment, restarts included, carries the highest serial so far),
+/// and above every serial any host applied: a host the standby pool moves between
+/// environments ignores a serial at or below the last one it applied.
 pub async fn next_serial<S: Store>(app: &App<S>, env: &Environment) -> Result<u64, StoreError> {
     let newest = app.store.deployments(&env.name, 1).await?;
     let highest = newest.iter().map(|d| d.serial).max().unwrap_or(0);
-    Ok(env.desired_serial.max(highest) + 1)
+    let applied = app
+        .store
+        .all_instances()
+        .await?
+        .iter()
+        .map(|i| i.applied_serial)
+        .max()
+        .unwrap_or(0);
+    Ok(env.desired_serial.max(highest).max(applied) + 1)
 }
 
-/// The deployment in batches when the environment's policy is batched (EB: Rolling).
+/// The deployment in batches when the environment's policy is batched (EB: Rolling), with
+/// the hosts to launch when it needs new ones.
 fn batched(deployment: Deployment, options: &CommandOptions) -> Deployment {
+    if deployment.kind != DeploymentKind::Restart
+        && let Some(laid_out) = crate::deploy::fresh::layout(deployment.clone(), options)
+    {
+        return laid_out;
+    }
     match options.policy {
-        DeploymentPolicy::Rolling => {
+        // A restart launches nothing: under every batched policy it rolls with the batch size.
+        DeploymentPolicy::Rolling
+        | DeploymentPolicy::RollingWithAdditionalBatch
+        | DeploymentPolicy::Immutable
+        | DeploymentPolicy::TrafficSplitting => {
             let size = crate::deploy::batches::batch_size(options, deployment.members.len());
-            crate::deploy::with_batches(deployment, options.policy.as_str(), size)
+            let policy = match options.policy.needs_new_hosts() {
+                true => DeploymentPolicy::Rolling,
+                false => options.policy,
+            };
+            crate::deploy::with_batches(deployment, policy.as_str(), size)
         }
         _ => deployment,
     }
@@ -260,7 +298,10 @@ pub async fn abort<S: Store>(app: &App<S>, name: &str) -> Result<Deployment, Fai
         let outcome = crate::deploy::abort(&active, now_ms(), "Aborted by the operator.");
         crate::orchestrator::apply_step(app, &env, &active, outcome).await?;
         let stored = app.store.deployment(active.id).await?;
-        if let Some(stored) = stored.filter(|d| d.status.is_finished()) {
+        // Aborting: no further batch; it releases the hosts it launched, then is Aborted.
+        if let Some(stored) =
+            stored.filter(|d| d.status.is_finished() || d.status == DeploymentStatus::Aborting)
+        {
             return Ok(stored);
         }
     }

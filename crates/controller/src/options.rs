@@ -1,8 +1,8 @@
 //! Option settings in Elastic Beanstalk's namespaces, keyed `namespace:option`
 //! ([`OptionSettings`]): parsing `--option` arguments, validation (every problem at once), and
 //! typed views. Ranges and defaults are EB's (`command-options-general.md`, `docs/controller.md`
-//! "Deployments"), except that the policies needing new hosts are refused until a
-//! provisioner exists.
+//! "Deployments"); the policies needing new hosts are refused when the controller has no
+//! provisioner.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +18,7 @@ pub const HEALTH_SYSTEM: &str = "aws:elasticbeanstalk:healthreporting:system";
 /// The default process behind the load balancer (EB's ALB namespace): health check and
 /// deregistration delay.
 pub const PROCESS: &str = "aws:elasticbeanstalk:environment:process:default";
+pub const TRAFFIC_SPLITTING: &str = "aws:elasticbeanstalk:trafficsplitting";
 
 mod process;
 
@@ -27,6 +28,9 @@ pub use process::{DEFAULT_DEREGISTRATION_DELAY_S, ProcessOptions};
 /// EB's defaults.
 pub const DEFAULT_TIMEOUT_S: u64 = 600;
 pub const DEFAULT_BATCH_SIZE: u32 = 100;
+pub const DEFAULT_NEW_VERSION_PERCENT: u32 = 10;
+/// Minutes.
+pub const DEFAULT_EVALUATION_TIME_MIN: u64 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionArgError {
@@ -66,6 +70,14 @@ pub enum DeploymentPolicy {
 }
 
 impl DeploymentPolicy {
+    /// Whether the policy deploys to hosts a provisioner launches for it.
+    pub fn needs_new_hosts(self) -> bool {
+        matches!(
+            self,
+            Self::RollingWithAdditionalBatch | Self::Immutable | Self::TrafficSplitting
+        )
+    }
+
     pub const ALL: [DeploymentPolicy; 5] = [
         Self::AllAtOnce,
         Self::Rolling,
@@ -111,6 +123,10 @@ pub struct CommandOptions {
     pub auto_rollback: bool,
     /// `aws:elasticbeanstalk:environment:process:default` `DeregistrationDelay`.
     pub drain_timeout_s: u64,
+    /// `aws:elasticbeanstalk:trafficsplitting`: the new hosts' share of the traffic during
+    /// the evaluation, and how long it lasts (minutes).
+    pub new_version_percent: u32,
+    pub evaluation_time_min: u64,
 }
 
 impl Default for CommandOptions {
@@ -124,6 +140,8 @@ impl Default for CommandOptions {
             health_threshold: Status::Ok,
             auto_rollback: false,
             drain_timeout_s: DEFAULT_DEREGISTRATION_DELAY_S,
+            new_version_percent: DEFAULT_NEW_VERSION_PERCENT,
+            evaluation_time_min: DEFAULT_EVALUATION_TIME_MIN,
         }
     }
 }
@@ -154,6 +172,18 @@ impl From<&OptionSettings> for CommandOptions {
             get(COMMAND, "IgnoreHealthCheck").map(String::as_str) == Some("true");
         options.auto_rollback = get(COMMAND, "AutoRollback").map(String::as_str) == Some("true");
         options.drain_timeout_s = ProcessOptions::from(settings).deregistration_delay_s;
+        if let Some(percent) = get(TRAFFIC_SPLITTING, "NewVersionPercent")
+            .and_then(|v| v.parse().ok())
+            .filter(|p| (1..=100).contains(p))
+        {
+            options.new_version_percent = percent;
+        }
+        if let Some(minutes) = get(TRAFFIC_SPLITTING, "EvaluationTime")
+            .and_then(|v| v.parse().ok())
+            .filter(|m| (3..=600).contains(m))
+        {
+            options.evaluation_time_min = minutes;
+        }
         if let Some(threshold) = get(COMMAND, "HealthCheckSuccessThreshold")
             .or_else(|| get(HEALTH_SYSTEM, "HealthCheckSuccessThreshold"))
             .and_then(|v| threshold(v))
@@ -176,7 +206,9 @@ pub fn properties(settings: &OptionSettings) -> BTreeMap<String, String> {
 }
 
 /// Every problem with `settings`, each naming its `namespace:option` and what is valid.
-pub fn validate(settings: &OptionSettings) -> Vec<String> {
+/// `provisioner`: whether this controller can launch hosts (the policies that need new hosts
+/// are refused without one).
+pub fn validate(settings: &OptionSettings, provisioner: bool) -> Vec<String> {
     let mut problems = Vec::new();
     let batch_type = settings
         .get(&format!("{COMMAND}:BatchSizeType"))
@@ -190,7 +222,12 @@ pub fn validate(settings: &OptionSettings) -> Vec<String> {
             continue;
         };
         match namespace {
-            COMMAND => command_option(key, option, value, batch_type, &mut problems),
+            COMMAND => command_option(key, option, value, batch_type, provisioner, &mut problems),
+            TRAFFIC_SPLITTING => match option {
+                "NewVersionPercent" => range_option(key, value, 1..=100, "a percentage", &mut problems),
+                "EvaluationTime" => range_option(key, value, 3..=600, "minutes", &mut problems),
+                _ => problems.push(unknown_option(key, "NewVersionPercent, EvaluationTime")),
+            },
             HEALTH_SYSTEM => match option {
                 "SystemType" if value != "enhanced" => problems.push(format!(
                     "{key}: {value:?} is not valid; only enhanced (health reporting is always enhanced)"
@@ -216,7 +253,8 @@ pub fn validate(settings: &OptionSettings) -> Vec<String> {
             }
             _ => problems.push(format!(
                 "{key}: namespace {namespace} is not supported; supported: {COMMAND}, \
-                 {APPLICATION_ENVIRONMENT}, {ENVIRONMENT}, {HEALTH_SYSTEM}, {PROCESS}"
+                 {APPLICATION_ENVIRONMENT}, {ENVIRONMENT}, {HEALTH_SYSTEM}, {PROCESS}, \
+                 {TRAFFIC_SPLITTING}"
             )),
         }
     }
@@ -228,6 +266,22 @@ pub fn validate(settings: &OptionSettings) -> Vec<String> {
     problems
 }
 
+fn range_option(
+    key: &str,
+    value: &str,
+    range: std::ops::RangeInclusive<u64>,
+    what: &str,
+    problems: &mut Vec<String>,
+) {
+    if !value.parse::<u64>().is_ok_and(|v| range.contains(&v)) {
+        problems.push(format!(
+            "{key}: {value:?} is not valid; {what} from {} to {}",
+            range.start(),
+            range.end()
+        ));
+    }
+}
+
 fn unknown_option(key: &str, known: &str) -> String {
     format!("{key}: unknown option; the namespace's options are {known}")
 }
@@ -237,16 +291,18 @@ fn command_option(
     option: &str,
     value: &str,
     batch_type: Option<&str>,
+    provisioner: bool,
     problems: &mut Vec<String>,
 ) {
     match option {
         "DeploymentPolicy" => match DeploymentPolicy::parse(value) {
-            Some(DeploymentPolicy::AllAtOnce | DeploymentPolicy::Rolling) => {}
-            // EB-valid, but they need new hosts: refused rather than silently degraded.
-            Some(other) => problems.push(format!(
-                "{key}: {} needs new hosts, and this controller has no provisioner yet; use AllAtOnce or Rolling",
-                other.as_str()
+            // Without a provisioner they cannot run: refused rather than silently degraded.
+            Some(policy) if policy.needs_new_hosts() && !provisioner => problems.push(format!(
+                "{key}: {} needs new hosts, and this controller has no provisioner \
+                 (configure [provisioner] in its config); use AllAtOnce or Rolling",
+                policy.as_str()
             )),
+            Some(_) => {}
             None => problems.push(format!(
                 "{key}: {value:?} is not valid; one of AllAtOnce, Rolling, RollingWithAdditionalBatch, Immutable, TrafficSplitting"
             )),

@@ -63,7 +63,7 @@ fn valid_settings_have_no_problems() {
         ),
         ("aws:elasticbeanstalk:application:environment:_X1", ""),
     ]);
-    assert_eq!(validate(&ok), Vec::<String>::new());
+    assert_eq!(validate(&ok, false), Vec::<String>::new());
 }
 
 #[test]
@@ -95,11 +95,11 @@ fn every_problem_is_reported_at_once_naming_its_option() {
         ),
         ("aws:autoscaling:asg:MaxSize", "4"),
     ]);
-    let problems = validate(&bad);
+    let problems = validate(&bad, false);
     assert_eq!(problems.len(), 13, "{problems:#?}");
     let has = |needle: &str| problems.iter().any(|p| p.contains(needle));
     assert!(has(
-        "DeploymentPolicy: Immutable needs new hosts, and this controller has no provisioner yet"
+        "DeploymentPolicy: Immutable needs new hosts, and this controller has no provisioner"
     ));
     assert!(has("Timeout: \"0\" is not valid; seconds from 1 to 3600"));
     assert!(has(
@@ -131,29 +131,65 @@ fn every_problem_is_reported_at_once_naming_its_option() {
 
 #[test]
 fn policies_that_need_new_hosts_are_refused_without_a_provisioner() {
-    for policy in DeploymentPolicy::ALL.into_iter().skip(2) {
-        let problems = validate(&settings(&[(
-            "aws:elasticbeanstalk:command:DeploymentPolicy",
-            policy.as_str(),
-        )]));
+    let policy = |name: &str| settings(&[("aws:elasticbeanstalk:command:DeploymentPolicy", name)]);
+    for needs in DeploymentPolicy::ALL
+        .into_iter()
+        .filter(|p| p.needs_new_hosts())
+    {
+        let problems = validate(&policy(needs.as_str()), false);
         assert_eq!(problems.len(), 1);
         assert!(
-            problems[0].contains("needs new hosts, and this controller has no provisioner yet"),
+            problems[0].contains("needs new hosts, and this controller has no provisioner"),
             "{problems:?}"
         );
+        assert!(validate(&policy(needs.as_str()), true).is_empty());
     }
-    for policy in ["AllAtOnce", "Rolling"] {
-        let problems = validate(&settings(&[(
-            "aws:elasticbeanstalk:command:DeploymentPolicy",
-            policy,
-        )]));
-        assert!(problems.is_empty(), "{policy}: {problems:?}");
+    for name in ["AllAtOnce", "Rolling"] {
+        assert!(validate(&policy(name), false).is_empty(), "{name}");
     }
-    let problems = validate(&settings(&[(
-        "aws:elasticbeanstalk:command:DeploymentPolicy",
-        "Blue",
-    )]));
+    let problems = validate(&policy("Blue"), true);
     assert!(problems[0].contains("is not valid; one of AllAtOnce, Rolling"));
+}
+
+#[test]
+fn traffic_splitting_options_have_eb_ranges_and_defaults() {
+    let defaults = CommandOptions::from(&settings(&[]));
+    assert_eq!(
+        (defaults.new_version_percent, defaults.evaluation_time_min),
+        (10, 5)
+    );
+    let set = settings(&[
+        (
+            "aws:elasticbeanstalk:trafficsplitting:NewVersionPercent",
+            "25",
+        ),
+        ("aws:elasticbeanstalk:trafficsplitting:EvaluationTime", "3"),
+    ]);
+    assert!(validate(&set, true).is_empty());
+    let options = CommandOptions::from(&set);
+    assert_eq!(
+        (options.new_version_percent, options.evaluation_time_min),
+        (25, 3)
+    );
+    let bad = settings(&[
+        (
+            "aws:elasticbeanstalk:trafficsplitting:NewVersionPercent",
+            "0",
+        ),
+        ("aws:elasticbeanstalk:trafficsplitting:EvaluationTime", "2"),
+        ("aws:elasticbeanstalk:trafficsplitting:Share", "2"),
+    ]);
+    let problems = validate(&bad, true);
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(problems[0].contains("EvaluationTime: \"2\" is not valid; minutes from 3 to 600"));
+    assert!(
+        problems[1].contains("NewVersionPercent: \"0\" is not valid; a percentage from 1 to 100")
+    );
+    assert!(
+        problems[2].contains(
+            "unknown option; the namespace's options are NewVersionPercent, EvaluationTime"
+        )
+    );
 }
 
 #[test]
@@ -162,12 +198,12 @@ fn fixed_batch_size_is_a_count() {
         ("aws:elasticbeanstalk:command:BatchSizeType", "Fixed"),
         ("aws:elasticbeanstalk:command:BatchSize", "250"),
     ]);
-    assert!(validate(&fixed).is_empty());
+    assert!(validate(&fixed, false).is_empty());
     let zero = settings(&[
         ("aws:elasticbeanstalk:command:BatchSizeType", "Fixed"),
         ("aws:elasticbeanstalk:command:BatchSize", "0"),
     ]);
-    assert!(validate(&zero)[0].contains("at least 1 (BatchSizeType Fixed)"));
+    assert!(validate(&zero, false)[0].contains("at least 1 (BatchSizeType Fixed)"));
 }
 
 #[test]
@@ -176,7 +212,7 @@ fn properties_are_limited_in_total_size() {
     let mut two = OptionSettings::new();
     two.insert(format!("{APPLICATION_ENVIRONMENT}:A"), big.clone());
     two.insert(format!("{APPLICATION_ENVIRONMENT}:B"), big);
-    let problems = validate(&two);
+    let problems = validate(&two, false);
     assert_eq!(problems.len(), 1);
     assert!(problems[0].contains("more than 65536"), "{problems:?}");
 }
@@ -263,7 +299,7 @@ fn the_default_process_options_have_ebs_ranges() {
         ),
         ("aws:elasticbeanstalk:command:AutoRollback", "true"),
     ]);
-    assert_eq!(validate(&ok), Vec::<String>::new());
+    assert_eq!(validate(&ok, false), Vec::<String>::new());
     let process = ProcessOptions::from(&ok);
     assert_eq!(process.health_check_path, "/health?deep=1");
     assert_eq!(process.deregistration_delay_s, 0);
@@ -292,7 +328,7 @@ fn the_default_process_options_have_ebs_ranges() {
         ),
         ("aws:elasticbeanstalk:command:AutoRollback", "yes"),
     ]);
-    let problems = validate(&bad);
+    let problems = validate(&bad, false);
     assert_eq!(problems.len(), 5, "{problems:#?}");
     assert!(
         problems

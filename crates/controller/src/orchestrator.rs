@@ -131,6 +131,9 @@ pub fn settings<S: Store>(app: &App<S>, env: &Environment) -> DeploySettings {
     if let Some(span) = app.config.deploy.health_gate_min {
         settings.gate_min_ms = span.as_millis() as u64;
     }
+    if let Some(evaluation) = app.config.deploy.evaluation_time {
+        settings.evaluation_ms = evaluation.as_millis() as u64;
+    }
     settings
 }
 
@@ -186,7 +189,7 @@ async fn begin<S: Store>(
     if raise || env.status != EnvStatus::Updating {
         env.status = EnvStatus::Updating;
         env.updated_ms = now_ms();
-        app.store.save_environment(env).await?;
+        app.store.save_environment_state(env).await?;
     }
     Ok(raise)
 }
@@ -199,7 +202,7 @@ pub async fn apply_step<S: Store>(
     before: &Deployment,
     outcome: StepOutcome,
 ) -> StoreResult<()> {
-    let deployment = outcome.deployment;
+    let mut deployment = outcome.deployment;
     if deployment != *before {
         match app.store.save_deployment(&deployment, before).await {
             // Changed meanwhile (an operator's abort, or another replica's step): this step
@@ -209,8 +212,21 @@ pub async fn apply_step<S: Store>(
             saved => saved?,
         }
     }
-    // Queued before the events: a restart that is asked for is what matters; queueing is
-    // idempotent by id, so the same command asked for on every step is queued once.
+    // The step's events first: they say why hosts are launched or released.
+    if !outcome.events.is_empty() {
+        app.store.append_events(&outcome.events).await?;
+    }
+    if outcome.launch > 0 || !outcome.release.is_empty() {
+        match crate::provision::apply(app, deployment.clone(), outcome.launch, &outcome.release)
+            .await
+        {
+            Ok(named) => deployment = named,
+            Err(StoreError::Conflict(_)) => return Ok(()),
+            Err(error) => return Err(error),
+        }
+    }
+    // Queueing is idempotent by id, so the same command asked for on every step is queued
+    // once (a crash before it is made good by the next step).
     for (instance_id, command_id) in &outcome.commands {
         if app.store.command(command_id).await?.is_none() {
             app.store
@@ -224,9 +240,6 @@ pub async fn apply_step<S: Store>(
                 })
                 .await?;
         }
-    }
-    if !outcome.events.is_empty() {
-        app.store.append_events(&outcome.events).await?;
     }
     if deployment != *before {
         let desired = app.deployment_desired(env, &deployment).await?;
@@ -255,7 +268,7 @@ pub async fn apply_step<S: Store>(
                 env.desired_version = deployment.version_label.clone();
             }
         }
-        app.store.save_environment(&env).await?;
+        app.store.save_environment_state(&env).await?;
         app.refresh().await?;
         crate::rollback::auto_rollback(app, &env, &deployment).await?;
     }
@@ -272,7 +285,8 @@ pub async fn fresh_instances<S: Store>(app: &App<S>, name: &str) -> StoreResult<
         .map(|row| match cache.instances.get(&row.id) {
             Some(cached)
                 if cached.last_seen_ms > row.last_seen_ms
-                    && cached.revoked_ms == row.revoked_ms =>
+                    && cached.revoked_ms == row.revoked_ms
+                    && cached.environment == row.environment =>
             {
                 cached.clone()
             }
@@ -327,7 +341,7 @@ async fn rollup<S: Store>(
     let evaluation = evaluate(app, &env, instances).await?;
     if evaluation.published != env.health {
         env.health = evaluation.published.clone();
-        app.store.save_environment(&env).await?;
+        app.store.save_environment_state(&env).await?;
         let mut cache = app.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.environments.insert(env.name.clone(), env.clone());
     }

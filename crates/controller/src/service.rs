@@ -155,6 +155,12 @@ async fn run_with<S: Store>(store: S, config: Config) -> i32 {
         config.deploy.commit_window,
         config.hosts.interval,
     );
+    let provisioner = match &config.provisioner {
+        Some(provisioner) => Some(Arc::new(
+            crate::provision::Provisioner::new(provisioner, &config.public_url).await,
+        )),
+        None => None,
+    };
     let app = Arc::new(App {
         store,
         objects,
@@ -166,6 +172,7 @@ async fn run_with<S: Store>(store: S, config: Config) -> i32 {
         counters: Counters::default(),
         config,
         lb: lb.clone(),
+        provisioner,
     });
     if let Err(e) = app.refresh().await {
         eprintln!("hostmanager-controller: reading the database: {e}");

@@ -5,9 +5,11 @@
 
 mod load_balancer;
 mod objects;
+mod provisioner;
 
 pub use load_balancer::LoadBalancerConfig;
 pub use objects::Objects;
+pub use provisioner::{Ec2Config, LocalConfig, ProvisionerConfig};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,6 +36,8 @@ pub struct Config {
     /// Events older than this are deleted (Elastic Beanstalk keeps 6 weeks).
     pub events_retention: Duration,
     pub load_balancer: Option<LoadBalancerConfig>,
+    /// Where new hosts come from; `None`: policies that need them are refused.
+    pub provisioner: Option<ProvisionerConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +101,9 @@ pub struct DeployConfig {
     pub commit_window: Duration,
     /// Added to `Timeout` for a deployment's (or batch's) deadline: EB's 240 s by default.
     pub timeout_margin: Duration,
+    /// Overrides every environment's `EvaluationTime` (EB counts it in minutes; tests and
+    /// demos shorten it).
+    pub evaluation_time: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -116,6 +123,7 @@ struct RawConfig {
     #[serde(default)]
     objects: objects::RawObjects,
     load_balancer: Option<load_balancer::RawLoadBalancer>,
+    provisioner: Option<provisioner::RawProvisioner>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -154,6 +162,7 @@ struct RawDeploy {
     lease: Option<String>,
     commit_window: Option<String>,
     timeout_margin: Option<String>,
+    evaluation_time: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -300,6 +309,10 @@ fn resolve(raw: RawConfig, data_dir: Option<&Path>) -> Result<Config, Vec<String
         .deploy
         .health_gate_min
         .map(|text| duration("deploy.health_gate_min", Some(text), Duration::ZERO));
+    let evaluation_time = raw
+        .deploy
+        .evaluation_time
+        .map(|text| duration("deploy.evaluation_time", Some(text), Duration::ZERO));
     let tick = duration("deploy.tick", raw.deploy.tick, Duration::from_secs(1));
     let lease = duration("deploy.lease", raw.deploy.lease, Duration::from_secs(15));
     let events_retention = duration(
@@ -327,6 +340,7 @@ fn resolve(raw: RawConfig, data_dir: Option<&Path>) -> Result<Config, Vec<String
         }),
     };
     let load_balancer = load_balancer::parse(raw.load_balancer, &data_dir, &mut problems);
+    let provisioner = provisioner::parse(raw.provisioner, &mut problems);
     let missed_reports = raw.hosts.missed_reports.unwrap_or(3);
     if missed_reports == 0 {
         problems.push("hosts.missed_reports: must be at least 1".into());
@@ -371,9 +385,11 @@ fn resolve(raw: RawConfig, data_dir: Option<&Path>) -> Result<Config, Vec<String
             lease,
             commit_window,
             timeout_margin,
+            evaluation_time,
         },
         events_retention,
         load_balancer,
+        provisioner,
     })
 }
 

@@ -60,3 +60,56 @@ fn a_postgres_password_is_not_shown() {
     .expect("valid");
     assert!(!config.database.describe().contains("s3cret"));
 }
+
+#[test]
+fn provisioners_are_read_by_kind_and_their_problems_named() {
+    let data = Some(Path::new("/tmp/c"));
+    assert_eq!(parse("", data).expect("defaults").provisioner, None);
+    let standby = parse("[provisioner]\nkind = \"standby\"\n", data).expect("standby");
+    assert_eq!(
+        standby.provisioner,
+        Some(ProvisionerConfig::Standby {
+            pool: "standby".into()
+        })
+    );
+    let local = parse(
+        "[provisioner]\nkind = \"local\"\nagent = \"/usr/bin/hostmanager\"\n\
+         template = \"/etc/t.toml\"\nports = \"20000-20100\"\n[deploy]\nevaluation_time = \"5s\"\n",
+        data,
+    )
+    .expect("local");
+    let Some(ProvisionerConfig::Local(settings)) = local.provisioner else {
+        panic!("local: {:?}", local.provisioner);
+    };
+    assert_eq!(settings.ports, 20000..=20100);
+    assert_eq!(
+        settings.dir,
+        PathBuf::from("/var/lib/hostmanager-controller/hosts"),
+        "not under the private data directory"
+    );
+    assert_eq!(local.deploy.evaluation_time, Some(Duration::from_secs(5)));
+    let ec2 = parse(
+        "[provisioner]\nkind = \"ec2\"\nendpoint_url = \"http://127.0.0.1:5000\"\n",
+        data,
+    )
+    .expect("ec2");
+    let Some(ProvisionerConfig::Ec2(settings)) = ec2.provisioner else {
+        panic!("ec2: {:?}", ec2.provisioner);
+    };
+    assert_eq!(settings.auto_scaling_group, "hostmanager-{environment}");
+    assert_eq!(settings.launch_timeout, Duration::from_secs(300));
+    let problems = parse("[provisioner]\nkind = \"local\"\nports = \"80-81\"\n", data)
+        .expect_err("incomplete")
+        .join("\n");
+    for expected in [
+        "provisioner.agent: required with kind = \"local\"",
+        "provisioner.template: required",
+        "provisioner.ports: \"80-81\" is not a range",
+    ] {
+        assert!(problems.contains(expected), "{expected:?} in {problems}");
+    }
+    let unknown = parse("[provisioner]\nkind = \"cloud\"\n", data).expect_err("unknown");
+    assert!(
+        unknown[0].contains("provisioner.kind: \"cloud\" is not valid; one of standby, local, ec2")
+    );
+}

@@ -19,6 +19,8 @@ fn settings() -> DeploySettings {
         gate_min_ms: 20_000,
         margin_s: 240,
         drain_timeout_ms: 20_000,
+        new_version_percent: 10,
+        evaluation_ms: 5_000,
     }
 }
 

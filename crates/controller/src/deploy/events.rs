@@ -107,10 +107,25 @@ impl Emitter {
         deployment: Deployment,
         commands: Vec<(String, String)>,
     ) -> StepOutcome {
+        self.finish_with(deployment, commands, 0, Vec::new())
+    }
+
+    /// `finish`, with the hosts to launch and to release.
+    pub(super) fn finish_with(
+        self,
+        deployment: Deployment,
+        commands: Vec<(String, String)>,
+        launch: usize,
+        mut release: Vec<String>,
+    ) -> StepOutcome {
+        release.sort_unstable();
+        release.dedup();
         StepOutcome {
             deployment,
             events: self.events,
             commands,
+            launch,
+            release,
         }
     }
 }

@@ -6,7 +6,7 @@ use hostmanager_protocol::Outcome;
 use super::events::Emitter;
 use super::{DeploySettings, FleetView, InstanceView};
 use crate::health::Status;
-use crate::model::{EventSeverity, Member, MemberState, Millis};
+use crate::model::{EventSeverity, Member, MemberRole, MemberState, Millis};
 
 /// The member's host, or `None` when it left the environment (revoked or gone): the member
 /// then fails, saying so, unless it was done already.
@@ -146,6 +146,11 @@ pub(super) fn health_gate(member: &mut Member, host: &InstanceView, settings: &D
         member.done_ms = Some(report_ms);
         return;
     }
+    // A launched host takes no traffic before its checks pass: a report counts only once
+    // they do (and its first one puts it in rotation, see `lb::render::answer`).
+    if member.role == MemberRole::Launch && host.lb.as_ref().is_some_and(|lb| !lb.up) {
+        return;
+    }
     let spacing = settings.gate_min_ms / u64::from(settings.gate_reports.max(2) - 1);
     if member.healthy_reports > 0 && report_ms < last.saturating_add(spacing as i64) {
         return;
@@ -176,14 +181,17 @@ pub(super) fn passes(status: Status, threshold: Status) -> bool {
 pub(crate) fn is_final(state: MemberState) -> bool {
     matches!(
         state,
-        MemberState::Healthy | MemberState::Failed | MemberState::TimedOut
+        MemberState::Healthy | MemberState::Failed | MemberState::TimedOut | MemberState::Released
     )
 }
 
 pub(super) fn command_running(member: &Member) -> bool {
     matches!(
         member.state,
-        MemberState::Pending | MemberState::Draining | MemberState::Dispatched
+        MemberState::Pending
+            | MemberState::Draining
+            | MemberState::Dispatched
+            | MemberState::Launching
     )
 }
 

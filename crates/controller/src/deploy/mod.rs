@@ -7,8 +7,9 @@
 //! `AllAtOnce` ([`allatonce`]) dispatches to every member at once through the environment's
 //! desired state; `Rolling` ([`rolling`]) goes batch by batch ([`batches`]), each member
 //! getting the deployment's desired state in its own replies once its batch is drained
-//! ([`targeted_members`]). The policies that need new hosts are refused until a provisioner
-//! exists (`options::validate`).
+//! ([`targeted_members`]). `RollingWithAdditionalBatch`, `Immutable` and `TrafficSplitting`
+//! are batches too, some of hosts a provisioner launches and one of hosts it releases
+//! ([`fresh`]); without a provisioner they are refused (`options::validate`).
 //!
 //! Members are fixed when the deployment is created ([`new_deployment`]): instances that
 //! enroll afterwards are not members. They get the environment's desired state in their
@@ -17,6 +18,7 @@
 pub mod allatonce;
 pub mod batches;
 mod events;
+pub mod fresh;
 mod members;
 pub mod rolling;
 
@@ -24,12 +26,10 @@ use std::collections::BTreeMap;
 
 use hostmanager_protocol::{CommandResult, DesiredResult};
 
-pub use allatonce::abort;
-
 use crate::health::Status;
 use crate::model::{
-    Deployment, DeploymentKind, DeploymentStatus, Instance, Member, MemberState, Millis, NewEvent,
-    Tier,
+    Deployment, DeploymentKind, DeploymentStatus, Instance, Member, MemberRole, MemberState,
+    Millis, NewEvent, Tier,
 };
 use crate::options::CommandOptions;
 
@@ -72,14 +72,39 @@ pub fn is_batched(deployment: &Deployment) -> bool {
 }
 
 /// The members that get the deployment's desired state in their replies: those of a batched
-/// deploy (or rollback) whose batch was drained. An AllAtOnce deployment goes through the
-/// environment's desired state instead.
+/// deploy (or rollback) whose batch was drained, and the hosts launched for it (from their
+/// first reply). An AllAtOnce deployment goes through the environment's desired state
+/// instead; hosts being retired keep what they serve.
 pub fn targeted_members(deployment: &Deployment) -> impl Iterator<Item = &Member> {
     let targeted =
         is_batched(deployment) && deployment.kind.is_deploy() && !deployment.status.is_finished();
     deployment.members.iter().filter(move |m| {
-        targeted && !matches!(m.state, MemberState::Pending | MemberState::Draining)
+        targeted
+            && m.role != MemberRole::Retire
+            && !m.instance_id.is_empty()
+            && !matches!(
+                m.state,
+                MemberState::Pending
+                    | MemberState::Draining
+                    | MemberState::Retiring
+                    | MemberState::Releasing
+                    | MemberState::Released
+            )
     })
+}
+
+/// `AbortEnvironmentUpdate`: no further batch; hosts launched for the deployment are released
+/// (it is Aborting until they are gone).
+pub fn abort(deployment: &Deployment, now_ms: Millis, reason: &str) -> StepOutcome {
+    // Already on its way out: the release of its hosts goes on.
+    if matches!(
+        deployment.status,
+        DeploymentStatus::Failing | DeploymentStatus::Aborting
+    ) {
+        return StepOutcome::unchanged(deployment);
+    }
+    let out = allatonce::abort(deployment, now_ms, reason);
+    fresh::after_abort(out, now_ms)
 }
 
 /// The command id a restart sends to one member: derived, so that a step repeated after a
@@ -124,6 +149,7 @@ pub fn new_deployment<'a>(
                 healthy_reports: 0,
                 command_id: None,
                 drain_started_ms: None,
+                role: Default::default(),
             })
             .collect(),
     }
@@ -155,6 +181,10 @@ pub struct DeploySettings {
     /// How long a batch's hosts may take to drain before they are sent the new version
     /// anyway (`DeregistrationDelay`, EB: 20 s).
     pub drain_timeout_ms: u64,
+    /// `TrafficSplitting`: the new hosts' share of the traffic during the evaluation, and
+    /// how long the evaluation lasts.
+    pub new_version_percent: u32,
+    pub evaluation_ms: u64,
 }
 
 impl DeploySettings {
@@ -174,6 +204,8 @@ impl DeploySettings {
             gate_min_ms,
             margin_s: TIMEOUT_MARGIN_S,
             drain_timeout_ms: options.drain_timeout_s.saturating_mul(1000),
+            new_version_percent: options.new_version_percent,
+            evaluation_ms: options.evaluation_time_min.saturating_mul(60_000),
         }
     }
 
@@ -210,6 +242,9 @@ pub struct InstanceView {
 pub struct LbServer {
     /// Takes new traffic: UP and not draining or in maintenance.
     pub in_rotation: bool,
+    /// Its active checks pass (UP, or DRAIN: up but taking no new traffic), whatever the
+    /// responder told HAProxy: a new host's gate needs this before it takes traffic.
+    pub up: bool,
     /// HAProxy's `scur`: sessions open on the server now.
     pub sessions: u64,
 }
@@ -256,6 +291,12 @@ pub struct StepOutcome {
     /// Commands to queue, as (instance id, command id): every dispatched restart whose result
     /// is not in yet (queueing is idempotent by id).
     pub commands: Vec<(String, String)>,
+    /// Hosts to ask the provisioner for: the current batch's unnamed members (the
+    /// orchestrator names them with what the provisioner launched).
+    pub launch: usize,
+    /// Hosts to give back to the provisioner, asked for on every step until they are gone
+    /// (releasing is idempotent).
+    pub release: Vec<String>,
 }
 
 impl StepOutcome {
@@ -265,6 +306,8 @@ impl StepOutcome {
             deployment: deployment.clone(),
             events: Vec::new(),
             commands: Vec::new(),
+            launch: 0,
+            release: Vec::new(),
         }
     }
 

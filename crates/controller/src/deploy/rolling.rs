@@ -18,7 +18,7 @@ use super::members::{
     command_failure, command_running, deploy_result, enrolled_host, health_gate, is_final,
     restart_result, time_out,
 };
-use super::{DeploySettings, FleetView, InstanceView, StepOutcome, command_id, deadline_ms};
+use super::{DeploySettings, FleetView, InstanceView, StepOutcome, command_id, deadline_ms, fresh};
 use crate::model::{Deployment, DeploymentKind, DeploymentStatus, Member, MemberState, Millis};
 
 /// One step of the deployment against the fleet as it is now.
@@ -32,9 +32,24 @@ pub fn step(
         return StepOutcome::unchanged(deployment);
     };
     let mut commands = Vec::new();
-    // A step may finish one batch and start the next.
-    loop {
+    let (mut launch, mut release) = (0, Vec::new());
+    if matches!(
+        d.status,
+        DeploymentStatus::Failing | DeploymentStatus::Aborting
+    ) {
+        fresh::clean_up(&mut d, view, settings, now_ms, &mut release);
+        if d.status.is_finished() {
+            out.info("The new instance(s) were released: the environment runs on its original instances.");
+        }
+        return out.finish_with(d, commands, launch, release);
+    }
+    // A step may finish one batch and start the next; each pass finishes a batch or stops,
+    // so it runs at most once per batch (and once more to retire an additional batch).
+    for _ in 0..=batch_count(&d) + 1 {
         let Some(batch) = current_batch(&d) else {
+            if fresh::retire_additional_batch(&mut d, now_ms, &mut out) {
+                continue;
+            }
             out.succeeded(d.kind);
             d.status = DeploymentStatus::Succeeded;
             d.finished_ms = Some(now_ms);
@@ -47,20 +62,30 @@ pub fn step(
             now_ms,
             out: &mut out,
             commands: &mut commands,
+            launch: &mut launch,
+            release: &mut release,
         };
-        match batch_run.step(&mut d) {
+        let progress = match fresh::launch_failure(&d) {
+            Some(message) => Progress::Failed(message),
+            None => batch_run.step(&mut d),
+        };
+        match progress {
             Progress::Running => break,
             Progress::Done => continue,
             Progress::Failed(message) => {
                 out.failed(d.kind, &message);
-                d.status = DeploymentStatus::Failed;
-                d.finished_ms = Some(now_ms);
                 d.message = Some(message);
+                if fresh::start_failing(&mut d, &mut out) {
+                    fresh::clean_up(&mut d, view, settings, now_ms, &mut release);
+                } else {
+                    d.status = DeploymentStatus::Failed;
+                    d.finished_ms = Some(now_ms);
+                }
                 break;
             }
         }
     }
-    out.finish(d, commands)
+    out.finish_with(d, commands, launch, release)
 }
 
 /// The lowest batch with a member that is not done.
@@ -96,6 +121,8 @@ struct BatchRun<'a> {
     now_ms: Millis,
     out: &'a mut Emitter,
     commands: &'a mut Vec<(String, String)>,
+    launch: &'a mut usize,
+    release: &'a mut Vec<String>,
 }
 
 impl BatchRun<'_> {
@@ -104,22 +131,54 @@ impl BatchRun<'_> {
         let number = self.batch + 1;
         let now_ms = self.now_ms;
         let in_batch = |m: &Member, batch: u32| m.batch == batch;
+        if fresh::is_retire_batch(d, self.batch) {
+            let batch = self.batch;
+            return match fresh::retire_batch(
+                d,
+                batch,
+                self.view,
+                self.settings,
+                now_ms,
+                self.out,
+                self.release,
+            ) {
+                Ok(true) => Progress::Done,
+                Ok(false) => Progress::Running,
+                Err(message) => Progress::Failed(message),
+            };
+        }
+        // Not started: nothing of it moved yet (a slot stays Pending until it is named, but
+        // its batch's start time is set).
         if d.members
             .iter()
             .filter(|m| in_batch(m, self.batch))
-            .all(|m| m.state == MemberState::Pending)
+            .all(|m| m.state == MemberState::Pending && m.drain_started_ms.is_none())
         {
-            let ids = ids(d, self.batch, |_| true);
+            let ids = ids(d, self.batch, |m| !fresh::is_slot(m));
+            let slots = d
+                .members
+                .iter()
+                .filter(|m| in_batch(m, self.batch) && fresh::is_slot(m))
+                .count();
             for member in d.members.iter_mut().filter(|m| in_batch(m, self.batch)) {
-                member.state = MemberState::Draining;
+                if !fresh::is_slot(member) {
+                    member.state = MemberState::Draining;
+                }
+                // A slot's batch starts now too: its deadline runs from here.
                 member.drain_started_ms = Some(now_ms);
             }
-            self.out.info(&match kind {
-                DeploymentKind::Restart => {
-                    format!("Batch {number}: Starting application server restart on instance(s) [{ids}].")
-                }
-                _ => format!("Batch {number}: Starting application deployment on instance(s) [{ids}]."),
-            });
+            if slots > 0 {
+                self.out
+                    .info(&fresh::launch_event(&d.policy, self.batch, slots));
+            }
+            if !ids.is_empty() {
+                self.out.info(&match kind {
+                    DeploymentKind::Restart => {
+                        format!("Batch {number}: Starting application server restart on instance(s) [{ids}].")
+                    }
+                    _ => format!("Batch {number}: Starting application deployment on instance(s) [{ids}]."),
+                });
+            }
         }
         let deadline = deadline_ms(d, self.settings.budget_ms());
         let batch_members = |d: &Deployment| -> Vec<MemberState> {
@@ -131,6 +190,12 @@ impl BatchRun<'_> {
         };
         let before = batch_members(d);
         for member in d.members.iter_mut().filter(|m| in_batch(m, self.batch)) {
+            if fresh::is_slot(member) || member.state == MemberState::Launching {
+                fresh::launching(member, self.view, now_ms, deadline, self.launch);
+                if member.state == MemberState::Launching || fresh::is_slot(member) {
+                    continue;
+                }
+            }
             let Some(host) = enrolled_host(member, self.view, now_ms) else {
                 continue;
             };
@@ -184,7 +249,10 @@ impl BatchRun<'_> {
         let was_running = before.iter().any(|s| {
             matches!(
                 s,
-                MemberState::Pending | MemberState::Draining | MemberState::Dispatched
+                MemberState::Pending
+                    | MemberState::Draining
+                    | MemberState::Dispatched
+                    | MemberState::Launching
             )
         });
         if was_running && !running(d) {
@@ -231,6 +299,9 @@ impl BatchRun<'_> {
         self.out.info(&format!(
             "Batch {number}: Completed application deployment."
         ));
+        if let Some(split) = fresh::evaluation_event(d, self.batch, self.settings) {
+            self.out.info(&split);
+        }
         Progress::Done
     }
 }
@@ -298,7 +369,13 @@ pub fn rollback_of(
         reached.iter().map(|m| m.instance_id.as_str()),
         now_ms,
     );
-    rollback.policy = failed.policy.clone();
+    // The hosts it launched are gone: the rollback rolls over the existing ones.
+    rollback.policy = match fresh::launches(failed) {
+        true => crate::options::DeploymentPolicy::Rolling
+            .as_str()
+            .to_string(),
+        false => failed.policy.clone(),
+    };
     for (member, original) in rollback.members.iter_mut().zip(&reached) {
         member.batch = last - original.batch;
     }

@@ -21,6 +21,8 @@ fn settings() -> DeploySettings {
         gate_min_ms: 1_000,
         margin_s: 0,
         drain_timeout_ms: 20_000,
+        new_version_percent: 10,
+        evaluation_ms: 5_000,
     }
 }
 
@@ -45,6 +47,7 @@ fn host(in_rotation: bool) -> InstanceView {
         enrolled: true,
         lb: Some(LbServer {
             in_rotation,
+            up: in_rotation,
             sessions: 0,
         }),
     }
@@ -102,6 +105,7 @@ fn drained(view: &mut FleetView, ids: &[&str], drained: bool) {
     for id in ids {
         view.instances.get_mut(*id).expect("member").lb = Some(LbServer {
             in_rotation: !drained,
+            up: !drained,
             sessions: 0,
         });
     }
@@ -181,6 +185,7 @@ fn batches_drain_deploy_and_pass_their_gate_one_after_another_in_ebs_words() {
     // Batch 2: the drain times out (sessions stay open), then it deploys and passes.
     view.instances.get_mut("i-3").expect("member").lb = Some(LbServer {
         in_rotation: false,
+        up: false,
         sessions: 4,
     });
     let out = run(&out.deployment, &view, &s, T0 + 3_300);
@@ -203,6 +208,7 @@ fn batches_drain_deploy_and_pass_their_gate_one_after_another_in_ebs_words() {
     for host in ["i-3", "i-4"] {
         view.instances.get_mut(host).expect("member").lb = Some(LbServer {
             in_rotation: true,
+            up: true,
             sessions: 0,
         });
     }

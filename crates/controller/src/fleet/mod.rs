@@ -39,6 +39,8 @@ pub struct App<S: Store> {
     pub counters: Counters,
     /// The environments' load balancer, when `[load_balancer]` is configured.
     pub lb: Option<Arc<crate::lb::LoadBalancer>>,
+    /// Where new hosts come from, when `[provisioner]` is configured.
+    pub provisioner: Option<Arc<crate::provision::Provisioner>>,
 }
 
 impl<S: Store> std::fmt::Debug for App<S> {
@@ -140,7 +142,8 @@ impl<S: Store> App<S> {
                 Some(cached)
                     if cached.last_seen_ms >= instance.last_seen_ms
                         && cached.credential == instance.credential
-                        && cached.revoked_ms == instance.revoked_ms => {}
+                        && cached.revoked_ms == instance.revoked_ms
+                        && cached.environment == instance.environment => {}
                 _ => cache.put_instance(instance),
             }
         }

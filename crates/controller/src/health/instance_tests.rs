@@ -47,6 +47,7 @@ fn deployment(members: &[(&str, MemberState)]) -> Deployment {
                 healthy_reports: 0,
                 command_id: None,
                 drain_started_ms: None,
+                role: Default::default(),
             })
             .collect(),
     }

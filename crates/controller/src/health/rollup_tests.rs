@@ -210,6 +210,7 @@ fn deployment_in_progress_is_info_and_its_failures_do_not_count() {
                 healthy_reports: 0,
                 command_id: None,
                 drain_started_ms: None,
+                role: Default::default(),
             })
             .collect(),
     };

@@ -64,7 +64,14 @@ impl Haproxy {
 
     /// Writes the map, checks and writes the config, then starts HAProxy or reloads it.
     /// A config HAProxy refuses is not written: the running one stays.
-    pub async fn apply(&self, config: &str, map: &str) -> Result<(), String> {
+    /// `servers` (backend, server, address) are the config's: those HAProxy does not run yet
+    /// start down.
+    pub async fn apply(
+        &self,
+        config: &str,
+        map: &str,
+        servers: &[(String, String, String)],
+    ) -> Result<(), String> {
         std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
         write_atomic(&self.paths().map(), map)?;
         let candidate = self.dir.join("haproxy.cfg.new");
@@ -88,6 +95,7 @@ impl Haproxy {
             Some(master) => {
                 // What the agent and the runtime API set (drain, weights) survives the reload.
                 if let Ok(state) = self.command("show servers state").await {
+                    let state = super::render::state_with_new_servers_down(&state, servers);
                     write_atomic(&self.paths().server_state(), &state)?;
                 }
                 std::fs::rename(&candidate, self.config_path()).map_err(|e| e.to_string())?;
@@ -207,6 +215,7 @@ pub fn parse_stats(csv: &str) -> BTreeMap<(String, String), LbServer> {
             (field(px).to_string(), field(sv).to_string()),
             LbServer {
                 in_rotation: state == "UP" || state.starts_with("UP "),
+                up: state == "UP" || state.starts_with("UP ") || state.starts_with("DRAIN"),
                 sessions: field(scur).parse().unwrap_or(0),
             },
         );
@@ -235,6 +244,7 @@ mod tests {
             get("i-1"),
             LbServer {
                 in_rotation: true,
+                up: true,
                 sessions: 2
             }
         );
@@ -242,9 +252,12 @@ mod tests {
             get("i-2"),
             LbServer {
                 in_rotation: false,
+                up: true,
                 sessions: 1
             }
         );
+        assert!(get("i-3").up, "going down, still up");
+        assert!(!get("i-4").up && !get("i-5").up);
         assert!(get("i-3").in_rotation);
         assert!(!get("i-4").in_rotation);
         assert!(!get("i-5").in_rotation);

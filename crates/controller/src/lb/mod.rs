@@ -111,6 +111,7 @@ pub async fn run<S: Store>(app: Arc<App<S>>, lb: Arc<LoadBalancer>, stop: Cancel
                 cache.instances.values(),
                 &active,
                 &lb.config.domain,
+                app.provisioner.as_ref().and_then(|p| p.pool()),
             )
         };
         *lock(&lb.answers) = Some(model.answers.clone());
@@ -129,7 +130,11 @@ pub async fn run<S: Store>(app: Arc<App<S>>, lb: Arc<LoadBalancer>, stop: Cancel
         }
         let stopped = lb.haproxy.running().is_none() && !lb.haproxy.answers().await;
         let problem = if applied_config.as_ref() != Some(&config) || stopped {
-            let applied = match lb.haproxy.apply(&config, &map).await {
+            let applied = match lb
+                .haproxy
+                .apply(&config, &map, &render::servers(&model))
+                .await
+            {
                 Ok(()) => took_config(&lb, &model).await,
                 Err(problem) => Err(problem),
             };

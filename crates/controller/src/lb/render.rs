@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::config::LoadBalancerConfig;
-use crate::model::{Deployment, EnvStatus, Environment, Instance, MemberState};
-use crate::options::ProcessOptions;
+use crate::model::{Deployment, EnvStatus, Environment, Instance, MemberRole, MemberState};
+use crate::options::{CommandOptions, ProcessOptions};
 
 /// One environment behind the load balancer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,17 +49,29 @@ pub fn cname(env: &Environment, domain: &str) -> String {
 }
 
 /// The model of every live environment: a server per enrolled instance that advertises an
-/// address, and its answer (see [`answer`]).
+/// address, and its answer (see [`answer`]). `pool` is the standby pool's environment, which
+/// serves nothing and has no backend.
 pub fn model<'a>(
     environments: impl IntoIterator<Item = &'a Environment>,
     instances: impl IntoIterator<Item = &'a Instance>,
     active: &BTreeMap<String, &'a Deployment>,
     domain: &str,
+    pool: Option<&str>,
 ) -> Model {
     let mut model = Model::default();
+    let mut weights = BTreeMap::new();
     for env in environments {
-        if matches!(env.status, EnvStatus::Terminated | EnvStatus::Terminating) {
+        if matches!(env.status, EnvStatus::Terminated | EnvStatus::Terminating)
+            || pool == Some(env.name.as_str())
+        {
             continue;
+        }
+        let percent = CommandOptions::from(&env.options).new_version_percent;
+        if let Some(split) = active
+            .get(&env.name)
+            .and_then(|d| crate::deploy::fresh::split_weights(d, percent))
+        {
+            weights.insert(env.name.clone(), split);
         }
         model.backends.insert(
             env.name.clone(),
@@ -88,7 +100,11 @@ pub fn model<'a>(
             .push((instance.id.clone(), addr.to_string()));
         model.answers.insert(
             format!("{}/{}", instance.environment, instance.id),
-            answer(instance, active.get(&instance.environment).copied()).to_string(),
+            answer(
+                instance,
+                active.get(&instance.environment).copied(),
+                weights.get(&instance.environment).copied(),
+            ),
         );
     }
     for backend in model.backends.values_mut() {
@@ -98,20 +114,101 @@ pub fn model<'a>(
 }
 
 /// What the responder tells HAProxy of one server: `drain` while a batch it belongs to is
-/// being drained or deployed, `maint` until the host serves a release (it enrolled but has
-/// nothing to serve yet), `ready` otherwise — HAProxy's own active checks then decide.
-pub fn answer(instance: &Instance, active: Option<&Deployment>) -> &'static str {
-    let in_batch = active
+/// being drained or deployed, or while it is retired; `maint` until the host serves a
+/// release (it enrolled but has nothing to serve yet); `ready` otherwise, HAProxy's own
+/// active checks then deciding. A ready server always carries its weight (agent-check
+/// weights stay until changed): 100 %, or during a traffic split (`split`: new hosts',
+/// original hosts') its side's.
+pub fn answer(
+    instance: &Instance,
+    active: Option<&Deployment>,
+    split: Option<(u32, u32)>,
+) -> String {
+    let member = active
         .filter(|d| crate::deploy::is_batched(d))
-        .and_then(|d| d.members.iter().find(|m| m.instance_id == instance.id))
-        .is_some_and(|m| matches!(m.state, MemberState::Draining | MemberState::Dispatched));
-    if in_batch {
-        "drain"
-    } else if instance.status.release.is_none() {
-        "maint"
-    } else {
-        "ready"
+        .and_then(|d| d.members.iter().find(|m| m.instance_id == instance.id));
+    // A launched host takes traffic once its gate counted a report with its checks passing
+    // (they run while it is drained), so it is in rotation before the gate lets it pass.
+    let unproven = member.is_some_and(|m| {
+        m.role == MemberRole::Launch && m.state == MemberState::Deployed && m.healthy_reports == 0
+    });
+    let draining = unproven
+        || member.is_some_and(|m| {
+            matches!(
+                m.state,
+                MemberState::Draining
+                    | MemberState::Dispatched
+                    | MemberState::Launching
+                    | MemberState::Retiring
+                    | MemberState::Releasing
+                    | MemberState::Released
+            )
+        });
+    if draining {
+        return "drain".into();
     }
+    if instance.status.release.is_none() {
+        return "maint".into();
+    }
+    let weight = match split {
+        Some((new, _)) if member.is_some_and(|m| m.role == MemberRole::Launch) => new,
+        Some((_, old)) => old,
+        None => 100,
+    };
+    format!("ready {weight}%")
+}
+
+/// Every server of the model as (backend, server, address).
+pub fn servers(model: &Model) -> Vec<(String, String, String)> {
+    model
+        .backends
+        .values()
+        .flat_map(|b| {
+            b.servers
+                .iter()
+                .map(|(id, addr)| (backend_name(&b.environment), id.clone(), addr.clone()))
+        })
+        .collect()
+}
+
+/// The server-state file a reload loads: HAProxy's own `show servers state` (what the agent
+/// and the runtime API set survives), plus a line for each server it does not have yet,
+/// saying it is down. HAProxy would start a new server up and send it traffic before its
+/// first check; this way it needs `rise` passing checks first, as an ELB target does.
+/// HAProxy matches the lines by backend and server name (the ids are not forced).
+pub fn state_with_new_servers_down(state: &str, servers: &[(String, String, String)]) -> String {
+    let known: std::collections::BTreeSet<(&str, &str)> = state
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut fields = l.split(' ');
+            let (_, backend, _, server) = (
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+            );
+            Some((backend, server))
+        })
+        .collect();
+    let mut out = state.trim_end().to_string();
+    if out.is_empty() {
+        return String::new();
+    }
+    out.push('\n');
+    for (backend, server, addr) in servers {
+        if known.contains(&(backend.as_str(), server.as_str())) {
+            continue;
+        }
+        let (host, port) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "0"));
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        // Operational state 0 (stopped), admin state 0, weights 100, then the check state.
+        let _ = writeln!(
+            out,
+            "0 {backend} 0 {server} {host} 0 0 100 100 0 1 0 0 6 0 0 0 - {port} - 0 0 - - 0"
+        );
+    }
+    out
 }
 
 /// Names and addresses go into the config file as they are: only these characters.

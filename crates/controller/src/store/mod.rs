@@ -15,7 +15,7 @@
 //! - Leases (`try_lease`) are rows with an owner and an expiry: whoever holds an
 //!   environment's lease runs its deployment and its health roll-up.
 
-mod codec;
+pub(crate) mod codec;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -73,6 +73,12 @@ pub trait Store: Send + Sync + 'static {
     /// Writes the whole row (by name), except `cname`: only creation and [`Store::set_cnames`]
     /// write it, so a row read before a swap cannot undo it.
     fn save_environment(&self, env: &Environment) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Writes only what the orchestrator owns (status, desired and expected versions and
+    /// serial, health, `updated_ms`): an operator's option change written meanwhile is kept.
+    fn save_environment_state(
+        &self,
+        env: &Environment,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Sets two environments' CNAMEs in one statement (a swap is never half done).
     fn set_cnames(
         &self,
@@ -107,6 +113,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         instance_id: &str,
         credential: &CredentialHashes,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Moves an enrolled instance into `environment` (the standby pool hands hosts out and
+    /// takes them back). Reports never write an instance's environment, so none undoes it.
+    fn move_instance(
+        &self,
+        instance_id: &str,
+        environment: &str,
     ) -> impl Future<Output = StoreResult<()>> + Send;
     fn revoke_instance(
         &self,

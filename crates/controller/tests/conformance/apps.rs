@@ -124,6 +124,29 @@ pub async fn case_environments<S: Store>(store: &S) {
         Some(changed.clone())
     );
 
+    // The orchestrator's save writes its own columns only: an operator's options written
+    // after its read are kept.
+    let mut orchestrated = changed.clone();
+    orchestrated.options.clear();
+    orchestrated.status = EnvStatus::Ready;
+    orchestrated.desired_serial = 8;
+    orchestrated.health.status = "Ok".into();
+    orchestrated.updated_ms = 10_000;
+    store
+        .save_environment_state(&orchestrated)
+        .await
+        .expect("save state");
+    changed = Environment {
+        options: changed.options.clone(),
+        ..orchestrated
+    };
+    assert_eq!(
+        store.environment("shop-prod").await.expect("get"),
+        Some(changed.clone())
+    );
+    let ghost = store.save_environment_state(&env("ghost", "shop")).await;
+    assert!(matches!(ghost, Err(StoreError::NotFound(_))), "{ghost:?}");
+
     let ghost = store.save_environment(&env("ghost", "shop")).await;
     assert!(matches!(ghost, Err(StoreError::NotFound(_))), "{ghost:?}");
     assert_eq!(

@@ -47,6 +47,7 @@ pub async fn case_deployment_lifecycle<S: Store>(store: &S) {
         healthy_reports: 2,
         command_id: None,
         drain_started_ms: Some(11),
+        role: MemberRole::Launch,
     }];
     store.save_deployment(&running, &first).await.expect("save");
     // Computed from a row that is no longer stored: refused, and nothing changes.

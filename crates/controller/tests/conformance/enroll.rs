@@ -211,4 +211,27 @@ pub async fn case_instances_credentials_revoke<S: Store>(store: &S) {
         matches!(missing, Err(StoreError::NotFound(_))),
         "{missing:?}"
     );
+
+    // The standby pool moves enrolled instances between environments, never revoked ones.
+    store.move_instance("i-b", "b").await.expect("move");
+    let ids = |list: Vec<Instance>| list.into_iter().map(|i| i.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.instances("b").await.expect("list")),
+        ["i-b", "i-c"]
+    );
+    assert_eq!(ids(store.instances("a").await.expect("list")), ["i-a"]);
+    let revoked = store.move_instance("i-a", "b").await;
+    assert!(
+        matches!(revoked, Err(StoreError::NotFound(_))),
+        "{revoked:?}"
+    );
+    assert_eq!(
+        store
+            .instance("i-a")
+            .await
+            .expect("get")
+            .expect("row")
+            .environment,
+        "a"
+    );
 }

@@ -63,6 +63,9 @@ impl Store for PostgresStore {
     async fn save_environment(&self, env: &Environment) -> StoreResult<()> {
         apps::save_environment(self, env).await
     }
+    async fn save_environment_state(&self, env: &Environment) -> StoreResult<()> {
+        apps::save_environment_state(self, env).await
+    }
     async fn set_cnames(&self, first: (&str, &str), second: (&str, &str)) -> StoreResult<()> {
         apps::set_cnames(self, first, second).await
     }
@@ -95,6 +98,9 @@ impl Store for PostgresStore {
         credential: &CredentialHashes,
     ) -> StoreResult<()> {
         instances::save_credential(self, instance_id, credential).await
+    }
+    async fn move_instance(&self, instance_id: &str, environment: &str) -> StoreResult<()> {
+        instances::move_instance(self, instance_id, environment).await
     }
     async fn revoke_instance(&self, instance_id: &str, now_ms: Millis) -> StoreResult<()> {
         instances::revoke_instance(self, instance_id, now_ms).await

@@ -197,6 +197,31 @@ pub(super) async fn save_environment(store: &SqliteStore, env: &Environment) -> 
     Ok(())
 }
 
+pub(super) async fn save_environment_state(
+    store: &SqliteStore,
+    env: &Environment,
+) -> StoreResult<()> {
+    let cols = EnvironmentCols::new(env)?;
+    let done = sqlx::query(
+        "UPDATE environments SET status = $2, expected_version = $3, expected_deployment = $4, \
+         desired_serial = $5, health = $6, updated_ms = $7, desired_version = $8 WHERE name = $1",
+    )
+    .bind(&env.name)
+    .bind(&cols.status)
+    .bind(&env.expected_version)
+    .bind(env.expected_deployment)
+    .bind(cols.desired_serial)
+    .bind(&cols.health)
+    .bind(env.updated_ms)
+    .bind(&env.desired_version)
+    .execute(&store.writer)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("environment {}", env.name)));
+    }
+    Ok(())
+}
+
 pub(super) async fn add_admin_token(
     store: &SqliteStore,
     hash: &str,

@@ -75,7 +75,7 @@ pub(super) async fn active(
 ) -> StoreResult<Option<Deployment>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM deployments \
-         WHERE environment = $1 AND status IN ('Pending', 'InProgress')"
+         WHERE environment = $1 AND status IN ('Pending', 'InProgress', 'Failing', 'Aborting')"
     );
     let row: Option<DeploymentRow> = sqlx::query_as(&sql)
         .bind(environment)
@@ -97,7 +97,7 @@ pub(super) async fn save(
     let done = sqlx::query(
         "UPDATE deployments SET kind = $2, version_label = $3, serial = $4, policy = $5, \
          status = $6, created_ms = $7, finished_ms = $8, message = $9, members = $10 \
-         WHERE id = $1 AND status IN ('Pending', 'InProgress') \
+         WHERE id = $1 AND status IN ('Pending', 'InProgress', 'Failing', 'Aborting') \
          AND status = $11 AND members = $12",
     )
     .bind(d.id)

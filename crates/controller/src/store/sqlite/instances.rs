@@ -207,6 +207,25 @@ pub(super) async fn save_credential(
     Ok(())
 }
 
+pub(super) async fn move_instance(
+    store: &SqliteStore,
+    instance_id: &str,
+    environment: &str,
+) -> StoreResult<()> {
+    let done =
+        sqlx::query("UPDATE instances SET environment = $2 WHERE id = $1 AND revoked_ms IS NULL")
+            .bind(instance_id)
+            .bind(environment)
+            .execute(&store.writer)
+            .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!(
+            "enrolled instance {instance_id}"
+        )));
+    }
+    Ok(())
+}
+
 pub(super) async fn revoke_instance(
     store: &SqliteStore,
     instance_id: &str,
