@@ -219,14 +219,13 @@ pub async fn update_environment<S: Store>(
 pub async fn next_serial<S: Store>(app: &App<S>, env: &Environment) -> Result<u64, StoreError> {
     let newest = app.store.deployments(&env.name, 1).await?;
     let highest = newest.iter().map(|d| d.serial).max().unwrap_or(0);
-    let applied = app
-        .store
-        .all_instances()
-        .await?
-        .iter()
-        .map(|i| i.applied_serial)
-        .max()
-        .unwrap_or(0);
+    // From the cache, which every report updates: no read of every instance per deployment.
+    let applied = {
+        let cache = app.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let hosts = cache.instances.values().map(|i| i.applied_serial);
+        let environments = cache.environments.values().map(|e| e.desired_serial);
+        hosts.chain(environments).max().unwrap_or(0)
+    };
     Ok(env.desired_serial.max(highest).max(applied) + 1)
 }
 

@@ -28,12 +28,10 @@ use crate::options::{CommandOptions, DeploymentPolicy};
 /// a policy that launches nothing.
 pub fn layout(mut deployment: Deployment, options: &CommandOptions) -> Option<Deployment> {
     let existing = deployment.members.len();
-    let slot = |batch: u32| {
-        Member {
-            role: MemberRole::Launch,
-            ..super::new_deployment(0, "", deployment.kind, None, 0, [""], 0).members[0].clone()
-        }
-        .with_batch(batch)
+    let slot = |batch: u32| Member {
+        role: MemberRole::Launch,
+        batch,
+        ..super::pending_member("")
     };
     let mut launched = Vec::new();
     match options.policy {
@@ -66,13 +64,6 @@ fn retire(members: &mut [Member], batch: u32) {
     for member in members {
         member.role = MemberRole::Retire;
         member.batch = batch;
-    }
-}
-
-impl Member {
-    fn with_batch(mut self, batch: u32) -> Self {
-        self.batch = batch;
-        self
     }
 }
 

@@ -135,23 +135,25 @@ pub fn new_deployment<'a>(
         created_ms: now_ms,
         finished_ms: None,
         message: None,
-        members: instance_ids
-            .into_iter()
-            .map(|instance_id| Member {
-                instance_id: instance_id.to_string(),
-                batch: 0,
-                state: MemberState::Pending,
-                outcome: None,
-                step: None,
-                message: None,
-                dispatched_ms: None,
-                done_ms: None,
-                healthy_reports: 0,
-                command_id: None,
-                drain_started_ms: None,
-                role: Default::default(),
-            })
-            .collect(),
+        members: instance_ids.into_iter().map(pending_member).collect(),
+    }
+}
+
+/// A member not yet sent anything, in batch 0, to deploy to.
+pub fn pending_member(instance_id: &str) -> Member {
+    Member {
+        instance_id: instance_id.to_string(),
+        batch: 0,
+        state: MemberState::Pending,
+        outcome: None,
+        step: None,
+        message: None,
+        dispatched_ms: None,
+        done_ms: None,
+        healthy_reports: 0,
+        command_id: None,
+        drain_started_ms: None,
+        role: MemberRole::Deploy,
     }
 }
 
