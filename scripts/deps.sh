@@ -24,6 +24,13 @@ if [ "$want" = test ]; then
     # The controller's store conformance suite runs on a real PostgreSQL (its own initdb'd
     # cluster on a loopback port; Debian's binaries live outside PATH).
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)
+    # The language platforms' runtimes (docs/platforms.md): tests/platforms.rs builds and runs
+    # a Python, Node.js, Go and Java SE app with them; the JDK's javac packs the Java app's jar.
+    /usr/bin/python3 -c "import ensurepip" >/dev/null 2>&1 || packages+=(python3-venv)
+    need node /usr/bin/node nodejs
+    need npm /usr/bin/npm npm
+    need go /usr/bin/go golang-go
+    need javac /usr/bin/javac default-jdk-headless
 fi
 
 sudo=""

@@ -81,6 +81,23 @@ impl Paths {
         self.platform_copies_dir().join(deployment_id.to_string())
     }
 
+    /// Python virtualenvs, one per deployment that built one (`deploy/runtime`): outside the
+    /// release, so a copied release keeps working; built by `deploy.hook_user`.
+    pub fn venvs_dir(&self) -> PathBuf {
+        self.state_dir().join("venvs")
+    }
+
+    pub fn venv(&self, deployment_id: u64) -> PathBuf {
+        self.venvs_dir().join(deployment_id.to_string())
+    }
+
+    /// pip, npm and Go caches shared by the builds of every release, one tree per build user
+    /// (uid): a cache one user can write is never used by a build running as another.
+    pub fn build_cache(&self, uid: u32) -> PathBuf {
+        self.under("var/cache/hostmanager/build")
+            .join(uid.to_string())
+    }
+
     pub fn downloads_dir(&self) -> PathBuf {
         self.state_dir().join("downloads")
     }

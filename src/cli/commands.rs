@@ -190,6 +190,8 @@ fn build_request(
         sha256: sha256.clone(),
         version_label: label.clone(),
         env: properties,
+        // Local deployments use the host's own `[platform]`.
+        platform_options: Default::default(),
     })
 }
 

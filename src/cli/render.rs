@@ -50,6 +50,19 @@ pub fn status(report: &StatusReport) -> String {
                 "Release:    {} (deployment {}, deployed {}, web port {}{serial})",
                 release.version_label, release.deployment_id, release.deployed_at, release.web_port
             );
+            if let Some(platform) = &release.platform {
+                let server = platform
+                    .server
+                    .as_ref()
+                    .map(|server| format!(", web process runs {server}"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "Platform:   {} ({}{server})",
+                    platform.describe(),
+                    platform.reason
+                );
+            }
         }
         None => out.push_str("Release:    none deployed yet\n"),
     }

@@ -6,7 +6,9 @@ mod model;
 mod parse;
 mod parse_deploy;
 mod parse_metrics;
+mod parse_platform;
 mod parse_remote;
+mod platform_model;
 mod reader;
 mod supervise;
 
@@ -15,6 +17,8 @@ use std::path::{Path, PathBuf};
 pub use logs::parse_destination;
 pub use model::*;
 pub use parse::{default_config, parse_config};
+pub use parse_platform::{is_wsgi_path, static_mapping_problem, with_options};
+pub use platform_model::*;
 pub use reader::Problem;
 pub use supervise::parse_size;
 

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::platform_model::PlatformConfig;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub environment: EnvironmentConfig,
@@ -22,6 +24,7 @@ pub struct Config {
     pub cloudwatch: CloudWatchConfig,
     pub events: EventsConfig,
     pub logs: LogsConfig,
+    pub platform: PlatformConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,6 +35,7 @@ pub fn parse_config(text: &str) -> Result<Config, Vec<Problem>> {
         cloudwatch: cloudwatch(root.section("cloudwatch")),
         events: events(root.section("events")),
         logs: super::logs::logs(root.section("logs")),
+        platform: super::parse_platform::platform(root.section("platform")),
     };
     root.finish();
     cross_checks(&config, &mut problems);

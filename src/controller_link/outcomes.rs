@@ -171,6 +171,7 @@ mod tests {
                 .then(|| "health-gate: connection refused".into()),
             proxy_translations: Vec::new(),
             serial: None,
+            platform_options: Default::default(),
         }
     }
 

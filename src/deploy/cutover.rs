@@ -16,6 +16,7 @@ use super::Engine;
 use super::engine::{Prepared, Started, entries, specs};
 use super::model::*;
 use super::platform::NGINX_OVERRIDES;
+use super::runtime::RuntimeInfo;
 use super::steps::{StepFailure, now_ms};
 use crate::config::DeployStrategy;
 use crate::health::probe;
@@ -38,7 +39,14 @@ impl Engine {
         let staged = match self.proxy.enabled() {
             true => Some(
                 self.step(id, "proxy-config", async {
-                    Ok(self.proxy.stage(port, overrides.as_deref()).await?)
+                    Ok(self
+                        .proxy
+                        .stage(
+                            port,
+                            overrides.as_deref(),
+                            &RuntimeInfo::static_files_of(prepared.runtime.as_ref()),
+                        )
+                        .await?)
                 })
                 .await?,
             ),
@@ -57,10 +65,16 @@ impl Engine {
             .await?;
             started.stopped_old = true;
         }
-        let (web, others): (Vec<_>, Vec<_>) =
-            specs(id, &prepared.procfile, &prepared.dir, &prepared.env, port)
-                .into_iter()
-                .partition(|s| s.name == "web");
+        let (web, others): (Vec<_>, Vec<_>) = specs(
+            id,
+            &prepared.procfile,
+            &prepared.dir,
+            &prepared.env,
+            port,
+            prepared.runtime.as_ref(),
+        )
+        .into_iter()
+        .partition(|s| s.name == "web");
         let has_web = !web.is_empty();
         for spec in web {
             started.processes.push(spec.key());
@@ -106,6 +120,7 @@ impl Engine {
             proxy_generation: staged.map(|s| s.generation),
             platform: prepared.platform.clone(),
             serial: prepared.serial,
+            runtime: prepared.runtime.clone(),
         };
         // A restart is the same release: it is not its own rollback target.
         let keep_previous = prepared.hooks.is_some();
@@ -154,7 +169,13 @@ impl Engine {
         }
         if let (Some(hooks), Some(platform)) = (prepared.hooks, &prepared.platform) {
             let port = self.current().map_or(self.config.app.port, |c| c.web_port);
-            let context = self.hook_context(id, &prepared.dir, &prepared.env, port)?;
+            let context = self.hook_context(
+                id,
+                &prepared.dir,
+                &prepared.env,
+                port,
+                prepared.runtime.as_ref(),
+            )?;
             self.run_hooks(id, &context, platform, &format!("{hooks}/postdeploy"))
                 .await?;
         }
@@ -253,7 +274,14 @@ impl Engine {
         let staged = match self.proxy.enabled() {
             true => Some(
                 self.step(id, "rollback-proxy-config", async {
-                    Ok(self.proxy.stage(port, overrides.as_deref()).await?)
+                    Ok(self
+                        .proxy
+                        .stage(
+                            port,
+                            overrides.as_deref(),
+                            &RuntimeInfo::static_files_of(target.runtime.as_ref()),
+                        )
+                        .await?)
                 })
                 .await?,
             ),
@@ -272,6 +300,7 @@ impl Engine {
             &target.dir,
             &env,
             port,
+            target.runtime.as_ref(),
         )
         .into_iter()
         .partition(|s| s.name == "web");

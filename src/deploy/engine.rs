@@ -33,6 +33,8 @@ pub(super) struct Prepared {
     pub platform: Option<PathBuf>,
     /// The controller serial the release will carry (`ReleaseInfo::serial`).
     pub serial: Option<u64>,
+    /// The platform it was built for (`runtime/`).
+    pub runtime: Option<super::runtime::RuntimeInfo>,
 }
 
 /// What a job created so far, to undo when it fails before taking traffic.
@@ -40,6 +42,8 @@ pub(super) struct Prepared {
 pub(super) struct Started {
     pub release_dir: Option<PathBuf>,
     pub platform: Option<PathBuf>,
+    /// The deployment's Python virtualenv (`runtime/`), outside the release.
+    pub venv: Option<PathBuf>,
     pub staged: Option<StagedConfig>,
     pub processes: Vec<ProcessKey>,
     pub stopped_old: bool,
@@ -203,6 +207,16 @@ impl Engine {
                 let _ = remove_tree(dir).await;
             }
         }
+        if let Some(venv) = started.venv.take() {
+            let referenced = self
+                .lock_state()
+                .current
+                .iter()
+                .any(|c| c.runtime.as_ref().and_then(|r| r.venv.as_ref()) == Some(&venv));
+            if !referenced {
+                let _ = remove_tree(venv).await;
+            }
+        }
         if let Some(copy) = started.platform.take() {
             let referenced = self
                 .lock_state()
@@ -247,6 +261,7 @@ impl Engine {
             &current.dir,
             &env,
             current.web_port,
+            current.runtime.as_ref(),
         ) {
             if running
                 .iter()
@@ -380,14 +395,17 @@ pub(super) fn entries(release: &ReleaseInfo) -> Vec<ProcfileEntry> {
         .collect()
 }
 
-/// One spec per Procfile entry; only `web` gets a PORT.
+/// One spec per Procfile entry; only `web` gets a PORT; every process gets the platform's
+/// environment (the venv's PATH) under its properties.
 pub(super) fn specs(
     id: u64,
     procfile: &[ProcfileEntry],
     dir: &Path,
     env: &crate::secret::Properties,
     web_port: u16,
+    runtime: Option<&super::runtime::RuntimeInfo>,
 ) -> Vec<ProcessSpec> {
+    let platform_env = runtime.map(|r| r.env.clone()).unwrap_or_default();
     procfile
         .iter()
         .map(|entry| ProcessSpec {
@@ -396,6 +414,7 @@ pub(super) fn specs(
             release: id,
             cwd: dir.to_path_buf(),
             env: env.clone(),
+            platform_env: platform_env.clone(),
             port: (entry.name == "web").then_some(web_port),
         })
         .collect()

@@ -21,6 +21,7 @@ impl Engine {
         dir: &Path,
         properties: &BTreeMap<String, String>,
         port: u16,
+        runtime: Option<&super::runtime::RuntimeInfo>,
     ) -> Result<HookContext, StepFailure> {
         let (user, home) = self.hook_user()?;
         let mut env = BTreeMap::from([
@@ -30,6 +31,13 @@ impl Engine {
             // Hooks written for Elastic Beanstalk test this; a single host is always the leader.
             ("EB_IS_COMMAND_LEADER".to_string(), "true".to_string()),
         ]);
+        // The platform's (the venv's PATH), under the properties as for the app's processes;
+        // only when the hooks' user (or root) owns the venv: a venv another user built (when
+        // `deploy.hook_user` changed since) is that user's to change, never on root's PATH.
+        let hook_uid = user.map_or_else(|| nix::unistd::geteuid().as_raw(), |(uid, _)| uid);
+        if let Some(runtime) = runtime.filter(|r| venv_trusted_by(r, hook_uid)) {
+            env.extend(runtime.env.clone());
+        }
         env.extend(properties.iter().map(|(k, v)| (k.clone(), v.clone())));
         // Set last so no property can hide a hook from crash recovery (which finds orphaned
         // hooks by these two) or change the port nginx will use.
@@ -119,5 +127,59 @@ impl Engine {
             Ok(())
         })
         .await
+    }
+}
+
+/// Whether a release's venv (if it has one) belongs to `uid` or to root.
+fn venv_trusted_by(runtime: &super::runtime::RuntimeInfo, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    runtime.venv.as_ref().is_none_or(|venv| {
+        std::fs::symlink_metadata(venv)
+            .is_ok_and(|m| m.is_dir() && (m.uid() == 0 || m.uid() == uid))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PlatformName;
+    use crate::deploy::runtime::RuntimeInfo;
+
+    fn runtime(venv: Option<std::path::PathBuf>) -> RuntimeInfo {
+        RuntimeInfo {
+            platform: PlatformName::Python,
+            version: None,
+            reason: "test".into(),
+            server: None,
+            env: BTreeMap::new(),
+            venv,
+            static_files: Vec::new(),
+            options: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_venv_reaches_a_hooks_path_only_when_the_hooks_user_or_root_owns_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let venv = dir.path().join("venv");
+        std::fs::create_dir(&venv).expect("mkdir");
+        // As root the venv is given to another user; otherwise it is ours (not root's).
+        let owner = if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::lchown(&venv, Some(4242), Some(4242)).expect("chown");
+            4242
+        } else {
+            nix::unistd::geteuid().as_raw()
+        };
+        let built = runtime(Some(venv.clone()));
+        assert!(venv_trusted_by(&built, owner));
+        assert!(!venv_trusted_by(&built, owner + 1), "another user's venv");
+        assert!(
+            venv_trusted_by(&runtime(None), owner + 1),
+            "no venv: nothing to trust"
+        );
+        assert!(!venv_trusted_by(
+            &runtime(Some(dir.path().join("gone"))),
+            owner
+        ));
     }
 }

@@ -16,6 +16,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
 
+use super::hook_output::{Summary, last_lines, last_of, open_log, output_since};
 use super::steps::StepFailure;
 
 const OUTPUT_TAIL_LINES: usize = 50;
@@ -125,7 +126,7 @@ pub async fn run_hook_dir(
                 command
             }
         };
-        run(context, &name, &mut command).await?;
+        run(context, "hook ", &name, &mut command, None).await?;
     }
     Ok(warnings)
 }
@@ -138,13 +139,34 @@ pub async fn run_command(
 ) -> Result<(), StepFailure> {
     let mut command = tokio::process::Command::new("/bin/sh");
     command.arg("-c").arg(command_line);
-    run(context, name, &mut command).await
+    run(context, "hook ", name, &mut command, None).await
+}
+
+/// A platform build command (`runtime/`): a program and its arguments, no shell, with `env`
+/// added to the context's; otherwise exactly like a hook (group, timeout, hooks.log, tail).
+pub async fn run_program(
+    context: &HookContext,
+    name: &str,
+    program: &str,
+    args: &[String],
+    env: &std::collections::BTreeMap<String, String>,
+    summary: Option<Summary>,
+) -> Result<(), StepFailure> {
+    let mut context = context.clone();
+    context
+        .env
+        .extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut command = tokio::process::Command::new(program);
+    command.args(args);
+    run(&context, "", name, &mut command, summary).await
 }
 
 async fn run(
     context: &HookContext,
+    noun: &str,
     name: &str,
     command: &mut tokio::process::Command,
+    summary: Option<Summary>,
 ) -> Result<(), StepFailure> {
     let failure = |message: String| StepFailure::new(message).with_details(json!({ "hook": name }));
     let mut log =
@@ -173,7 +195,7 @@ async fn run(
     }
     let mut child = command
         .spawn()
-        .map_err(|error| failure(format!("hook {name} could not start: {error}")))?;
+        .map_err(|error| failure(format!("{noun}{name} could not start: {error}")))?;
     let pgid = child.id().map(|pid| pid as i32);
     let mut guard = GroupGuard {
         pgid,
@@ -182,13 +204,13 @@ async fn run(
     let outcome = tokio::time::timeout(context.timeout, child.wait()).await;
     let result = match outcome {
         Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(format!("hook {name} failed with {status}")),
-        Ok(Err(error)) => Err(format!("hook {name}: {error}")),
+        Ok(Ok(status)) => Err(format!("{noun}{name} failed with {status}")),
+        Ok(Err(error)) => Err(format!("{noun}{name}: {error}")),
         Err(_) => {
             guard.kill();
             let _ = child.wait().await;
             Err(format!(
-                "hook {name} hung: still running after {:?} (deploy.hook_timeout); its process group was killed",
+                "{noun}{name} hung: still running after {:?} (deploy.hook_timeout); its process group was killed",
                 context.timeout
             ))
         }
@@ -196,10 +218,14 @@ async fn run(
     guard.finished = true;
     drop(guard);
     result.map_err(|message| {
-        let output = output_since(&written, offset);
+        let window = output_since(&written, offset);
+        let output = last_of(&window, OUTPUT_TAIL_LINES);
         // The last lines go into the message too, as EB's "Command failed on instance. …
         // Output: …" does: the deployment's record and the controller show them.
-        let message = match last_lines(&output, 3) {
+        let telling = summary
+            .and_then(|s| s.of(&window))
+            .unwrap_or_else(|| last_lines(&output, 3));
+        let message = match telling {
             last if last.is_empty() => message,
             last => format!("{message}. Output: {last}"),
         };
@@ -269,80 +295,9 @@ fn first_line(path: &Path) -> String {
     text.split('\n').next().unwrap_or("").to_string()
 }
 
-/// hooks.log, appended to and readable: the failure tail is read back through this descriptor.
-fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
-}
-
-/// The last lines a hook wrote: from its header's offset to the end of the file behind `log`.
-/// The last `count` non-blank lines of `output`, trimmed, joined by " | ", at most 512 bytes
-/// (cut on a character boundary).
-fn last_lines(output: &str, count: usize) -> String {
-    let lines: Vec<&str> = output
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let mut joined = lines[lines.len().saturating_sub(count)..].join(" | ");
-    if joined.len() > 512 {
-        let mut cut = joined.len() - 512;
-        while !joined.is_char_boundary(cut) {
-            cut += 1;
-        }
-        joined = format!("…{}", &joined[cut..]);
-    }
-    joined
-}
-
-fn output_since(log: &std::fs::File, offset: u64) -> String {
-    use std::os::unix::fs::FileExt;
-    const WINDOW: u64 = 64 * 1024;
-    let end = log.metadata().map(|m| m.len()).unwrap_or(offset);
-    let start = offset.max(end.saturating_sub(WINDOW));
-    let mut bytes = vec![0u8; usize::try_from(end.saturating_sub(start)).unwrap_or(0)];
-    let read = log.read_at(&mut bytes, start).unwrap_or(0);
-    let text = String::from_utf8_lossy(&bytes[..read]);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(OUTPUT_TAIL_LINES)..].join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_message_carries_the_last_lines_of_the_output() {
-        assert_eq!(last_lines("a\n\n b \nc\nd\n", 3), "b | c | d");
-        assert_eq!(last_lines("", 3), "");
-        let long = format!("{}é\n", "x".repeat(600));
-        let cut = last_lines(&long, 3);
-        assert!(cut.starts_with('…') && cut.ends_with('é'), "{cut}");
-        assert!(cut.len() <= 515);
-    }
-
-    #[test]
-    fn the_output_tail_survives_a_rotation_of_hooks_log() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("hooks.log");
-        let mut log = open_log(&path).expect("open");
-        writeln!(log, "an earlier hook's line").expect("write");
-        let offset = log.metadata().expect("meta").len();
-        let reader = log.try_clone().expect("dup");
-        writeln!(log, "first").expect("write");
-        std::fs::rename(&path, dir.path().join("hooks.log.1")).expect("rotate by rename");
-        std::fs::write(&path, "a new file\n").expect("recreate");
-        writeln!(log, "second").expect("write");
-        assert_eq!(output_since(&reader, offset), "first\nsecond");
-    }
 
     #[test]
     fn hook_listing_skips_symlinks_and_never_enters_a_linked_directory() {

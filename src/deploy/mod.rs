@@ -8,6 +8,7 @@ mod engine;
 mod entry;
 mod extract;
 mod fetch;
+mod hook_output;
 mod hook_steps;
 mod hooks;
 mod model;
@@ -18,6 +19,7 @@ mod reach;
 mod records;
 mod recovery;
 mod retention;
+mod runtime;
 mod steps;
 mod verify;
 
@@ -31,6 +33,7 @@ pub use entry::{EntryProblem, check_symlink, entry_path};
 pub use extract::{BundleError, copy_dir, extract_zip, hex};
 pub use model::*;
 pub use procfile::{LineError, ProcfileEntry, parse_buildfile, parse_procfile};
+pub use runtime::RuntimeInfo;
 
 use crate::config::Config;
 use crate::events::EventSink;
@@ -277,6 +280,10 @@ impl Engine {
             message: None,
             proxy_translations: Vec::new(),
             serial,
+            platform_options: match &job {
+                Job::Deploy(request) => request.platform_options.clone(),
+                _ => BTreeMap::new(),
+            },
         };
         // A change is applied when the job runs; kept on disk so a restarted agent can run it.
         if let Job::Configure(change) = &job {

@@ -135,6 +135,10 @@ pub struct DeploymentRecord {
     /// a restart or rollback carries the serial of the release it serves again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<u64>,
+    /// The platform options a controller sent with the bundle (`[platform]` over them), kept
+    /// so that a deployment queued when the agent restarts runs with them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub platform_options: BTreeMap<String, String>,
 }
 
 /// A release that served (or serves) traffic.
@@ -161,6 +165,9 @@ pub struct ReleaseInfo {
     /// and for releases whose properties were changed locally since).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<u64>,
+    /// The language platform it was built for (`runtime/`); absent for an earlier agent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<super::runtime::RuntimeInfo>,
 }
 
 /// `var/lib/hostmanager/state.json`.
@@ -214,8 +221,14 @@ pub fn default_label(source: &str, id: u64) -> String {
     }
 }
 
-/// Identifies bundle + properties + label.
-pub fn fingerprint(bundle_sha256: &str, env: &BTreeMap<String, String>, label: &str) -> String {
+/// Identifies bundle + properties + label + platform options: a change of any is a new
+/// release. (Without platform options the fingerprint is what agents before them computed.)
+pub fn fingerprint(
+    bundle_sha256: &str,
+    env: &BTreeMap<String, String>,
+    label: &str,
+    platform_options: &BTreeMap<String, String>,
+) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     hasher.update(bundle_sha256.as_bytes());
@@ -223,6 +236,13 @@ pub fn fingerprint(bundle_sha256: &str, env: &BTreeMap<String, String>, label: &
     hasher.update(label.as_bytes());
     for (key, value) in env {
         hasher.update([0]);
+        hasher.update(key.as_bytes());
+        hasher.update([b'=']);
+        hasher.update(value.as_bytes());
+    }
+    for (key, value) in platform_options {
+        // A byte no property name or value holds: options never read as a property.
+        hasher.update([1]);
         hasher.update(key.as_bytes());
         hasher.update([b'=']);
         hasher.update(value.as_bytes());
@@ -246,6 +266,7 @@ mod tests {
                 ("OK".into(), "a\0b".into()),
             ])
             .into(),
+            ..Default::default()
         };
         let problems = request.problems();
         assert_eq!(problems.len(), 5, "{problems:?}");
@@ -323,10 +344,16 @@ mod tests {
     #[test]
     fn fingerprint_changes_with_any_input() {
         let env = BTreeMap::from([("A".to_string(), "1".to_string())]);
-        let base = fingerprint("sha", &env, "v1");
-        assert_eq!(base, fingerprint("sha", &env, "v1"));
-        assert_ne!(base, fingerprint("sha2", &env, "v1"));
-        assert_ne!(base, fingerprint("sha", &BTreeMap::new(), "v1"));
-        assert_ne!(base, fingerprint("sha", &env, "v2"));
+        let none = BTreeMap::new();
+        let base = fingerprint("sha", &env, "v1", &none);
+        assert_eq!(base, fingerprint("sha", &env, "v1", &none));
+        assert_ne!(base, fingerprint("sha2", &env, "v1", &none));
+        assert_ne!(base, fingerprint("sha", &BTreeMap::new(), "v1", &none));
+        let options = BTreeMap::from([(
+            "aws:elasticbeanstalk:container:python:NumThreads".to_string(),
+            "4".to_string(),
+        )]);
+        assert_ne!(base, fingerprint("sha", &env, "v1", &options));
+        assert_ne!(base, fingerprint("sha", &env, "v2", &none));
     }
 }

@@ -216,32 +216,13 @@ impl Engine {
 
     /// Deletes the root copies no kept release, running or queued deployment refers to.
     pub(super) fn prune_platform_copies(&self, in_progress: u64) {
-        let mut keep: Vec<PathBuf> = {
-            let state = self.lock_state();
-            state
-                .current
-                .iter()
-                .chain(&state.previous)
-                .filter_map(|r| r.platform.clone())
-                .collect()
-        };
-        keep.push(self.paths.platform_copy(in_progress));
-        keep.extend(
-            self.lock_records()
-                .values()
-                .filter(|r| !r.status.is_finished())
-                .map(|r| self.paths.platform_copy(r.id)),
+        let keep = self.per_deployment_in_use(
+            in_progress,
+            |release| release.platform.clone(),
+            |id| self.paths.platform_copy(id),
         );
-        let Ok(entries) = fs::read_dir(self.paths.platform_copies_dir()) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let numbered = entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u64>().is_ok());
-            if numbered && !keep.contains(&path) {
+        for path in super::retention::numbered_entries(&self.paths.platform_copies_dir()) {
+            if !keep.contains(&path) {
                 let _ = fs::remove_dir_all(&path);
             }
         }

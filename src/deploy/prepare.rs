@@ -14,9 +14,10 @@ use super::fetch::{
     LocalBundle, Source, fetch_http, fetch_local, parse_source, verify, with_retries,
 };
 use super::model::*;
-use super::procfile::{ProcfileEntry, parse_procfile};
+use super::procfile::ProcfileEntry;
 use super::reach::{self, Identity};
 use super::retention::remove_tree;
+use super::runtime::{PlatformPlan, build_uid};
 use super::steps::StepFailure;
 
 impl Engine {
@@ -55,17 +56,27 @@ impl Engine {
             })
             .await?;
         }
-        let fingerprint = fingerprint(&sha256, &request.env, &label);
+        let fingerprint = fingerprint(&sha256, &request.env, &label, &request.platform_options);
         if self.current().is_some_and(|c| c.fingerprint == fingerprint) {
             return Ok(None);
         }
-        let procfile = self
-            .step(id, "procfile", async { self.read_procfile(&dir) })
-            .await?;
+        let facts = self.step(id, "procfile", self.bundle_facts(&dir)).await?;
         let port = self.next_web_port(self.current().as_ref());
-        let hooks = self.hook_context(id, &dir, &request.env, port)?;
+        let hooks = self.hook_context(id, &dir, &request.env, port, None)?;
+        let chosen = self
+            .step(
+                id,
+                "platform",
+                self.choose_platform(id, &dir, facts, request, build_uid(&hooks)),
+            )
+            .await?;
+        started.venv = chosen.plan.venv.clone();
+        let procfile = self.processes(&chosen)?;
         self.run_hooks(id, &hooks, &platform, ".platform/hooks/prebuild")
             .await?;
+        self.run_platform_build(id, &hooks, &chosen.plan).await?;
+        // From the Buildfile on, hooks see the platform's environment (the venv's PATH).
+        let hooks = self.hook_context(id, &dir, &request.env, port, Some(&chosen.runtime))?;
         self.run_buildfile(id, &hooks, &platform).await?;
         self.run_hooks(id, &hooks, &platform, ".platform/hooks/predeploy")
             .await?;
@@ -83,6 +94,7 @@ impl Engine {
             hooks: Some(".platform/hooks"),
             platform: Some(platform),
             serial: self.record(id).and_then(|r| r.serial),
+            runtime: Some(chosen.runtime),
         }))
     }
 
@@ -97,7 +109,13 @@ impl Engine {
             .ok_or_else(|| StepFailure::new("no release serves yet: deploy a bundle first"))?;
         let env = change.apply(self.release_env(current.deployment_id)?);
         self.save_env(id, &env)?;
-        let fingerprint = fingerprint(&current.sha256, &env, &current.version_label);
+        // The serving release's platform options stay with it: only the properties change.
+        let options = current
+            .runtime
+            .as_ref()
+            .map(|r| r.options.clone())
+            .unwrap_or_default();
+        let fingerprint = fingerprint(&current.sha256, &env, &current.version_label, &options);
         if fingerprint == current.fingerprint {
             return Ok(None);
         }
@@ -112,7 +130,13 @@ impl Engine {
                 self.carry_platform(id, current, &dir).await
             })
             .await?;
-        let hooks = self.hook_context(id, &dir, &env, self.next_web_port(Some(current)))?;
+        let hooks = self.hook_context(
+            id,
+            &dir,
+            &env,
+            self.next_web_port(Some(current)),
+            current.runtime.as_ref(),
+        )?;
         self.run_hooks(id, &hooks, &platform, ".platform/confighooks/prebuild")
             .await?;
         self.run_hooks(id, &hooks, &platform, ".platform/confighooks/predeploy")
@@ -131,6 +155,7 @@ impl Engine {
             platform: Some(platform),
             // Local properties: the release no longer is what any desired state asked for.
             serial: None,
+            runtime: current.runtime.clone(),
         }))
     }
 
@@ -157,6 +182,7 @@ impl Engine {
             hooks: None,
             platform: self.platform_of(id, current),
             serial: current.serial,
+            runtime: current.runtime.clone(),
         }))
     }
 
@@ -265,14 +291,21 @@ impl Engine {
         Ok(outcome?)
     }
 
-    fn read_procfile(&self, release_dir: &Path) -> Result<Vec<ProcfileEntry>, StepFailure> {
-        let path = release_dir.join("Procfile");
-        let text = std::fs::read_to_string(&path).map_err(|error| {
-            StepFailure::new(format!(
-                "bundle has no readable Procfile at its root ({error})"
-            ))
-        })?;
-        let entries = parse_procfile(&text)?;
+    /// The Procfile's processes, or the platform's default web process when there is none.
+    fn processes(&self, chosen: &PlatformPlan) -> Result<Vec<ProcfileEntry>, StepFailure> {
+        let entries = match (&chosen.facts.procfile, &chosen.plan.default_web) {
+            (Some(procfile), _) => procfile.clone(),
+            (None, Some(web)) => vec![ProcfileEntry {
+                name: "web".to_string(),
+                command: web.clone(),
+                line: 0,
+            }],
+            (None, None) => {
+                return Err(StepFailure::new(
+                    "bundle has no readable Procfile at its root",
+                ));
+            }
+        };
         if self.proxy.enabled() && !entries.iter().any(|e| e.name == "web") {
             return Err(StepFailure::new(
                 "Procfile has no `web` process for nginx to proxy to",

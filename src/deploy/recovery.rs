@@ -83,9 +83,15 @@ impl Engine {
         let serves = current.as_ref().is_some_and(|c| c.deployment_id == id);
         let status = match (hooks, current) {
             (Some(phase), Some(current)) if !ran && serves => {
-                let context = self
-                    .release_env(id)
-                    .and_then(|env| self.hook_context(id, &current.dir, &env, current.web_port));
+                let context = self.release_env(id).and_then(|env| {
+                    self.hook_context(
+                        id,
+                        &current.dir,
+                        &env,
+                        current.web_port,
+                        current.runtime.as_ref(),
+                    )
+                });
                 // From root's copy: the app user could have replaced the release's own hooks.
                 let outcome = match context {
                     Ok(context) => match self.platform_of(id, &current) {
@@ -186,7 +192,11 @@ impl Engine {
             .map(|p| p.join(super::platform::NGINX_OVERRIDES));
         let restored = match self
             .proxy
-            .stage(current.web_port, overrides.as_deref())
+            .stage(
+                current.web_port,
+                overrides.as_deref(),
+                &super::runtime::RuntimeInfo::static_files_of(current.runtime.as_ref()),
+            )
             .await
         {
             Ok(staged) => self
@@ -257,6 +267,7 @@ impl Engine {
                 sha256: record.sha256.clone(),
                 version_label: Some(record.version_label.clone()),
                 env: self.release_env(record.id).map_err(|f| f.message)?,
+                platform_options: record.platform_options.clone(),
             }),
             JobKind::Configure => {
                 let path = self.change_file(record.id);

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Engine;
+use super::model::ReleaseInfo;
 use super::steps::{StepFailure, now_ms};
 
 /// What pruning knows of one record on disk.
@@ -106,7 +107,50 @@ fn delete_records(dir: &Path, ids: &[u64]) -> Vec<String> {
     failures
 }
 
+/// The entries of `dir` named by a deployment id (a per-deployment tree's directories).
+pub(super) fn numbered_entries(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u64>().is_ok())
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
 impl Engine {
+    /// What per-deployment files must stay: those kept releases name (`of_release`) and those
+    /// of the running and queued deployments (`of_id`).
+    pub(super) fn per_deployment_in_use(
+        &self,
+        in_progress: u64,
+        of_release: impl Fn(&ReleaseInfo) -> Option<PathBuf>,
+        of_id: impl Fn(u64) -> PathBuf,
+    ) -> Vec<PathBuf> {
+        let mut keep: Vec<PathBuf> = {
+            let state = self.lock_state();
+            state
+                .current
+                .iter()
+                .chain(&state.previous)
+                .filter_map(&of_release)
+                .collect()
+        };
+        keep.push(of_id(in_progress));
+        keep.extend(
+            self.lock_records()
+                .values()
+                .filter(|r| !r.status.is_finished())
+                .map(|r| of_id(r.id)),
+        );
+        keep
+    }
+
     /// Retention after a success; a failure here is reported but does not undo the deployment.
     pub(super) async fn cleanup(&self, id: u64) {
         if let Err(failure) = self.step(id, "cleanup", self.retain_releases(id)).await {
@@ -184,6 +228,7 @@ impl Engine {
         })
         .await??;
         self.prune_platform_copies(in_progress);
+        self.prune_venvs(in_progress).await;
         Ok(())
     }
 

@@ -184,6 +184,11 @@ impl HealthMonitor {
             .as_ref()
             .map(|c| c.processes.iter().map(|(name, _)| name.clone()).collect())
             .unwrap_or_default();
+        let web_server = deploy
+            .current
+            .as_ref()
+            .and_then(|c| c.runtime.as_ref())
+            .and_then(|r| r.server_label());
         let snapshot = self.metrics.as_ref().and_then(|m| m.borrow().clone());
         let inputs = HealthInputs {
             now_ms: jiff::Timestamp::now().as_millisecond(),
@@ -194,6 +199,7 @@ impl HealthMonitor {
                 .map(|a| (a.started_ms, a.version_label.as_str())),
             processes: &processes,
             expected: &expected,
+            web_server: web_server.as_deref(),
             path: &self.config.health.path,
             direct: &self.direct,
             proxied: self.proxy.enabled().then_some(&self.proxied),

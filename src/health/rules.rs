@@ -71,6 +71,9 @@ pub struct HealthInputs<'a> {
     /// Processes of the serving release, and the names its Procfile declares.
     pub processes: &'a [ProcessStatus],
     pub expected: &'a [String],
+    /// The platform's application server the web process runs ("gunicorn, the python
+    /// platform's application server"): named in the web process's causes.
+    pub web_server: Option<&'a str>,
     pub path: &'a str,
     pub direct: &'a CheckHistory,
     /// `None` when nginx is disabled.
@@ -111,6 +114,10 @@ pub fn evaluate(inputs: &HealthInputs<'_>) -> (HealthStatus, Vec<Cause>) {
         }
         return verdict(causes);
     }
+    let named = |name: &str| match (name, inputs.web_server) {
+        ("web", Some(server)) => format!("web ({server})"),
+        _ => name.to_string(),
+    };
     for name in inputs.expected {
         let process = inputs.processes.iter().find(|p| &p.name == name);
         let running = process.is_some_and(|p| p.state == ProcessState::Running);
@@ -127,11 +134,11 @@ pub fn evaluate(inputs: &HealthInputs<'_>) -> (HealthStatus, Vec<Cause>) {
             add(
                 &mut causes,
                 status,
-                format!("Process {name} is not running{detail}"),
+                format!("Process {} is not running{detail}", named(name)),
             );
         }
     }
-    causes.extend(crash_loop_causes(inputs.processes));
+    causes.extend(crash_loop_causes(inputs.processes, &named));
     let threshold = inputs.failures_before_unhealthy.max(1);
     let direct_failing = inputs.direct.consecutive_failures >= threshold;
     if direct_failing {
@@ -172,7 +179,10 @@ pub fn evaluate(inputs: &HealthInputs<'_>) -> (HealthStatus, Vec<Cause>) {
 }
 
 /// Every crash-looping process is Severe, whichever process it is: it will not heal itself.
-fn crash_loop_causes(processes: &[ProcessStatus]) -> impl Iterator<Item = Cause> + '_ {
+fn crash_loop_causes<'a>(
+    processes: &'a [ProcessStatus],
+    named: &'a dyn Fn(&str) -> String,
+) -> impl Iterator<Item = Cause> + 'a {
     processes.iter().filter_map(|p| {
         let crash_loop = p.crash_loop?;
         let last = p
@@ -183,7 +193,9 @@ fn crash_loop_causes(processes: &[ProcessStatus]) -> impl Iterator<Item = Cause>
             status: HealthStatus::Severe,
             message: format!(
                 "Process {} is crash-looping: {} exits within {}s{last}",
-                p.name, crash_loop.exits, crash_loop.window_secs
+                named(&p.name),
+                crash_loop.exits,
+                crash_loop.window_secs
             ),
         })
     })
@@ -257,6 +269,7 @@ pub(super) mod fixtures {
             deployment: None,
             processes,
             expected,
+            web_server: None,
             path: "/health",
             direct,
             proxied: Some(direct),
@@ -361,6 +374,37 @@ mod tests {
         input.has_release = false;
         input.deployment = None;
         assert_eq!(evaluate(&input).0, HealthStatus::Unknown);
+    }
+
+    #[test]
+    fn the_web_process_is_named_with_its_platform_server() {
+        let mut web = process("web", ProcessState::Backoff);
+        web.last_exit = Some(crate::supervise::ExitStatus::Code(3));
+        web.crash_loop = Some(crate::supervise::CrashLoop {
+            exits: 5,
+            window_secs: 60,
+        });
+        let processes = [web];
+        let expected = ["web".to_string()];
+        let direct = healthy();
+        let inputs = HealthInputs {
+            web_server: Some("gunicorn, the python platform's application server"),
+            ..inputs(&processes, &expected, &direct)
+        };
+        let (_, causes) = evaluate(&inputs);
+        let messages: Vec<&str> = causes.iter().map(|c| c.message.as_str()).collect();
+        assert!(
+            messages.contains(
+                &"Process web (gunicorn, the python platform's application server) is not running (last exit: exit status 3; restarting)"
+            ),
+            "{messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.starts_with(
+                "Process web (gunicorn, the python platform's application server) is crash-looping: 5 exits within 60s"
+            )),
+            "{messages:?}"
+        );
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct ReleaseView {
     /// The controller serial whose desired state this release is; none for local deployments.
     #[serde(default)]
     pub serial: Option<u64>,
+    /// The language platform it was built for and the runtime's version (docs/platforms.md).
+    #[serde(default)]
+    pub platform: Option<crate::deploy::RuntimeInfo>,
 }
 
 /// `GET /v1/status`. Not `Eq`: process CPU shares are floating point.

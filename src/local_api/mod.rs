@@ -25,6 +25,7 @@ pub fn status_report(api: &ApiState) -> StatusReport {
             .record(current.deployment_id)
             .map(|r| format!("{:?}", r.status).to_lowercase()),
         serial: current.serial,
+        platform: current.runtime.clone(),
     });
     let mut info = api.info.clone();
     info.events_dropped = api.sink.dropped();

@@ -230,10 +230,12 @@ impl Proxy {
     /// to a new generation and runs `nginx -t` on it. Nothing that serves is touched. With the
     /// runtime switch the port is not in the config: staging the same bundle again for the
     /// other port gives the same files (the same digest), which activate without a reload.
+    /// `static_files` are (URL path, directory of the release) pairs nginx serves itself.
     pub async fn stage(
         &self,
         upstream_port: u16,
         overrides: Option<&Path>,
+        static_files: &[(String, String)],
     ) -> Result<StagedConfig, ProxyError> {
         let switch = self.runtime_switch().await;
         let _change = self.inner.change.lock().await;
@@ -242,7 +244,15 @@ impl Proxy {
         if let Some(switch) = &switch {
             generations::write_switch_module(switch)?;
         }
-        let files = render(&self.model(upstream_port, switch.clone()));
+        let mut model = self.model(upstream_port, switch.clone());
+        // Through the `current` link: the same files for every release, so a cutover between
+        // two releases of one bundle stays a switch in memory rather than a reload.
+        let current = self.inner.paths.current_link();
+        model.static_files = static_files
+            .iter()
+            .map(|(url, dir)| (url.clone(), current.join(dir)))
+            .collect();
+        let files = render(&model);
         let host = self.host(upstream_port, switch.as_ref());
         let staged = generations::write(
             runner,
@@ -301,6 +311,7 @@ impl Proxy {
             access_log: paths.nginx_log_dir().join("access.log"),
             healthd_dir: paths.healthd_log_dir(),
             mime_types: mime.exists().then(|| mime.to_path_buf()),
+            static_files: Vec::new(),
         }
     }
 }

@@ -21,6 +21,9 @@ pub struct ProcessSpec {
     pub cwd: PathBuf,
     /// Environment properties of the release (secrets: stored 0600, never logged).
     pub env: crate::secret::Properties,
+    /// The platform's environment (the venv's PATH): under the properties, which may override it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub platform_env: BTreeMap<String, String>,
     /// PORT for the web process.
     pub port: Option<u16>,
 }
@@ -93,6 +96,7 @@ pub fn process_env(spec: &ProcessSpec, user: &AppUser) -> BTreeMap<String, Strin
     env.insert("USER".to_string(), user.name.clone());
     env.insert("LOGNAME".to_string(), user.name.clone());
     env.insert("LANG".to_string(), "C.UTF-8".to_string());
+    env.extend(spec.platform_env.clone());
     env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     if let Some(port) = spec.port {
         env.insert("PORT".to_string(), port.to_string());
@@ -147,6 +151,10 @@ mod tests {
                 ("PORT".into(), "1".into()),
             ])
             .into(),
+            platform_env: BTreeMap::from([
+                ("PATH".into(), "/venv/bin:/usr/bin".into()),
+                ("VIRTUAL_ENV".into(), "/venv".into()),
+            ]),
             port: Some(5000),
         };
         let user = AppUser {
@@ -158,13 +166,17 @@ mod tests {
             switch: true,
         };
         let env = process_env(&spec, &user);
-        assert_eq!(env["PATH"], "/opt/bin");
+        assert_eq!(
+            env["PATH"], "/opt/bin",
+            "a property overrides the platform's PATH"
+        );
+        assert_eq!(env["VIRTUAL_ENV"], "/venv");
         assert_eq!(
             env["PORT"], "5000",
             "the agent's port wins: nginx proxies to it"
         );
         assert_eq!(env["HOME"], "/home/webapp");
         assert!(!env.contains_key("AWS_SECRET_ACCESS_KEY"));
-        assert_eq!(env.len(), 6);
+        assert_eq!(env.len(), 7);
     }
 }

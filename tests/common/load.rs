@@ -2,7 +2,7 @@
 //! recording every outcome: the evidence for "zero failed requests" during cutovers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 /// What one request saw: the status and body, or why it failed.
@@ -11,6 +11,8 @@ pub type Outcome = Result<(u16, String), String>;
 #[derive(Debug)]
 pub struct Load {
     stop: Arc<AtomicBool>,
+    /// Requests finished so far, across threads.
+    done: Arc<AtomicUsize>,
     workers: Vec<JoinHandle<Vec<Outcome>>>,
 }
 
@@ -27,10 +29,12 @@ impl Load {
         threads: usize,
     ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicUsize::new(0));
         let host = host.map(str::to_string);
         let workers = (0..threads)
             .map(|_| {
                 let stop = stop.clone();
+                let done = done.clone();
                 let host = host.clone();
                 std::thread::spawn(move || {
                     let mut outcomes = Vec::new();
@@ -44,12 +48,28 @@ impl Load {
                         .map(|r| (r.status, r.body))
                         .map_err(|e| e.to_string());
                         outcomes.push(outcome);
+                        done.fetch_add(1, Ordering::Relaxed);
                     }
                     outcomes
                 })
             })
             .collect();
-        Self { stop, workers }
+        Self {
+            stop,
+            done,
+            workers,
+        }
+    }
+
+    /// Waits until `more` requests beyond those finished now have finished: the load then
+    /// surely covered what happened before the call.
+    pub fn run_for(&self, more: usize) {
+        let target = self.done.load(Ordering::Relaxed) + more;
+        super::wait_for(
+            "the load's requests",
+            std::time::Duration::from_secs(60),
+            || (self.done.load(Ordering::Relaxed) >= target).then_some(()),
+        );
     }
 
     pub fn finish(self) -> Vec<Outcome> {

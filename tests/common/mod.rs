@@ -14,6 +14,7 @@ pub mod keepalive;
 pub mod lb;
 pub mod load;
 pub mod moto;
+pub mod platforms;
 /// The controller crate's PostgreSQL harness, shared rather than copied.
 #[path = "../../crates/controller/tests/support/postgres.rs"]
 pub mod postgres;

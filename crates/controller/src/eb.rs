@@ -194,6 +194,10 @@ pub struct InstanceDeployment {
     /// EB's `In Progress`, `Deployed`, `Failed`.
     pub status: String,
     pub deployment_time: String,
+    /// Ours: the platform the host built the release for and its runtime
+    /// (`python (Python 3.11.2)`), as the host reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -253,6 +257,10 @@ pub fn instance_health(
                 .unwrap_or(release.deployment_id as i64),
             status: status.into(),
             deployment_time: release.deployed_at.clone(),
+            platform: release.platform.as_ref().map(|p| match &p.version {
+                Some(version) => format!("{} ({version})", p.platform),
+                None => p.platform.clone(),
+            }),
         }
     });
     SingleInstanceHealth {

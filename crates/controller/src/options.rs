@@ -20,8 +20,10 @@ pub const HEALTH_SYSTEM: &str = "aws:elasticbeanstalk:healthreporting:system";
 pub const PROCESS: &str = "aws:elasticbeanstalk:environment:process:default";
 pub const TRAFFIC_SPLITTING: &str = "aws:elasticbeanstalk:trafficsplitting";
 
+mod platform;
 mod process;
 
+pub use platform::platform_options;
 use process::process_option;
 pub use process::{DEFAULT_DEREGISTRATION_DELAY_S, ProcessOptions};
 
@@ -251,10 +253,16 @@ pub fn validate(settings: &OptionSettings, provisioner: bool) -> Vec<String> {
                 property_bytes += option.len() + value.len() + 2;
                 property_option(key, option, value, &mut problems);
             }
+            platform if hostmanager_protocol::PLATFORM_NAMESPACES.contains(&platform) => {
+                problems.extend(hostmanager_protocol::platform_option_problem(
+                    namespace, option, value,
+                ));
+            }
             _ => problems.push(format!(
                 "{key}: namespace {namespace} is not supported; supported: {COMMAND}, \
                  {APPLICATION_ENVIRONMENT}, {ENVIRONMENT}, {HEALTH_SYSTEM}, {PROCESS}, \
-                 {TRAFFIC_SPLITTING}"
+                 {TRAFFIC_SPLITTING}, {}",
+                hostmanager_protocol::PLATFORM_NAMESPACES.join(", ")
             )),
         }
     }

@@ -25,7 +25,22 @@ pub struct DeploymentRequest {
     /// Environment properties given to the app and its hooks (values never in `Debug`).
     #[serde(default)]
     pub env: Properties,
+    /// The environment's platform options (`namespace:option` → value, in the namespaces of
+    /// [`PLATFORM_NAMESPACES`]), over the host's `[platform]`; absent when none are set, so
+    /// that agents from before platforms keep reading the document.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub platform_options: std::collections::BTreeMap<String, String>,
 }
+
+/// `hostmanager:platform` (`Name`, `JvmOptions`, `NpmUseProduction`): the platform itself, which
+/// Elastic Beanstalk takes from the environment's platform version.
+pub const PLATFORM: &str = "hostmanager:platform";
+/// `WSGIPath`, `NumProcesses`, `NumThreads`.
+pub const CONTAINER_PYTHON: &str = "aws:elasticbeanstalk:container:python";
+/// Option name: a URL path; value: the directory of the bundle nginx serves at it.
+pub const STATIC_FILES: &str = "aws:elasticbeanstalk:environment:proxy:staticfiles";
+/// The namespaces a controller forwards to its hosts in `platform_options`.
+pub const PLATFORM_NAMESPACES: &[&str] = &[PLATFORM, CONTAINER_PYTHON, STATIC_FILES];
 
 impl DeploymentRequest {
     /// Every problem with the request, each naming its field.

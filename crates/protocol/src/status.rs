@@ -24,6 +24,18 @@ pub struct ServingRelease {
     pub deployed_at: String,
     /// The controller serial that produced this release; absent for a local deployment.
     pub serial: Option<u64>,
+    /// The language platform the host built it for, and the runtime's version.
+    pub platform: Option<ReleasePlatform>,
+}
+
+/// `python` / `nodejs` / `go` / `java` / `procfile` and what the runtime said its version is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReleasePlatform {
+    pub platform: String,
+    pub version: Option<String>,
+    /// The application server of the web process (gunicorn, node, java, …).
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

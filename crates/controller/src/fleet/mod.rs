@@ -197,6 +197,7 @@ impl<S: Store> App<S> {
                 sha256: version.sha256.clone(),
                 version_label: Some(version.label.clone()),
                 env: crate::options::properties(&env.options).into(),
+                platform_options: crate::options::platform_options(&env.options),
             },
         }))
     }
