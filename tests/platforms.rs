@@ -282,3 +282,38 @@ fn an_environments_platform_options_reach_its_hosts_and_bad_ones_are_refused_by_
         "{said}"
     );
 }
+
+#[test]
+fn a_bundle_with_nothing_to_start_is_refused_in_the_platform_step_saying_why() {
+    use common::bundles::{Entry, zip};
+    let host = started_host();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nothing = zip(
+        dir.path(),
+        "nothing.zip",
+        &[Entry::File("README.md", b"hello", 0o644)],
+    );
+    let record = host.deploy(&nothing, &[]);
+    assert_eq!(record["status"], "failed", "{record:#}");
+    let message = record["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("platform: bundle rejected: no Procfile at its root")
+            && message.contains("set platform.name"),
+        "{message}"
+    );
+    let no_web = zip(
+        dir.path(),
+        "worker-only.zip",
+        &[Entry::File(
+            "Procfile",
+            b"worker: python3 -c 'import time; time.sleep(60)'\n",
+            0o644,
+        )],
+    );
+    let record = host.deploy(&no_web, &[]);
+    assert_eq!(record["status"], "failed", "{record:#}");
+    assert_eq!(
+        record["message"], "platform: Procfile has no `web` process for nginx to proxy to",
+        "{record:#}"
+    );
+}

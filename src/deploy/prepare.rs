@@ -63,15 +63,16 @@ impl Engine {
         let facts = self.step(id, "procfile", self.bundle_facts(&dir)).await?;
         let port = self.next_web_port(self.current().as_ref());
         let hooks = self.hook_context(id, &dir, &request.env, port, None)?;
-        let chosen = self
-            .step(
-                id,
-                "platform",
-                self.choose_platform(id, &dir, facts, request, build_uid(&hooks)),
-            )
+        let (chosen, procfile) = self
+            .step(id, "platform", async {
+                let chosen = self
+                    .choose_platform(id, &dir, facts, request, build_uid(&hooks))
+                    .await?;
+                let procfile = self.processes(&chosen)?;
+                Ok((chosen, procfile))
+            })
             .await?;
         started.venv = chosen.plan.venv.clone();
-        let procfile = self.processes(&chosen)?;
         self.run_hooks(id, &hooks, &platform, ".platform/hooks/prebuild")
             .await?;
         self.run_platform_build(id, &hooks, &chosen.plan).await?;
