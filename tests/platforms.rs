@@ -306,7 +306,7 @@ fn a_bundle_with_nothing_to_start_is_refused_in_the_platform_step_saying_why() {
         "worker-only.zip",
         &[Entry::File(
             "Procfile",
-            b"worker: python3 -c 'import time; time.sleep(60)'\n",
+            b"worker: python3 worker.py\n",
             0o644,
         )],
     );
