@@ -50,6 +50,13 @@ pub fn status(report: &StatusReport) -> String {
                 "Release:    {} (deployment {}, deployed {}, web port {}{serial})",
                 release.version_label, release.deployment_id, release.deployed_at, release.web_port
             );
+            if let Some(given) = release.given_port {
+                let _ = writeln!(
+                    out,
+                    "Port:       web ignores $PORT ({given}) and listens on {}; nginx proxies there and each deployment stops it before starting the next version: no zero-downtime deploys until the app listens on $PORT",
+                    release.web_port
+                );
+            }
             if let Some(platform) = &release.platform {
                 let server = platform
                     .server
@@ -97,6 +104,14 @@ pub fn status(report: &StatusReport) -> String {
                     .map_or("-".to_string(), |s| format!("{:.1}", s.cpu_percent)),
                 p.stats.map_or("-".to_string(), |s| mebibytes(s.rss_bytes)),
             );
+            if let Some(listening) = p
+                .listening
+                .as_ref()
+                .filter(|l| !l.is_empty() && l.as_slice() != p.port.as_slice())
+            {
+                let ports: Vec<String> = listening.iter().map(u16::to_string).collect();
+                let _ = writeln!(out, "  {:<12} listens on {}", "", ports.join(", "));
+            }
             if let Some(crash_loop) = p.crash_loop {
                 let _ = writeln!(
                     out,
@@ -232,6 +247,7 @@ mod tests {
                 rss_bytes: 25 << 20,
                 processes: 2,
             }),
+            listening: None,
         }
     }
 
@@ -291,6 +307,45 @@ mod tests {
                 "  worker              3        -      - backoff           -        9      -         -",
                 "               crash loop: 5 exits within 60s; restart delay 30000 ms",
             ]
+        );
+    }
+
+    #[test]
+    fn a_fixed_port_release_says_so_and_foreign_ports_are_listed() {
+        let web = ProcessStatus {
+            listening: Some(vec![8000]),
+            ..process("web")
+        };
+        let own_port = ProcessStatus {
+            listening: Some(vec![5000]),
+            ..process("web")
+        };
+        let mut report: StatusReport = serde_json::from_value(serde_json::json!({
+            "agent": {"version": "0.1.0", "pid": 1, "root": "/", "environment": "local",
+                      "started_at": "", "events_dropped": 0},
+            "proxy": {"enabled": false, "url": "http://127.0.0.1/", "running": false,
+                      "pid": null, "generation": null, "upstream_port": null},
+            "release": {"deployment_id": 4, "version_label": "v4", "source": "local",
+                        "sha256": "", "deployed_at": "2026-12-07T00:00:00Z",
+                        "web_port": 8000, "given_port": 5000, "status": "succeeded"},
+            "deployment": null, "last_deployment": null, "processes": [],
+            "health": HealthReport::default(),
+        }))
+        .expect("a status report");
+        report.processes = vec![web, own_port];
+        let text = status(&report);
+        assert!(
+            text.contains("Port:       web ignores $PORT (5000) and listens on 8000; nginx proxies there and each deployment stops it before starting the next version"),
+            "{text}"
+        );
+        let listed: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("listens on"))
+            .collect();
+        assert_eq!(
+            listed,
+            ["               listens on 8000"],
+            "only where the port differs"
         );
     }
 

@@ -281,9 +281,21 @@ pub enum DeployStrategy {
     AllAtOnce,
 }
 
+/// What a deployment does with a web process that ignores `$PORT` and listens on its
+/// platform's default port (or `app.port`) instead (docs/deployments.md#the-port-contract).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FixedPortPolicy {
+    /// As Elastic Beanstalk does: nginx proxies to that port, and the next deployments stop
+    /// the serving release before starting the new one (no zero downtime).
+    StopThenStart,
+    /// The deployment fails, naming the port.
+    Refuse,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeployConfig {
     pub strategy: DeployStrategy,
+    pub fixed_port: FixedPortPolicy,
     /// Whole-deployment budget (Elastic Beanstalk's command timeout).
     pub timeout: Duration,
     pub hook_timeout: Duration,

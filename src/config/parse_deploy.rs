@@ -20,6 +20,18 @@ pub(super) fn deploy(mut s: Section) -> DeployConfig {
             DeployStrategy::ZeroDowntime
         }
     };
+    let fixed_port_name = s.get("fixed_port", "stop-then-start".to_string());
+    let fixed_port = match fixed_port_name.as_str() {
+        "stop-then-start" => FixedPortPolicy::StopThenStart,
+        "refuse" => FixedPortPolicy::Refuse,
+        other => {
+            s.problem(
+                "fixed_port",
+                format!("{other:?} is not \"stop-then-start\" or \"refuse\""),
+            );
+            FixedPortPolicy::StopThenStart
+        }
+    };
     let timeout = positive(&mut s, "timeout", Duration::from_secs(600));
     let hook_timeout = positive(&mut s, "hook_timeout", Duration::from_secs(300));
     let hook_user: Option<String> = s.optional("hook_user");
@@ -45,6 +57,7 @@ pub(super) fn deploy(mut s: Section) -> DeployConfig {
     s.finish();
     DeployConfig {
         strategy,
+        fixed_port,
         timeout,
         hook_timeout,
         hook_user,

@@ -47,6 +47,17 @@ impl PlatformName {
         })
     }
 
+    /// The port Elastic Beanstalk's platform runs the app on (its nginx proxies there), which
+    /// bundles written for it hard-code; `procfile` has none of its own.
+    pub fn default_port(self) -> Option<u16> {
+        match self {
+            Self::Python => Some(8000),
+            Self::Nodejs => Some(8080),
+            Self::Go | Self::Java => Some(5000),
+            Self::Procfile => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Python => "python",

@@ -167,6 +167,7 @@ mod tests {
             created_ms: 0,
             finished_ms: status.is_finished().then_some(1_000),
             web_port: None,
+            web_listening: None,
             message: (status == DeploymentStatus::Failed || status == DeploymentStatus::RolledBack)
                 .then(|| "health-gate: connection refused".into()),
             proxy_translations: Vec::new(),

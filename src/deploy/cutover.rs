@@ -7,22 +7,14 @@
 //! written atomically) separates "undo" (before) from "roll back" (after): a failure after it
 //! restores the previous release the same way, with its processes, its env and its nginx config.
 
-use std::net::SocketAddr;
-
-use serde_json::json;
-use tokio::time::Instant;
-
 use super::Engine;
 use super::engine::{Prepared, Started, entries, specs};
+use super::gate::GatePassed;
 use super::model::*;
 use super::platform::NGINX_OVERRIDES;
 use super::runtime::RuntimeInfo;
 use super::steps::{StepFailure, now_ms};
 use crate::config::DeployStrategy;
-use crate::health::probe;
-use crate::supervise::ProcessState;
-
-const OUTPUT_TAIL_LINES: usize = 50;
 
 impl Engine {
     pub(super) async fn cutover(
@@ -56,8 +48,8 @@ impl Engine {
             self.report_translations(id, staged);
         }
         started.staged = staged.clone();
-        let all_at_once = self.config.deploy.strategy == DeployStrategy::AllAtOnce;
-        if let (true, Some(current)) = (all_at_once, &current) {
+        let stop_first = self.stops_first(id, current.as_ref());
+        if let (true, Some(current)) = (stop_first, &current) {
             self.step(id, "stop-old", async {
                 self.supervisor.stop_release(current.deployment_id).await;
                 Ok(())
@@ -75,7 +67,7 @@ impl Engine {
         )
         .into_iter()
         .partition(|s| s.name == "web");
-        let has_web = !web.is_empty();
+        let web_spec = web.first().cloned();
         for spec in web {
             started.processes.push(spec.key());
             self.step(id, "start-web", async {
@@ -83,10 +75,57 @@ impl Engine {
             })
             .await?;
         }
-        if has_web {
-            self.step(id, "health-gate", self.health_gate(id, port))
-                .await?;
+        let has_web = web_spec.is_some();
+        let mut passed = GatePassed {
+            port,
+            given_port: None,
+        };
+        if let Some(web_spec) = web_spec {
+            let runtime = prepared.runtime.as_ref();
+            let gate = self
+                .step(id, "health-gate", self.gate_web(id, id, port, runtime))
+                .await;
+            passed = match (gate, &current) {
+                (Ok(passed), _) => passed,
+                // A hard-coded port the serving release holds: stop it, start the new one again.
+                (Err(failure), Some(current))
+                    if !started.stopped_old
+                        && self.make_room_for(id, &failure, current, runtime) =>
+                {
+                    self.step(id, "stop-old", async {
+                        self.supervisor.stop_release(current.deployment_id).await;
+                        Ok(())
+                    })
+                    .await?;
+                    started.stopped_old = true;
+                    self.step(id, "restart-web", async {
+                        self.supervisor.stop(&web_spec.key()).await;
+                        Ok(self.supervisor.start(web_spec).map(|_| ())?)
+                    })
+                    .await?;
+                    self.step(id, "health-gate", self.gate_web(id, id, port, runtime))
+                        .await?
+                }
+                (Err(failure), _) => return Err(failure),
+            };
         }
+        let staged = match (staged, passed.given_port) {
+            (Some(staged), Some(_)) => {
+                let moved = self
+                    .restage_on(
+                        id,
+                        "proxy-config-fixed-port",
+                        staged,
+                        passed.port,
+                        overrides.as_deref(),
+                        prepared.runtime.as_ref(),
+                    )
+                    .await;
+                started.staged = moved.as_ref().ok().cloned();
+                Some(moved?)
+            }
+            (staged, _) => staged,
+        };
         if let Some(staged) = &staged {
             let drain = self.config.deploy.drain_timeout;
             started.switched_from = Some(self.proxy.active());
@@ -98,7 +137,7 @@ impl Engine {
                 self.step(
                     id,
                     "verify-through-nginx",
-                    self.verify_through_nginx(port, staged),
+                    self.verify_through_nginx(passed.port, staged),
                 )
                 .await?;
             }
@@ -110,7 +149,8 @@ impl Engine {
             sha256: prepared.sha256.clone(),
             fingerprint: prepared.fingerprint.clone(),
             dir: prepared.dir.clone(),
-            web_port: port,
+            web_port: passed.port,
+            given_port: passed.given_port,
             processes: prepared
                 .procfile
                 .iter()
@@ -124,6 +164,7 @@ impl Engine {
         };
         // A restart is the same release: it is not its own rollback target.
         let keep_previous = prepared.hooks.is_some();
+        let stopped_first = started.stopped_old;
         self.step(id, "flip", async {
             self.commit(release.clone(), keep_previous)
         })
@@ -132,7 +173,7 @@ impl Engine {
         // A restart that fails after taking traffic has nothing older to return to.
         let previous = if keep_previous { current.clone() } else { None };
         let after = self
-            .after_commit(&prepared, current.as_ref(), all_at_once, others)
+            .after_commit(&prepared, current.as_ref(), stopped_first, others)
             .await;
         if let Err(failure) = after {
             return Err(self
@@ -149,11 +190,11 @@ impl Engine {
         &self,
         prepared: &Prepared,
         current: Option<&ReleaseInfo>,
-        all_at_once: bool,
+        stopped_first: bool,
         others: Vec<crate::supervise::ProcessSpec>,
     ) -> Result<(), StepFailure> {
         let id = prepared.id;
-        if let (false, Some(current)) = (all_at_once, current) {
+        if let (false, Some(current)) = (stopped_first, current) {
             self.step(id, "stop-old", async {
                 self.supervisor.stop_release(current.deployment_id).await;
                 Ok(())
@@ -231,7 +272,10 @@ impl Engine {
         serving: Option<&ReleaseInfo>,
     ) -> Result<(), StepFailure> {
         let port = self.next_web_port(serving);
-        let make_room = serving.is_some_and(|s| s.web_port == port);
+        // A target with a fixed port listens there whatever its $PORT: the serving release
+        // must make room when it holds that port.
+        let target_listens = target.given_port.map_or(port, |_| target.web_port);
+        let make_room = serving.is_some_and(|s| s.web_port == port || s.web_port == target_listens);
         let previous_config = self.proxy.active();
         let outcome = self
             .restore_steps(id, &target, serving, port, make_room)
@@ -311,21 +355,42 @@ impl Engine {
             })
             .await?;
         }
+        let mut passed = GatePassed {
+            port,
+            given_port: None,
+        };
         if has_web {
             let gate = self
                 .step(
                     id,
                     "rollback-health-gate",
-                    self.gate_release(target.deployment_id, port),
+                    self.gate_web(id, target.deployment_id, port, target.runtime.as_ref()),
                 )
                 .await;
-            if let Err(failure) = gate {
-                if let Some(staged) = &staged {
-                    let _ = std::fs::remove_dir_all(&staged.dir);
+            match gate {
+                Ok(gate) => passed = gate,
+                Err(failure) => {
+                    if let Some(staged) = &staged {
+                        let _ = std::fs::remove_dir_all(&staged.dir);
+                    }
+                    return Err(failure);
                 }
-                return Err(failure);
             }
         }
+        let staged = match (staged, passed.given_port) {
+            (Some(staged), Some(_)) => Some(
+                self.restage_on(
+                    id,
+                    "rollback-proxy-config-fixed-port",
+                    staged,
+                    passed.port,
+                    overrides.as_deref(),
+                    target.runtime.as_ref(),
+                )
+                .await?,
+            ),
+            (staged, _) => staged,
+        };
         if let Some(staged) = &staged {
             let drain = self.config.deploy.drain_timeout;
             self.step(id, "rollback-switch-traffic", async {
@@ -336,13 +401,14 @@ impl Engine {
                 self.step(
                     id,
                     "rollback-verify-through-nginx",
-                    self.verify_through_nginx(port, staged),
+                    self.verify_through_nginx(passed.port, staged),
                 )
                 .await?;
             }
         }
         let restored = ReleaseInfo {
-            web_port: port,
+            web_port: passed.port,
+            given_port: passed.given_port,
             proxy_generation: staged.map(|s| s.generation),
             deployed_ms: now_ms(),
             ..target.clone()
@@ -410,62 +476,5 @@ impl Engine {
             }
             _ => app.port,
         }
-    }
-
-    async fn health_gate(&self, id: u64, port: u16) -> Result<(), StepFailure> {
-        self.gate_release(id, port).await
-    }
-
-    /// N consecutive good checks on the web process of `release`, directly on its port; fails
-    /// early when the process exits.
-    async fn gate_release(&self, release: u64, port: u16) -> Result<(), StepFailure> {
-        let deploy = &self.config.deploy;
-        let health = &self.config.health;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + deploy.health_gate_timeout;
-        let (mut successes, mut attempts) = (0, 0);
-        let mut last_error = String::new();
-        loop {
-            let result = probe(addr, &health.path, health.timeout).await;
-            attempts += 1;
-            if result.ok {
-                successes += 1;
-                if successes >= deploy.health_gate_successes {
-                    return Ok(());
-                }
-            } else {
-                successes = 0;
-                last_error = result.error.unwrap_or_default();
-            }
-            if let Some(exit) = self.web_exit(release) {
-                return Err(self.gate_failure(format!(
-                    "process web exited with {exit} before it became healthy"
-                )));
-            }
-            if Instant::now() + deploy.health_gate_interval > deadline {
-                return Err(self.gate_failure(format!(
-                    "health check {} on port {port} did not pass {} times in a row within {:?} ({attempts} checks; last error: {last_error})",
-                    health.path, deploy.health_gate_successes, deploy.health_gate_timeout
-                )));
-            }
-            tokio::time::sleep(deploy.health_gate_interval).await;
-        }
-    }
-
-    fn web_exit(&self, release: u64) -> Option<String> {
-        self.supervisor
-            .statuses()
-            .into_iter()
-            .find(|p| p.release == release && p.name == "web" && p.state == ProcessState::Backoff)
-            .and_then(|p| p.last_exit.map(|e| e.to_string()))
-    }
-
-    fn gate_failure(&self, message: String) -> StepFailure {
-        let stderr = self.paths.process_stderr_log("web");
-        StepFailure::new(message).with_details(json!({
-            "process": "web",
-            "stderr_log": stderr.display().to_string(),
-            "stderr_tail": crate::fsutil::tail_lines(&stderr, OUTPUT_TAIL_LINES),
-        }))
     }
 }

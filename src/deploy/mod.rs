@@ -8,11 +8,13 @@ mod engine;
 mod entry;
 mod extract;
 mod fetch;
+mod gate;
 mod hook_output;
 mod hook_steps;
 mod hooks;
 mod model;
 mod platform;
+mod ports;
 mod prepare;
 mod procfile;
 mod reach;
@@ -277,6 +279,7 @@ impl Engine {
             created_ms: steps::now_ms(),
             finished_ms: None,
             web_port: None,
+            web_listening: None,
             message: None,
             proxy_translations: Vec::new(),
             serial,

@@ -125,6 +125,10 @@ pub struct DeploymentRecord {
     pub finished_ms: Option<i64>,
     #[serde(default)]
     pub web_port: Option<u16>,
+    /// The TCP ports the new web process listened on when its health gate ended
+    /// (docs/deployments.md#the-port-contract).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_listening: Option<Vec<u16>>,
     /// Why it failed, in one line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -152,7 +156,12 @@ pub struct ReleaseInfo {
     /// Bundle + properties: equal fingerprints mean a resubmission is a no-op.
     pub fingerprint: String,
     pub dir: PathBuf,
+    /// Where the web process listens and nginx proxies.
     pub web_port: u16,
+    /// Set when the web process ignores `$PORT` and listens on a fixed port (`web_port`) instead:
+    /// the `$PORT` it was given. Deployments then stop this release before starting the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_port: Option<u16>,
     /// Procfile as deployed: (name, command).
     pub processes: Vec<(String, String)>,
     pub deployed_ms: i64,

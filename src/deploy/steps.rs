@@ -18,6 +18,8 @@ pub struct StepFailure {
     pub details: serde_json::Value,
     /// The release had taken traffic and the previous one was restored.
     pub rolled_back: bool,
+    /// The new web process exited because a port it binds was in use (its stderr said so).
+    pub port_taken: bool,
 }
 
 impl StepFailure {
@@ -27,6 +29,7 @@ impl StepFailure {
             message: message.into(),
             details: serde_json::Value::Null,
             rolled_back: false,
+            port_taken: false,
         }
     }
 

@@ -200,6 +200,7 @@ impl HealthMonitor {
             processes: &processes,
             expected: &expected,
             web_server: web_server.as_deref(),
+            web_port: deploy.current.as_ref().map(|c| c.web_port),
             path: &self.config.health.path,
             direct: &self.direct,
             proxied: self.proxy.enabled().then_some(&self.proxied),

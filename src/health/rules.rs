@@ -74,6 +74,8 @@ pub struct HealthInputs<'a> {
     /// The platform's application server the web process runs ("gunicorn, the python
     /// platform's application server"): named in the web process's causes.
     pub web_server: Option<&'a str>,
+    /// Where the serving release's web process should listen (health checks go there).
+    pub web_port: Option<u16>,
     pub path: &'a str,
     pub direct: &'a CheckHistory,
     /// `None` when nginx is disabled.
@@ -146,10 +148,11 @@ pub fn evaluate(inputs: &HealthInputs<'_>) -> (HealthStatus, Vec<Cause>) {
             &mut causes,
             HealthStatus::Severe,
             format!(
-                "Health check {} failed {} times: {}",
+                "Health check {} failed {} times: {}{}",
                 inputs.path,
                 inputs.direct.consecutive_failures,
-                inputs.direct.last_error.as_deref().unwrap_or("no answer")
+                inputs.direct.last_error.as_deref().unwrap_or("no answer"),
+                web_listening(inputs)
             ),
         );
     }
@@ -228,6 +231,28 @@ fn verdict(mut causes: Vec<Cause>) -> (HealthStatus, Vec<Cause>) {
     (status, causes)
 }
 
+/// Where the web process listens, when that explains a failing health check: "; web listens
+/// on port 8001, not on 5000". Empty when it listens on its port or was not sampled yet.
+fn web_listening(inputs: &HealthInputs<'_>) -> String {
+    let web = inputs
+        .processes
+        .iter()
+        .find(|p| p.name == "web" && p.state == ProcessState::Running);
+    let (Some(listening), Some(port)) = (web.and_then(|p| p.listening.as_ref()), inputs.web_port)
+    else {
+        return String::new();
+    };
+    if listening.contains(&port) {
+        return String::new();
+    }
+    let ports: Vec<String> = listening.iter().map(u16::to_string).collect();
+    match ports.as_slice() {
+        [] => format!("; web listens on no TCP port (it should on {port})"),
+        [one] => format!("; web listens on port {one}, not on {port}"),
+        many => format!("; web listens on ports {}, not on {port}", many.join(", ")),
+    }
+}
+
 /// Inputs for the tests of the health rules (here and in `signals.rs`).
 #[cfg(test)]
 pub(super) mod fixtures {
@@ -247,6 +272,7 @@ pub(super) mod fixtures {
             restart_delay_ms: None,
             crash_loop: None,
             stats: None,
+            listening: None,
         }
     }
 
@@ -270,6 +296,7 @@ pub(super) mod fixtures {
             processes,
             expected,
             web_server: None,
+            web_port: Some(5000),
             path: "/health",
             direct,
             proxied: Some(direct),
@@ -334,6 +361,26 @@ mod tests {
         assert_eq!(
             causes[0].message,
             "Health check /health failed 4 times: connection refused"
+        );
+        // Where the web process listens instead explains the refusal.
+        let elsewhere = [ProcessStatus {
+            listening: Some(vec![8001]),
+            ..process("web", ProcessState::Running)
+        }];
+        let (_, causes) = evaluate(&inputs(&elsewhere, &expected, &four));
+        assert_eq!(
+            causes[0].message,
+            "Health check /health failed 4 times: connection refused; web listens on port 8001, not on 5000"
+        );
+        let nowhere = [ProcessStatus {
+            listening: Some(Vec::new()),
+            ..process("web", ProcessState::Running)
+        }];
+        let (_, causes) = evaluate(&inputs(&nowhere, &expected, &four));
+        assert!(
+            causes[0]
+                .message
+                .ends_with("; web listens on no TCP port (it should on 5000)")
         );
     }
 

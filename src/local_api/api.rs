@@ -27,7 +27,12 @@ pub struct ReleaseView {
     pub source: String,
     pub sha256: String,
     pub deployed_at: String,
+    /// Where the web process listens and nginx proxies.
     pub web_port: u16,
+    /// The `$PORT` the web process was given and ignored for `web_port` (a fixed-port app:
+    /// no zero-downtime deployments); none when it listens on `$PORT`.
+    #[serde(default)]
+    pub given_port: Option<u16>,
     /// Outcome of the deployment that made this release serve.
     pub status: Option<String>,
     /// The controller serial whose desired state this release is; none for local deployments.

@@ -20,6 +20,7 @@ pub fn status_report(api: &ApiState) -> StatusReport {
             .map(|t| t.to_string())
             .unwrap_or_default(),
         web_port: current.web_port,
+        given_port: current.given_port,
         status: api
             .deployer
             .record(current.deployment_id)

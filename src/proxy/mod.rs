@@ -204,7 +204,7 @@ impl Proxy {
                         lua_dir: runner.lua_dir(),
                         socket: runner.switch_socket(),
                         port_file: runner.port_file(),
-                        ports: inner.app_ports,
+                        ports: switch_ports(&inner.config, inner.app_ports),
                     }),
                     Err(reason) => {
                         inner.events.warn(
@@ -314,4 +314,19 @@ impl Proxy {
             static_files: Vec::new(),
         }
     }
+}
+
+/// The ports the runtime switch accepts: the app's two, and every fixed port a web process may
+/// be found listening on instead of `$PORT` (`deploy/ports.rs`). Sorted.
+fn switch_ports(config: &ProxyConfig, app_ports: [u16; 2]) -> Vec<u16> {
+    let platforms = [
+        crate::config::PlatformName::Python,
+        crate::config::PlatformName::Nodejs,
+        crate::config::PlatformName::Go,
+        crate::config::PlatformName::Java,
+    ];
+    let mut ports: std::collections::BTreeSet<u16> = app_ports.into_iter().collect();
+    ports.extend(config.platform_ports.iter().copied());
+    ports.extend(platforms.iter().filter_map(|p| p.default_port()));
+    ports.into_iter().collect()
 }

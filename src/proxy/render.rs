@@ -237,7 +237,7 @@ pub(crate) fn sample_switch() -> RuntimeSwitch {
         lua_dir: "/srv/hm/var/lib/hostmanager/nginx/lua".into(),
         socket: "/srv/hm/var/lib/hostmanager/nginx/run/switch.sock".into(),
         port_file: "/srv/hm/var/lib/hostmanager/nginx/run/upstream_port".into(),
-        ports: [5000, 5001],
+        ports: vec![5000, 5001],
     }
 }
 

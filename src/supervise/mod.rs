@@ -14,6 +14,7 @@ mod cgroup;
 mod crashloop;
 mod hold;
 mod limits;
+mod listening;
 mod monitor;
 mod process;
 mod procstat;
@@ -80,6 +81,10 @@ pub struct ProcessStatus {
     /// CPU and memory of the process and everything in its session (latest sample).
     #[serde(default)]
     pub stats: Option<ProcessStats>,
+    /// TCP ports the process and everything in its session listen on, from /proc (the latest
+    /// sample, none before the first; the deployment's health gate reads them as it waits).
+    #[serde(default)]
+    pub listening: Option<Vec<u16>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,6 +258,22 @@ impl Supervisor {
     /// Every process with its state, restarts, uptime, crash loop and CPU/memory sample.
     pub fn statuses(&self) -> Vec<ProcessStatus> {
         self.lock().values().map(Slot::status).collect()
+    }
+
+    /// Where process `key` listens now (read from /proc, and kept as its latest sample); `None`
+    /// while it is not running.
+    pub async fn listening_now(&self, key: &ProcessKey) -> Option<Vec<u16>> {
+        let pid = self.lock().get(key)?.pid?;
+        let mut ports = tokio::task::spawn_blocking(move || listening::ports_by_session(&[pid]))
+            .await
+            .ok()?;
+        let ports = ports.remove(&pid).unwrap_or_default();
+        self.update(key, |slot| {
+            if slot.pid == Some(pid) {
+                slot.listening = Some(ports.clone());
+            }
+        });
+        Some(ports)
     }
 
     /// Releases that have processes in the table.

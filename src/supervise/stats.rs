@@ -1,4 +1,5 @@
-//! Per-process CPU and memory, sampled with sysinfo. An app is its leader and everything in its
+//! Per-process CPU and memory, sampled with sysinfo, and the ports each app listens on
+//! (`listening.rs`). An app is its leader and everything in its
 //! session (a gunicorn master and its workers, a shell and its children), so the numbers are
 //! summed over the session the leader heads.
 
@@ -124,9 +125,10 @@ impl Supervisor {
             }
             // Each app leads its own session, whose id is the leader's pid.
             let sessions: Vec<i32> = running.iter().map(|(_, pid)| *pid).collect();
-            let Ok((back, sampled)) = tokio::task::spawn_blocking(move || {
+            let Ok((back, sampled, listening)) = tokio::task::spawn_blocking(move || {
                 let sampled = sampler.sample(&sessions);
-                (sampler, sampled)
+                let listening = super::listening::ports_by_session(&sessions);
+                (sampler, sampled, listening)
             })
             .await
             else {
@@ -139,6 +141,7 @@ impl Supervisor {
                     && slot.pid == Some(pid)
                 {
                     slot.stats = sampled.get(&pid).copied();
+                    slot.listening = listening.get(&pid).cloned();
                 }
             }
         }
@@ -147,7 +150,7 @@ impl Supervisor {
 
 /// The processes that can be in an app's session: each leader and its descendants, and the
 /// agent's children (the apps' orphans are re-parented to it) with theirs.
-fn candidates(leaders: &[i32]) -> Vec<i32> {
+pub(super) fn candidates(leaders: &[i32]) -> Vec<i32> {
     // No duplicates: sysinfo would count a pid listed twice as not updated and drop it.
     let mut found: Vec<i32> = Vec::new();
     for pid in leaders

@@ -24,6 +24,8 @@ pub(super) struct Slot {
     pub restart_delay: Option<Duration>,
     pub crash_loop: Option<CrashLoop>,
     pub stats: Option<ProcessStats>,
+    /// TCP ports the process and its session listen on (latest sample; none before it).
+    pub listening: Option<Vec<u16>>,
     /// Fired to ask the monitor to stop the process for good.
     pub stop: CancellationToken,
     /// Resolves when the monitor has stopped the process and removed the slot.
@@ -64,6 +66,7 @@ impl Slot {
             restart_delay: None,
             crash_loop: None,
             stats: None,
+            listening: None,
             stop,
             done: Some(done),
         };
@@ -83,6 +86,7 @@ impl Slot {
         self.pgid = Some(watched.pgid());
         self.start_time = watched.start_time();
         self.stats = None;
+        self.listening = None;
     }
 
     pub fn exited(&mut self, status: ExitStatus, restart_delay: Duration) {
@@ -92,6 +96,7 @@ impl Slot {
         self.pid = None;
         self.pgid = None;
         self.stats = None;
+        self.listening = None;
     }
 
     pub fn status(&self) -> ProcessStatus {
@@ -112,6 +117,7 @@ impl Slot {
             restart_delay_ms: self.restart_delay.map(|d| d.as_millis() as u64),
             crash_loop: self.crash_loop,
             stats: self.stats,
+            listening: self.listening.clone(),
         }
     }
 

@@ -54,9 +54,6 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Opt
 pub fn free_ports(count: usize) -> Vec<u16> {
     static HELD: std::sync::Mutex<Vec<nix::fcntl::Flock<std::fs::File>>> =
         std::sync::Mutex::new(Vec::new());
-    let dir =
-        std::env::temp_dir().join(format!("hostmanager-test-ports-{}", nix::unistd::geteuid()));
-    std::fs::create_dir_all(&dir).expect("port lock dir");
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
     let mut chosen = Vec::new();
     while chosen.len() < count {
@@ -64,14 +61,10 @@ pub fn free_ports(count: usize) -> Vec<u16> {
         if chosen.contains(&port) {
             continue;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(port.to_string()))
-            .expect("port lock file");
-        let Ok(lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        else {
+        let Ok(lock) = nix::fcntl::Flock::lock(
+            port_lock_file(port),
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        ) else {
             continue; // Another test process holds it.
         };
         if TcpListener::bind(("127.0.0.1", port)).is_err() {
@@ -81,6 +74,30 @@ pub fn free_ports(count: usize) -> Vec<u16> {
         chosen.push(port);
     }
     chosen
+}
+
+/// Holds a fixed port (an Elastic Beanstalk platform's default, which bundles hard-code) for
+/// this test, waiting while another test process holds it; the port must be free.
+pub fn reserve_port(port: u16) -> nix::fcntl::Flock<std::fs::File> {
+    let lock = nix::fcntl::Flock::lock(port_lock_file(port), nix::fcntl::FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, error)| panic!("cannot lock port {port}: {error}"));
+    if let Err(error) = TcpListener::bind(("127.0.0.1", port)) {
+        panic!("this test needs port {port} on 127.0.0.1, which something else uses: {error}");
+    }
+    lock
+}
+
+/// The lock file that says a test process holds `port`.
+fn port_lock_file(port: u16) -> std::fs::File {
+    let dir =
+        std::env::temp_dir().join(format!("hostmanager-test-ports-{}", nix::unistd::geteuid()));
+    std::fs::create_dir_all(&dir).expect("port lock dir");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(port.to_string()))
+        .expect("port lock file")
 }
 
 pub fn is_root() -> bool {

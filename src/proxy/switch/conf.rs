@@ -27,8 +27,10 @@ pub struct RuntimeSwitch {
     pub socket: PathBuf,
     /// The serving port, written by the agent before each switch, read at nginx's start.
     pub port_file: PathBuf,
-    /// `app.port` and `app.alternate_port`: the only ports the switch accepts.
-    pub ports: [u16; 2],
+    /// The only ports the switch accepts: `app.port`, `app.alternate_port`, and the fixed ports
+    /// a web process may listen on instead of `$PORT` (`proxy.platform_ports`, the platforms'
+    /// default ports; docs/deployments.md#the-port-contract).
+    pub ports: Vec<u16>,
 }
 
 impl RuntimeSwitch {
@@ -127,7 +129,7 @@ mod tests {
             lua_dir: "/srv/hm/nginx/lua".into(),
             socket: "/srv/hm/nginx/run/switch.sock".into(),
             port_file: "/srv/hm/nginx/run/\"odd\\path".into(),
-            ports: [18500, 18501],
+            ports: vec![18500, 18501],
         }
     }
 
@@ -146,7 +148,7 @@ mod tests {
             "",
             "web",
             &RuntimeSwitch {
-                ports: [18500, 18502],
+                ports: vec![18500, 18502],
                 ..sample()
             },
         );
