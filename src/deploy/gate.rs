@@ -77,10 +77,10 @@ impl Engine {
         if self.config.deploy.fixed_port == FixedPortPolicy::Refuse {
             return Err(self.gate_failure(ports::refused_message(port, fixed, platform, app_port)));
         }
-        let warning = ports::fixed_port_warning(port, fixed, platform, app_port);
-        self.deploy_log(id, &warning);
-        self.events
-            .emit(NewEvent::new(Severity::Warning, "deploy", warning).deployment(id));
+        self.warn_deployment(
+            id,
+            ports::fixed_port_warning(port, fixed, platform, app_port),
+        );
         let rules = PortRules {
             accepted: Vec::new(),
             ..rules
@@ -209,16 +209,7 @@ impl Engine {
             && self.config.deploy.fixed_port == FixedPortPolicy::StopThenStart
             && self.accepted_fixed_ports(runtime).contains(&held);
         if fits {
-            let warning = ports::make_room_warning(
-                &format!(
-                    "{} (deployment {})",
-                    serving.version_label, serving.deployment_id
-                ),
-                held,
-            );
-            self.deploy_log(id, &warning);
-            self.events
-                .emit(NewEvent::new(Severity::Warning, "deploy", warning).deployment(id));
+            self.warn_deployment(id, ports::make_room_warning(&named(serving), held));
         }
         fits
     }
@@ -236,18 +227,18 @@ impl Engine {
         let Some(given) = serving.given_port else {
             return false;
         };
-        let warning = ports::stop_first_warning(
-            &format!(
-                "{} (deployment {})",
-                serving.version_label, serving.deployment_id
-            ),
-            serving.web_port,
-            given,
+        self.warn_deployment(
+            id,
+            ports::stop_first_warning(&named(serving), serving.web_port, given),
         );
+        true
+    }
+
+    /// A warning of deployment `id`: in deploy.log and as an event.
+    fn warn_deployment(&self, id: u64, warning: String) {
         self.deploy_log(id, &warning);
         self.events
             .emit(NewEvent::new(Severity::Warning, "deploy", warning).deployment(id));
-        true
     }
 
     /// Stages nginx's config again for a web process found on a fixed `port`, as step `step`;
@@ -289,4 +280,12 @@ impl Engine {
             "stderr_tail": crate::fsutil::tail_lines(&stderr, OUTPUT_TAIL_LINES),
         }))
     }
+}
+
+/// "v1 (deployment 3)".
+fn named(release: &ReleaseInfo) -> String {
+    format!(
+        "{} (deployment {})",
+        release.version_label, release.deployment_id
+    )
 }
