@@ -71,6 +71,7 @@ pub async fn run(
     let _lock = lock_root(&paths)?;
     let app_user = supervise::resolve_app_user(&config.app)?;
     prepare_layout(&paths)?;
+    install_get_config(&paths);
     // Recorded by every agent, linked or not: the controller's "launched at" of a host that
     // joins one later is still its first start.
     crate::controller_link::first_start(&paths.state_dir());
@@ -272,6 +273,28 @@ fn prepare_layout(paths: &Paths) -> Result<(), AgentError> {
     )
     .map_err(io("securing the deployments directory"))?;
     Ok(())
+}
+
+/// `/opt/elasticbeanstalk/bin/get-config`, where Elastic Beanstalk's hooks and scripts call
+/// it: a two-line script running this binary's `get-config` (root's, 0755). The package
+/// installs the same file; the agent keeps it pointing at the binary that runs.
+fn install_get_config(paths: &Paths) {
+    let path = paths.root().join("opt/elasticbeanstalk/bin/get-config");
+    let quote = |text: &str| format!("'{}'", text.replace('\'', "'\\''"));
+    let Ok(binary) = std::env::current_exe() else {
+        return;
+    };
+    let script = format!(
+        "#!/bin/sh\n# Written by hostmanager: Elastic Beanstalk's get-config.\nexec {} --root {} get-config \"$@\"\n",
+        quote(&binary.display().to_string()),
+        quote(&paths.root().display().to_string()),
+    );
+    if std::fs::read_to_string(&path).is_ok_and(|text| text == script) {
+        return;
+    }
+    if let Err(error) = crate::fsutil::write_atomic(&path, script.as_bytes(), 0o755) {
+        tracing::warn!(%error, path = %path.display(), "cannot install get-config");
+    }
 }
 
 fn notify_ready() {

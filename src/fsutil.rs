@@ -132,6 +132,21 @@ pub fn open_regular_nofollow(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// The bytes of the regular file `path`, at most `max` (more is an error); follows no link.
+pub fn read_regular_nofollow(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = open_regular_nofollow(path)?;
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Copies the regular file `from` to `to` (replaced if it exists) with exactly `mode`; follows
 /// no symlink at either end.
 pub fn copy_regular_nofollow(from: &Path, to: &Path, mode: u32) -> io::Result<()> {

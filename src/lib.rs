@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod controller_link;
 pub mod deploy;
+pub mod ebext;
 pub mod errors;
 pub mod events;
 pub mod fsutil;

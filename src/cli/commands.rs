@@ -30,6 +30,24 @@ pub async fn execute(cli: &Cli) -> i32 {
             };
         }
         Command::Validate => return validate(cli),
+        Command::Settings { effective, json } => {
+            return super::settings::show(cli, &paths, &client, *effective, *json).await;
+        }
+        Command::GetConfig {
+            kind,
+            key,
+            namespace,
+            option,
+        } => {
+            return super::settings::get_config(
+                cli,
+                &paths,
+                *kind,
+                key.as_deref(),
+                namespace.as_deref(),
+                option.as_deref(),
+            );
+        }
         Command::Status { json } => status(&client, *json).await,
         Command::Deploy {
             bundle,
@@ -192,6 +210,7 @@ fn build_request(
         env: properties,
         // Local deployments use the host's own `[platform]`.
         platform_options: Default::default(),
+        command_leader: None,
     })
 }
 

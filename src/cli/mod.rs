@@ -9,6 +9,7 @@ mod properties;
 mod proxy;
 mod render;
 mod render_health;
+mod settings;
 
 use std::path::PathBuf;
 
@@ -37,6 +38,14 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GetConfigKind {
+    Environment,
+    Optionsettings,
+    Container,
+    Platformconfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -46,6 +55,34 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the agent (what systemd starts).
     Run,
+    /// The settings in Elastic Beanstalk's namespaces, each with where it came from: the
+    /// host's (agent.toml and defaults), or with --effective the serving release's (the
+    /// bundle's .ebextensions and the deployment's over them).
+    #[command(name = "config")]
+    Settings {
+        #[arg(long)]
+        effective: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Elastic Beanstalk's get-config, for hooks and scripts: a deployment's environment
+    /// properties, option settings, container facts or platform config, as JSON (one value
+    /// as text with -k). In a hook, the deployment running it; elsewhere the serving release.
+    GetConfig {
+        #[arg(value_enum)]
+        kind: GetConfigKind,
+        /// One key: a property name (environment), a container fact (app_deploy_dir,
+        /// app_staging_dir, app_user, environment_name, environment_id, proxy_server) or a
+        /// platformconfig field.
+        #[arg(short = 'k', long = "key")]
+        key: Option<String>,
+        /// optionsettings: only this namespace.
+        #[arg(short = 'n', long = "namespace")]
+        namespace: Option<String>,
+        /// optionsettings: only this option (with --namespace).
+        #[arg(short = 'o', long = "option")]
+        option: Option<String>,
+    },
     /// Check the config file; exit 0 when valid, 78 with every problem listed when not.
     Validate,
     /// Show the nginx URL, the serving release, the app processes and the health.

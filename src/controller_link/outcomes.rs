@@ -173,6 +173,8 @@ mod tests {
             proxy_translations: Vec::new(),
             serial: None,
             platform_options: Default::default(),
+            command_leader: None,
+            host_changes: Vec::new(),
         }
     }
 

@@ -48,6 +48,8 @@ impl Engine {
             self.report_translations(id, staged);
         }
         started.staged = staged.clone();
+        let health_path =
+            super::model::health_path(prepared.settings.as_ref(), &self.config.health);
         let stop_first = self.stops_first(id, current.as_ref());
         if let (true, Some(current)) = (stop_first, &current) {
             self.step(id, "stop-old", async {
@@ -83,7 +85,11 @@ impl Engine {
         if let Some(web_spec) = web_spec {
             let runtime = prepared.runtime.as_ref();
             let gate = self
-                .step(id, "health-gate", self.gate_web(id, id, port, runtime))
+                .step(
+                    id,
+                    "health-gate",
+                    self.gate_web(id, id, port, runtime, &health_path),
+                )
                 .await;
             passed = match (gate, &current) {
                 (Ok(passed), _) => passed,
@@ -103,8 +109,12 @@ impl Engine {
                         Ok(self.supervisor.start(web_spec).map(|_| ())?)
                     })
                     .await?;
-                    self.step(id, "health-gate", self.gate_web(id, id, port, runtime))
-                        .await?
+                    self.step(
+                        id,
+                        "health-gate",
+                        self.gate_web(id, id, port, runtime, &health_path),
+                    )
+                    .await?
                 }
                 (Err(failure), _) => return Err(failure),
             };
@@ -137,7 +147,7 @@ impl Engine {
                 self.step(
                     id,
                     "verify-through-nginx",
-                    self.verify_through_nginx(passed.port, staged),
+                    self.verify_through_nginx(passed.port, staged, &health_path),
                 )
                 .await?;
             }
@@ -161,6 +171,7 @@ impl Engine {
             platform: prepared.platform.clone(),
             serial: prepared.serial,
             runtime: prepared.runtime.clone(),
+            settings: prepared.settings.clone(),
         };
         // A restart is the same release: it is not its own rollback target.
         let keep_previous = prepared.hooks.is_some();
@@ -311,6 +322,7 @@ impl Engine {
         make_room: bool,
     ) -> Result<(), StepFailure> {
         let env = self.release_env(target.deployment_id)?;
+        let health_path = target.health_path(&self.config.health);
         let overrides = self
             .platform_of(id, target)
             .map(|p| p.join(NGINX_OVERRIDES));
@@ -364,7 +376,13 @@ impl Engine {
                 .step(
                     id,
                     "rollback-health-gate",
-                    self.gate_web(id, target.deployment_id, port, target.runtime.as_ref()),
+                    self.gate_web(
+                        id,
+                        target.deployment_id,
+                        port,
+                        target.runtime.as_ref(),
+                        &health_path,
+                    ),
                 )
                 .await;
             match gate {
@@ -401,7 +419,7 @@ impl Engine {
                 self.step(
                     id,
                     "rollback-verify-through-nginx",
-                    self.verify_through_nginx(passed.port, staged),
+                    self.verify_through_nginx(passed.port, staged, &health_path),
                 )
                 .await?;
             }

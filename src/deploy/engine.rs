@@ -35,6 +35,8 @@ pub(super) struct Prepared {
     pub serial: Option<u64>,
     /// The platform it was built for (`runtime/`).
     pub runtime: Option<super::runtime::RuntimeInfo>,
+    /// Its settings, layer by layer (`ReleaseInfo::settings`).
+    pub settings: Option<crate::ebext::ReleaseSettings>,
 }
 
 /// What a job created so far, to undo when it fails before taking traffic.

@@ -57,6 +57,7 @@ impl Engine {
         release: u64,
         port: u16,
         runtime: Option<&RuntimeInfo>,
+        path: &str,
     ) -> Result<GatePassed, StepFailure> {
         let platform = runtime.map(|r| r.platform);
         let app_port = self.config.app.port;
@@ -65,7 +66,7 @@ impl Engine {
             accepted: self.accepted_fixed_ports(runtime),
             platform,
         };
-        let fixed = match self.gate_on(id, release, port, &rules).await? {
+        let fixed = match self.gate_on(id, release, port, &rules, path).await? {
             Gate::Healthy => {
                 return Ok(GatePassed {
                     port,
@@ -85,7 +86,7 @@ impl Engine {
             accepted: Vec::new(),
             ..rules
         };
-        match self.gate_on(id, release, fixed, &rules).await? {
+        match self.gate_on(id, release, fixed, &rules, path).await? {
             Gate::Healthy => Ok(GatePassed {
                 port: fixed,
                 given_port: Some(port),
@@ -106,6 +107,7 @@ impl Engine {
         release: u64,
         port: u16,
         rules: &PortRules,
+        path: &str,
     ) -> Result<Gate, StepFailure> {
         let deploy = &self.config.deploy;
         let health = &self.config.health;
@@ -120,7 +122,7 @@ impl Engine {
         let mut finding = (PortFinding::Undecided, 0);
         let mut recorded = None;
         loop {
-            let result = probe(addr, &health.path, health.timeout).await;
+            let result = probe(addr, path, health.timeout).await;
             attempts += 1;
             let listening = self.supervisor.listening_now(&key).await;
             if listening != recorded {
@@ -174,7 +176,7 @@ impl Engine {
             if Instant::now() + deploy.health_gate_interval > deadline {
                 return Err(self.gate_failure(format!(
                     "health check {} on port {port} did not pass {} times in a row within {:?} ({attempts} checks; last error: {last_error}; {})",
-                    health.path,
+                    path,
                     deploy.health_gate_successes,
                     deploy.health_gate_timeout,
                     ports::listening_words(listening.as_deref())
@@ -235,7 +237,7 @@ impl Engine {
     }
 
     /// A warning of deployment `id`: in deploy.log and as an event.
-    fn warn_deployment(&self, id: u64, warning: String) {
+    pub(super) fn warn_deployment(&self, id: u64, warning: String) {
         self.deploy_log(id, &warning);
         self.events
             .emit(NewEvent::new(Severity::Warning, "deploy", warning).deployment(id));

@@ -28,7 +28,8 @@ impl Engine {
             ("PATH".to_string(), APP_PATH.to_string()),
             ("HOME".to_string(), home),
             ("LANG".to_string(), "C.UTF-8".to_string()),
-            // Hooks written for Elastic Beanstalk test this; a single host is always the leader.
+            // Hooks written for Elastic Beanstalk test this; a deployment sets it from its
+            // leader flag (a host without a controller is always the leader).
             ("EB_IS_COMMAND_LEADER".to_string(), "true".to_string()),
         ]);
         // The platform's (the venv's PATH), under the properties as for the app's processes;

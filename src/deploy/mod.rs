@@ -4,6 +4,7 @@
 //! point so that a restarted agent can finish or roll back (`recovery.rs`).
 
 mod cutover;
+mod ebextensions;
 mod engine;
 mod entry;
 mod extract;
@@ -12,6 +13,8 @@ mod gate;
 mod hook_output;
 mod hook_steps;
 mod hooks;
+mod host_changes;
+mod host_packages;
 mod model;
 mod platform;
 mod ports;
@@ -24,6 +27,7 @@ mod retention;
 mod runtime;
 mod steps;
 mod verify;
+mod write_files;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -35,6 +39,7 @@ pub use entry::{EntryProblem, check_symlink, entry_path};
 pub use extract::{BundleError, copy_dir, extract_zip, hex};
 pub use model::*;
 pub use procfile::{LineError, ProcfileEntry, parse_buildfile, parse_procfile};
+pub use records::{env_file, settings_file};
 pub use runtime::RuntimeInfo;
 
 use crate::config::Config;
@@ -287,6 +292,11 @@ impl Engine {
                 Job::Deploy(request) => request.platform_options.clone(),
                 _ => BTreeMap::new(),
             },
+            command_leader: match &job {
+                Job::Deploy(request) => request.command_leader,
+                _ => None,
+            },
+            host_changes: Vec::new(),
         };
         // A change is applied when the job runs; kept on disk so a restarted agent can run it.
         if let Job::Configure(change) = &job {

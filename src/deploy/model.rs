@@ -143,6 +143,13 @@ pub struct DeploymentRecord {
     /// so that a deployment queued when the agent restarts runs with them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub platform_options: BTreeMap<String, String>,
+    /// The controller's leader choice for this deployment (`DeploymentRequest::command_leader`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_leader: Option<bool>,
+    /// What the bundle's `.ebextensions` changed on the host: packages installed (with their
+    /// versions), groups and users created, files written (and their `.bak`), services.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_changes: Vec<String>,
 }
 
 /// A release that served (or serves) traffic.
@@ -177,6 +184,28 @@ pub struct ReleaseInfo {
     /// The language platform it was built for (`runtime/`); absent for an earlier agent's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<super::runtime::RuntimeInfo>,
+    /// The settings it runs with, layer by layer (`ebext::ReleaseSettings`); absent for an
+    /// earlier agent's release, which runs with the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<crate::ebext::ReleaseSettings>,
+}
+
+impl ReleaseInfo {
+    /// The path its health checks probe: its settings' `Application Healthcheck URL`, else
+    /// the host's `health.path`.
+    pub fn health_path(&self, host: &crate::config::HealthConfig) -> String {
+        health_path(self.settings.as_ref(), host)
+    }
+}
+
+/// The health path of a release with `settings` (none: the host's).
+pub fn health_path(
+    settings: Option<&crate::ebext::ReleaseSettings>,
+    host: &crate::config::HealthConfig,
+) -> String {
+    settings
+        .and_then(|s| s.health_path())
+        .unwrap_or_else(|| host.path.clone())
 }
 
 /// `var/lib/hostmanager/state.json`.

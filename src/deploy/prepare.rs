@@ -60,9 +60,24 @@ impl Engine {
         if self.current().is_some_and(|c| c.fingerprint == fingerprint) {
             return Ok(None);
         }
-        let facts = self.step(id, "procfile", self.bundle_facts(&dir)).await?;
+        let extensions = match dir.join(crate::ebext::DIR).symlink_metadata() {
+            Ok(_) => {
+                self.step(
+                    id,
+                    "ebextensions",
+                    self.read_extensions(id, &dir, &label, request),
+                )
+                .await?
+            }
+            Err(_) => self.read_extensions(id, &dir, &label, request).await?,
+        };
+        let request = &extensions.request_over(request);
+        self.save_env(id, &extensions.env)?;
         let port = self.next_web_port(self.current().as_ref());
-        let hooks = self.hook_context(id, &dir, &request.env, port, None)?;
+        let mut hooks = self.hook_context(id, &dir, &request.env, port, None)?;
+        set_leader(&mut hooks, extensions.leader);
+        self.apply_prebuild(id, &extensions, &hooks).await?;
+        let facts = self.step(id, "procfile", self.bundle_facts(&dir)).await?;
         let (chosen, procfile) = self
             .step(id, "platform", async {
                 let chosen = self
@@ -77,8 +92,10 @@ impl Engine {
             .await?;
         self.run_platform_build(id, &hooks, &chosen.plan).await?;
         // From the Buildfile on, hooks see the platform's environment (the venv's PATH).
-        let hooks = self.hook_context(id, &dir, &request.env, port, Some(&chosen.runtime))?;
+        let mut hooks = self.hook_context(id, &dir, &request.env, port, Some(&chosen.runtime))?;
+        set_leader(&mut hooks, extensions.leader);
         self.run_buildfile(id, &hooks, &platform).await?;
+        self.run_container_commands(id, &extensions, &hooks).await?;
         self.run_hooks(id, &hooks, &platform, ".platform/hooks/predeploy")
             .await?;
         self.step(id, "permissions", self.hand_over(&dir)).await?;
@@ -96,6 +113,7 @@ impl Engine {
             platform: Some(platform),
             serial: self.record(id).and_then(|r| r.serial),
             runtime: Some(chosen.runtime),
+            settings: Some(extensions.settings),
         }))
     }
 
@@ -108,8 +126,10 @@ impl Engine {
     ) -> Result<Option<Prepared>, StepFailure> {
         let current = current
             .ok_or_else(|| StepFailure::new("no release serves yet: deploy a bundle first"))?;
-        let env = change.apply(self.release_env(current.deployment_id)?);
+        let before = self.release_env(current.deployment_id)?;
+        let env = change.apply(before.clone());
         self.save_env(id, &env)?;
+        let settings = self.carry_settings(id, current, Some((&before, &env)))?;
         // The serving release's platform options stay with it: only the properties change.
         let options = current
             .runtime
@@ -131,13 +151,16 @@ impl Engine {
                 self.carry_platform(id, current, &dir).await
             })
             .await?;
-        let hooks = self.hook_context(
+        let mut hooks = self.hook_context(
             id,
             &dir,
             &env,
             self.next_web_port(Some(current)),
             current.runtime.as_ref(),
         )?;
+        if let Some(settings) = &settings {
+            set_leader(&mut hooks, settings.command_leader);
+        }
         self.run_hooks(id, &hooks, &platform, ".platform/confighooks/prebuild")
             .await?;
         self.run_hooks(id, &hooks, &platform, ".platform/confighooks/predeploy")
@@ -157,6 +180,7 @@ impl Engine {
             // Local properties: the release no longer is what any desired state asked for.
             serial: None,
             runtime: current.runtime.clone(),
+            settings,
         }))
     }
 
@@ -171,6 +195,7 @@ impl Engine {
         // the restart was queued.
         let env = self.release_env(current.deployment_id)?;
         self.save_env(id, &env)?;
+        let settings = self.carry_settings(id, current, None)?;
         Ok(Some(Prepared {
             id,
             label: current.version_label.clone(),
@@ -184,11 +209,50 @@ impl Engine {
             platform: self.platform_of(id, current),
             serial: current.serial,
             runtime: current.runtime.clone(),
+            settings,
         }))
+    }
+
+    /// The serving release's settings for job `id` (a configuration deployment's or a
+    /// restart's), recorded beside it; with `(before, after)` the properties that changed are
+    /// `hostmanager configure`'s.
+    fn carry_settings(
+        &self,
+        id: u64,
+        current: &ReleaseInfo,
+        change: Option<(&crate::secret::Properties, &crate::secret::Properties)>,
+    ) -> Result<Option<crate::ebext::ReleaseSettings>, StepFailure> {
+        let Some(mut settings) = current.settings.clone() else {
+            return Ok(None);
+        };
+        if let Some((before, after)) = change {
+            settings
+                .properties
+                .retain(|name, _| after.contains_key(name));
+            for (name, value) in after.iter() {
+                if before.get(name) != Some(value) {
+                    settings
+                        .properties
+                        .insert(name.clone(), "hostmanager configure".to_string());
+                }
+            }
+        }
+        crate::fsutil::write_json_atomic(&self.settings_file(id), &settings, 0o600)?;
+        Ok(Some(settings))
     }
 
     async fn fetch(&self, id: u64, source: &str) -> Result<LocalBundle, StepFailure> {
         let download = self.paths.downloads_dir().join(format!("{id}.zip"));
+        self.fetch_to(source, download).await
+    }
+
+    /// Fetches `source` (a path, https:// or s3:// URL) into `download`, with the bundle's
+    /// size limit and retries; a directory stays where it is.
+    pub(super) async fn fetch_to(
+        &self,
+        source: &str,
+        download: std::path::PathBuf,
+    ) -> Result<LocalBundle, StepFailure> {
         let max = self.config.bundle.max_download_bytes;
         let attempts = self.config.bundle.download_attempts;
         match parse_source(source)? {
@@ -390,4 +454,11 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
         }
     }
     std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
+}
+
+/// `EB_IS_COMMAND_LEADER` for hooks: whether this host is the deployment's command leader.
+fn set_leader(context: &mut super::hooks::HookContext, leader: bool) {
+    context
+        .env
+        .insert("EB_IS_COMMAND_LEADER".to_string(), leader.to_string());
 }

@@ -23,8 +23,13 @@ impl Engine {
             .join(format!("{id}.source.json"))
     }
 
+    /// The settings deployment `id` runs with (`ebext::ReleaseSettings`), for `get-config`.
+    pub(super) fn settings_file(&self, id: u64) -> std::path::PathBuf {
+        settings_file(&self.paths, id)
+    }
+
     pub(super) fn env_file(&self, id: u64) -> std::path::PathBuf {
-        self.paths.deployments_dir().join(format!("{id}.env.json"))
+        env_file(&self.paths, id)
     }
 
     pub(super) fn save_record(&self, record: &DeploymentRecord) {
@@ -68,4 +73,14 @@ pub(super) fn load_records(paths: &Paths) -> std::io::Result<BTreeMap<u64, Deplo
         }
     }
     Ok(records)
+}
+
+/// `<deployments>/<id>.settings.json` (0600).
+pub fn settings_file(paths: &crate::paths::Paths, id: u64) -> std::path::PathBuf {
+    paths.deployments_dir().join(format!("{id}.settings.json"))
+}
+
+/// `<deployments>/<id>.env.json` (0600).
+pub fn env_file(paths: &crate::paths::Paths, id: u64) -> std::path::PathBuf {
+    paths.deployments_dir().join(format!("{id}.env.json"))
 }

@@ -268,6 +268,7 @@ impl Engine {
                 version_label: Some(record.version_label.clone()),
                 env: self.release_env(record.id).map_err(|f| f.message)?,
                 platform_options: record.platform_options.clone(),
+                command_leader: record.command_leader,
             }),
             JobKind::Configure => {
                 let path = self.change_file(record.id);

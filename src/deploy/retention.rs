@@ -94,6 +94,7 @@ fn delete_records(dir: &Path, ids: &[u64]) -> Vec<String> {
             format!("{id}.env.json"),
             format!("{id}.change.json"),
             format!("{id}.source.json"),
+            format!("{id}.settings.json"),
         ] {
             let path = dir.join(name);
             match std::fs::remove_file(&path) {
@@ -215,7 +216,8 @@ impl Engine {
                     let id = name
                         .strip_suffix(".env.json")
                         .or_else(|| name.strip_suffix(".change.json"))
-                        .or_else(|| name.strip_suffix(".source.json"));
+                        .or_else(|| name.strip_suffix(".source.json"))
+                        .or_else(|| name.strip_suffix(".settings.json"));
                     if id
                         .and_then(|id| id.parse::<u64>().ok())
                         .is_some_and(|id| !keep_ids.contains(&id))

@@ -49,6 +49,7 @@ impl Engine {
         &self,
         port: u16,
         staged: &StagedConfig,
+        path: &str,
     ) -> Result<(), StepFailure> {
         let deploy = &self.config.deploy;
         let health = &self.config.health;
@@ -56,7 +57,7 @@ impl Engine {
         let deadline = Instant::now() + deploy.health_gate_timeout;
         let mut answered_errors = 0;
         loop {
-            let result = probe_as(addr, &health.path, health.timeout, ELB_USER_AGENT).await;
+            let result = probe_as(addr, path, health.timeout, ELB_USER_AGENT).await;
             if result.ok {
                 return Ok(());
             }
@@ -66,7 +67,7 @@ impl Engine {
             };
             let out_of_budget = Instant::now() + deploy.health_gate_interval > deadline;
             if answered_errors >= deploy.health_gate_successes || out_of_budget {
-                return Err(self.public_failure(addr, port, staged, &result).await);
+                return Err(self.public_failure(addr, port, staged, &result, path).await);
             }
             tokio::time::sleep(deploy.health_gate_interval).await;
         }
@@ -78,6 +79,7 @@ impl Engine {
         port: u16,
         staged: &StagedConfig,
         result: &ProbeResult,
+        path: &str,
     ) -> StepFailure {
         let mut targets = Vec::new();
         for target in &staged.targets {
@@ -85,7 +87,7 @@ impl Engine {
         }
         let error_log = crate::fsutil::tail_lines(&self.paths.nginx_log_dir().join("error.log"), 3);
         let facts = Facts {
-            path: &self.config.health.path,
+            path,
             url: format!("http://{addr}/"),
             result,
             app_port: port,

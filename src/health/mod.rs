@@ -151,8 +151,9 @@ impl HealthMonitor {
             return;
         };
         let health = &self.config.health;
+        let path = current.health_path(health);
         let direct_addr = SocketAddr::from(([127, 0, 0, 1], current.web_port));
-        let direct = probe(direct_addr, &health.path, health.timeout).await;
+        let direct = probe(direct_addr, &path, health.timeout).await;
         record(&mut self.direct, &direct);
         let proxied = if self.proxy.enabled() {
             let listen = self.proxy.listen();
@@ -161,7 +162,7 @@ impl HealthMonitor {
             } else {
                 listen
             };
-            let result = probe(addr, &health.path, health.timeout).await;
+            let result = probe(addr, &path, health.timeout).await;
             record(&mut self.proxied, &result);
             Some(result)
         } else {
@@ -190,6 +191,10 @@ impl HealthMonitor {
             .and_then(|c| c.runtime.as_ref())
             .and_then(|r| r.server_label());
         let snapshot = self.metrics.as_ref().and_then(|m| m.borrow().clone());
+        let path = deploy.current.as_ref().map_or_else(
+            || self.config.health.path.clone(),
+            |c| c.health_path(&self.config.health),
+        );
         let inputs = HealthInputs {
             now_ms: jiff::Timestamp::now().as_millisecond(),
             has_release: deploy.current.is_some(),
@@ -201,7 +206,7 @@ impl HealthMonitor {
             expected: &expected,
             web_server: web_server.as_deref(),
             web_port: deploy.current.as_ref().map(|c| c.web_port),
-            path: &self.config.health.path,
+            path: &path,
             direct: &self.direct,
             proxied: self.proxy.enabled().then_some(&self.proxied),
             failures_before_unhealthy: self.config.health.failures_before_unhealthy,

@@ -41,6 +41,10 @@ pub struct ReleaseView {
     /// The language platform it was built for and the runtime's version (docs/platforms.md).
     #[serde(default)]
     pub platform: Option<crate::deploy::RuntimeInfo>,
+    /// Its settings with where each came from (`hostmanager config --effective`); property
+    /// values are never in here, only their names.
+    #[serde(default)]
+    pub settings: Option<crate::ebext::ReleaseSettings>,
 }
 
 /// `GET /v1/status`. Not `Eq`: process CPU shares are floating point.

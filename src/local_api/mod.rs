@@ -27,6 +27,7 @@ pub fn status_report(api: &ApiState) -> StatusReport {
             .map(|r| format!("{:?}", r.status).to_lowercase()),
         serial: current.serial,
         platform: current.runtime.clone(),
+        settings: current.settings.clone(),
     });
     let mut info = api.info.clone();
     info.events_dropped = api.sink.dropped();

@@ -30,6 +30,11 @@ pub struct DeploymentRequest {
     /// that agents from before platforms keep reading the document.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub platform_options: std::collections::BTreeMap<String, String>,
+    /// Whether this host runs the bundle's leader-only `container_commands` (the controller
+    /// names one host of the environment per deployment). Absent: a host without a
+    /// controller is its own leader; a controller that names none leads none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_leader: Option<bool>,
 }
 
 /// `hostmanager:platform` (`Name`, `JvmOptions`, `NpmUseProduction`): the platform itself, which

@@ -67,6 +67,9 @@ pub struct Cache {
     /// Per environment: its unfinished deployment (the load balancer's states follow it).
     pub active: HashMap<String, Deployment>,
     pub environments: HashMap<String, Environment>,
+    /// Per environment: its command leader (`command_leader`), kept as instances are put so
+    /// a reply does not scan every host.
+    pub leaders: HashMap<String, String>,
 }
 
 impl Cache {
@@ -76,15 +79,70 @@ impl Cache {
         if let Some(previous) = &instance.credential.previous {
             self.by_secret.insert(previous.clone(), instance.id.clone());
         }
-        self.instances.insert(instance.id.clone(), instance);
+        let id = instance.id.clone();
+        let environment = instance.environment.clone();
+        let moved_from = self
+            .instances
+            .insert(id.clone(), instance)
+            .map(|old| old.environment)
+            .filter(|old| *old != environment);
+        if let Some(old) = moved_from
+            && self.leaders.get(&old) == Some(&id)
+        {
+            self.elect(&old);
+        }
+        let candidate = &self.instances[&id];
+        let better = match self
+            .leaders
+            .get(&environment)
+            .and_then(|l| self.instances.get(l))
+        {
+            _ if candidate.revoked_ms.is_some() => false,
+            Some(leader) => {
+                leader.revoked_ms.is_some()
+                    || leader.environment != environment
+                    || (candidate.enrolled_ms, &candidate.id) < (leader.enrolled_ms, &leader.id)
+            }
+            None => true,
+        };
+        if better {
+            self.leaders.insert(environment, id);
+        } else if self.leaders.get(&environment) == Some(&id) {
+            // The leader was revoked: the next one in enrollment order.
+            self.elect(&environment);
+        }
     }
 
-    /// The desired state a reply to `instance` of `environment` carries.
+    /// Chooses `environment`'s leader again from every host of it.
+    fn elect(&mut self, environment: &str) {
+        let leader = self
+            .instances
+            .values()
+            .filter(|i| i.environment == environment && i.revoked_ms.is_none())
+            .min_by(|a, b| (a.enrolled_ms, &a.id).cmp(&(b.enrolled_ms, &b.id)))
+            .map(|i| i.id.clone());
+        match leader {
+            Some(leader) => self.leaders.insert(environment.to_string(), leader),
+            None => self.leaders.remove(environment),
+        };
+    }
+
+    /// The desired state a reply to `instance` of `environment` carries, with whether it is
+    /// the environment's command leader (it runs the bundle's leader-only container commands).
     pub fn desired_for_instance(&self, environment: &str, instance: &str) -> Option<DesiredState> {
-        match self.targeted.get(instance) {
+        let mut desired = match self.targeted.get(instance) {
             Some(targeted) => Some(targeted.clone()),
             None => self.desired.get(environment).cloned().flatten(),
-        }
+        }?;
+        let leader = self.command_leader(environment);
+        desired.deployment.command_leader = Some(leader == Some(instance));
+        Some(desired)
+    }
+
+    /// The environment's command leader: its longest-enrolled host that is not revoked (the
+    /// same one on every replica, and the same one while it stays).
+    pub fn command_leader(&self, environment: &str) -> Option<&str> {
+        self.leaders.get(environment).map(String::as_str)
     }
 
     /// Records `environment`'s unfinished deployment (or none) and who it targets.
@@ -198,7 +256,45 @@ impl<S: Store> App<S> {
                 version_label: Some(version.label.clone()),
                 env: crate::options::properties(&env.options).into(),
                 platform_options: crate::options::platform_options(&env.options),
+                command_leader: None,
             },
         }))
+    }
+}
+
+#[cfg(test)]
+mod leader_tests {
+    use super::Cache;
+    use crate::health::fixtures::instance;
+
+    fn host(id: &str, environment: &str, enrolled_ms: i64) -> crate::model::Instance {
+        let mut host = instance(id, None, "Ok");
+        host.environment = environment.to_string();
+        host.enrolled_ms = enrolled_ms;
+        host.credential.current = format!("secret-{id}");
+        host
+    }
+
+    #[test]
+    fn the_leader_is_the_longest_enrolled_host_and_the_next_one_when_it_is_revoked() {
+        let mut cache = Cache::default();
+        cache.put_instance(host("i-b", "web", 20));
+        cache.put_instance(host("i-a", "web", 10));
+        cache.put_instance(host("i-c", "web", 30));
+        cache.put_instance(host("w-1", "worker", 5));
+        assert_eq!(cache.command_leader("web"), Some("i-a"));
+        assert_eq!(cache.command_leader("worker"), Some("w-1"));
+        // A report of the leader keeps it; of another host changes nothing.
+        cache.put_instance(host("i-c", "web", 30));
+        cache.put_instance(host("i-a", "web", 10));
+        assert_eq!(cache.command_leader("web"), Some("i-a"));
+        let mut revoked = host("i-a", "web", 10);
+        revoked.revoked_ms = Some(99);
+        cache.put_instance(revoked);
+        assert_eq!(cache.command_leader("web"), Some("i-b"));
+        // A host that moves to another environment leaves its leadership behind.
+        cache.put_instance(host("w-1", "web", 5));
+        assert_eq!(cache.command_leader("web"), Some("w-1"));
+        assert_eq!(cache.command_leader("worker"), None);
     }
 }
