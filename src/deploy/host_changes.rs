@@ -61,6 +61,10 @@ impl Engine {
                             .to_string(),
                     );
                 }
+                // As for files: never through a link or a directory another user controls.
+                if let Some(parent) = into.parent() {
+                    super::write_files::make_trusted_dirs(parent).map_err(|e| e.to_string())?;
+                }
                 if std::fs::symlink_metadata(&into).is_ok() {
                     std::fs::remove_dir_all(&into)
                         .map_err(|e| format!("{}: {e}", into.display()))?;

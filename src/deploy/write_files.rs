@@ -68,7 +68,7 @@ pub fn write_entry(target: &Path, entry: &FileEntry) -> io::Result<Option<PathBu
 }
 
 /// Creates the missing directories (0755, root's) and checks the existing ones.
-fn make_trusted_dirs(dir: &Path) -> io::Result<()> {
+pub fn make_trusted_dirs(dir: &Path) -> io::Result<()> {
     let me = nix::unistd::geteuid().as_raw();
     let mut path = PathBuf::new();
     for part in dir.components() {
