@@ -24,6 +24,7 @@ use crate::metrics::{CloudWatchSink, MetricsTask};
 use crate::paths::Paths;
 use crate::proxy::Proxy;
 use crate::supervise::{self, Supervisor};
+use crate::worker::WorkerService;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -95,6 +96,7 @@ pub async fn run(
     }
     // `stop-apps` keeps the apps and nginx down across agent restarts.
     let hold = supervise::StopHold::load(&paths);
+    let apps_stopped = hold.subscribe();
     let supervisor = Supervisor::new(
         app_user,
         config.supervise.clone(),
@@ -123,6 +125,10 @@ pub async fn run(
     .map_err(io("loading the deployment state"))?;
     let (mut metrics, snapshots) =
         MetricsTask::new(config.metrics.window, &paths, supervisor.clone());
+    let worker_meter = crate::worker::Meter::default();
+    if config.worker.sqsd.is_some() {
+        metrics.with_worker_meter(worker_meter.clone());
+    }
     let (health, reports) = HealthMonitor::new(
         config.clone(),
         proxy.clone(),
@@ -150,6 +156,38 @@ pub async fn run(
         .await
         .map_err(|e| AgentError::Startup(e.to_string()))?;
     let health = health.with_severe_errors(logs.severe_errors());
+    let leadership = match config.controller.url {
+        Some(_) => crate::worker::Leadership::linked(),
+        None => crate::worker::Leadership::standalone(),
+    };
+    if let Some(current) = deployer.current() {
+        // The read timeout the serving release's config was written with (a worker's).
+        proxy.set_worker_timeout(
+            crate::worker::effective(&config, current.settings.as_ref())
+                .map(|sqsd| crate::worker::proxy_timeout(&sqsd)),
+        );
+    }
+    let (worker, worker_status) = WorkerService::new(
+        config.clone(),
+        paths.clone(),
+        deployer.subscribe(),
+        deployer.intake(),
+        apps_stopped,
+        leadership.clone(),
+        sink.clone(),
+        proxy.enabled().then(|| proxy.listen()).map(|listen| {
+            if listen.ip().is_unspecified() {
+                std::net::SocketAddr::from(([127, 0, 0, 1], listen.port()))
+            } else {
+                listen
+            }
+        }),
+        worker_meter,
+    );
+    let health = health.with_worker(worker_status.clone());
+    if config.worker.sqsd.is_some() {
+        tasks.spawn(worker.run(root.child_token()));
+    }
 
     tasks.spawn(proxy.clone().run(root.child_token()));
     tasks.spawn(deployer.clone().run(queue, root.child_token()));
@@ -178,6 +216,8 @@ pub async fn run(
         logs: logs.clone(),
         shutdown: root.clone(),
         critical: TaskTracker::new(),
+        worker: worker_status,
+        leadership,
     });
     if let (Some(url), Some(status)) = (config.controller.url.clone(), link_status) {
         let identity = crate::aws::resolve_identity(&config.environment, &config.aws).await;

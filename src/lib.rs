@@ -20,3 +20,4 @@ pub mod proxy;
 pub mod secret;
 pub mod store;
 pub mod supervise;
+pub mod worker;

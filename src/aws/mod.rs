@@ -101,3 +101,16 @@ pub fn cloudwatch_client(
         .build();
     aws_sdk_cloudwatch::Client::from_conf(config)
 }
+
+/// An SQS client whose attempts give up a little after the longest long poll (20 s): without
+/// an attempt timeout a receive can hang on a connection that went away (awslabs/aws-sdk-rust#1094).
+pub fn sqs_client(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(std::time::Duration::from_secs(30))
+        .operation_timeout(std::time::Duration::from_secs(75))
+        .build();
+    let config = aws_sdk_sqs::config::Builder::from(sdk)
+        .timeout_config(timeouts)
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}

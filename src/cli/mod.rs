@@ -9,6 +9,7 @@ mod properties;
 mod proxy;
 mod render;
 mod render_health;
+mod render_worker;
 mod settings;
 
 use std::path::PathBuf;

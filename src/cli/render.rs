@@ -80,6 +80,9 @@ pub fn status(report: &StatusReport) -> String {
             active.version_label, active.id, active.step
         );
     }
+    if let Some(worker) = &report.worker {
+        out.push_str(&super::render_worker::worker(worker));
+    }
     if report.processes.is_empty() {
         out.push_str("Processes:  none\n");
     } else {
@@ -292,6 +295,7 @@ mod tests {
             processes: vec![process("web"), crashing],
             controller: None,
             health: HealthReport::default(),
+            worker: None,
         };
         let text = status(&report);
         let lines: Vec<&str> = text.lines().collect();

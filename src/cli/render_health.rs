@@ -51,6 +51,19 @@ pub fn health(view: &HealthView, colour: bool) -> String {
                 classes(&metrics.requests.counts)
             );
             let _ = writeln!(out, "Latency:   {}", latency(&metrics.requests));
+            if let Some(worker) = &metrics.worker {
+                let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
+                let _ = writeln!(
+                    out,
+                    "Worker:    {} processed, {} failed ({:.1}/s)  p50 {}  p90 {}  p99 {}",
+                    worker.processed,
+                    worker.failed,
+                    worker.messages_per_second,
+                    ms(worker.latency_p50_ms),
+                    ms(worker.latency_p90_ms),
+                    ms(worker.latency_p99_ms)
+                );
+            }
             host(&mut out, &metrics.host);
             if metrics.totals.malformed_lines > 0 {
                 let _ = writeln!(
@@ -259,11 +272,20 @@ mod tests {
                 ..HostSample::default()
             },
             latency_us: Vec::new(),
+            worker: Some(crate::worker::WorkerWindowStats {
+                processed: 28,
+                failed: 2,
+                messages_per_second: 3.0,
+                latency_p50_ms: Some(12),
+                latency_p90_ms: Some(40),
+                latency_p99_ms: Some(2_001),
+            }),
         };
         let view = HealthView {
             report,
             metrics: Some(metrics),
             cloudwatch: None,
+            worker: None,
         };
         let text = health(&view, false);
         let lines: Vec<&str> = text.lines().collect();
@@ -282,10 +304,14 @@ mod tests {
             lines[3]
         );
         assert!(lines[3].ends_with("p99.9 1.50s"), "{}", lines[3]);
+        assert_eq!(
+            lines[4],
+            "Worker:    28 processed, 2 failed (3.0/s)  p50 12 ms  p90 40 ms  p99 2001 ms"
+        );
         assert!(
-            lines[4].starts_with("CPU:       10% in use  user 10.0"),
+            lines[5].starts_with("CPU:       10% in use  user 10.0"),
             "{}",
-            lines[4]
+            lines[5]
         );
         assert!(health(&view, true).starts_with("\x1b[31m●\x1b[0m"));
     }

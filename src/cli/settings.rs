@@ -75,6 +75,12 @@ pub fn render(settings: &ReleaseSettings) -> String {
         ));
     }
     out.push_str(&format!("command leader: {}\n", settings.command_leader));
+    for task in &settings.periodic_tasks {
+        out.push_str(&format!(
+            "periodic task {}: {:?} → {}  (cron.yaml)\n",
+            task.name, task.schedule, task.url
+        ));
+    }
     out
 }
 

@@ -11,6 +11,7 @@ mod parse_remote;
 mod platform_model;
 mod reader;
 mod supervise;
+mod worker;
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,7 @@ pub use parse_platform::{is_wsgi_path, static_mapping_problem, with_options};
 pub use platform_model::*;
 pub use reader::Problem;
 pub use supervise::parse_size;
+pub use worker::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -25,6 +25,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub logs: LogsConfig,
     pub platform: PlatformConfig,
+    pub worker: super::worker::WorkerConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

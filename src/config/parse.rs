@@ -36,6 +36,7 @@ pub fn parse_config(text: &str) -> Result<Config, Vec<Problem>> {
         events: events(root.section("events")),
         logs: super::logs::logs(root.section("logs")),
         platform: super::parse_platform::platform(root.section("platform")),
+        worker: super::worker::worker(root.section("worker")),
     };
     root.finish();
     cross_checks(&config, &mut problems);

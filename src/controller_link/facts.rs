@@ -122,6 +122,7 @@ mod tests {
             totals: Totals::default(),
             host: Default::default(),
             latency_us: window.recorded_us(),
+            worker: None,
         };
         let got = metrics_window(&snapshot);
         assert_eq!(got.ended_ms, 1_795_356_200_000);

@@ -81,6 +81,18 @@ impl ControllerLink {
 
     /// Queues the desired state if it is new and runs new commands; results go up next time.
     fn apply(&mut self, reply: &ReportReply) {
+        // Periodic tasks follow the controller's leader; an older controller only names one
+        // in its desired state. Valid for a few round trips, not for good.
+        let leader = reply.leader.or_else(|| {
+            reply
+                .desired
+                .as_ref()
+                .and_then(|d| d.deployment.command_leader)
+        });
+        if let Some(leader) = leader {
+            let valid_for = self.config.interval * 3 + self.config.timeout;
+            self.api.leadership.set(leader, valid_for);
+        }
         if let Some(desired) = self.state.newer_desired(reply).cloned() {
             let serial = desired.serial;
             match self

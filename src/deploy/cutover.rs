@@ -27,6 +27,10 @@ impl Engine {
         let port = self.next_web_port(current.as_ref());
         self.update_record(id, |r| r.web_port = Some(port));
         let overrides = prepared.platform.as_ref().map(|p| p.join(NGINX_OVERRIDES));
+        self.proxy.set_worker_timeout(
+            crate::worker::effective(&self.config, prepared.settings.as_ref())
+                .map(|sqsd| crate::worker::proxy_timeout(&sqsd)),
+        );
         // Without nginx (`proxy.enabled = false`) the app serves by itself: no config to stage.
         let staged = match self.proxy.enabled() {
             true => Some(

@@ -52,8 +52,10 @@ impl Engine {
         request: &DeploymentRequest,
     ) -> Result<Extensions, StepFailure> {
         let release = dir.to_path_buf();
-        let (texts, mut warnings, present) =
-            tokio::task::spawn_blocking(move || read_config_files(&release)).await??;
+        let ((texts, mut warnings, present), cron_text) = tokio::task::spawn_blocking(move || {
+            Ok::<_, StepFailure>((read_config_files(&release)?, read_cron_file(&release)?))
+        })
+        .await??;
         let mut resolver = Resolver::new(
             &self.config.environment.name,
             &self.config.environment.id,
@@ -109,6 +111,7 @@ impl Engine {
             publishing: self.config.logs.publish.enabled
                 && self.config.logs.publish.destination.is_some(),
             controller: self.config.controller.url.is_some(),
+            worker: self.config.worker.sqsd.is_some(),
         };
         let effects = ebext::effects(&bundle_settings, facts);
         problems.extend(effects.problems);
@@ -148,6 +151,13 @@ impl Engine {
             .command_leader
             .unwrap_or(self.config.controller.url.is_none());
         settings.command_leader = leader;
+        let (tasks, found) =
+            crate::worker::check_release(&self.config, &settings, cron_text.as_deref())
+                .map_err(|problems| StepFailure::new(problems.join("; ")))?;
+        for warning in found {
+            self.warn_deployment(id, warning);
+        }
+        settings.periodic_tasks = tasks;
         crate::fsutil::write_json_atomic(&self.settings_file(id), &settings, 0o600)?;
         Ok(Extensions {
             plans,
@@ -251,6 +261,20 @@ fn platform_key(setting: &OptionSetting) -> Option<String> {
 /// The configuration files of a release: (name, text) in order, warnings about what is left
 /// out, and whether there is a `.ebextensions` at all.
 type ConfigTexts = (Vec<(String, String)>, Vec<String>, bool);
+
+/// The release's `cron.yaml` (a worker's periodic tasks), if it has one. Never follows a link.
+fn read_cron_file(release: &Path) -> Result<Option<String>, StepFailure> {
+    let path = release.join(crate::worker::cron::FILE);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    let shown = crate::worker::cron::FILE;
+    let bytes = crate::fsutil::read_regular_nofollow(&path, ebext::MAX_CONFIG_BYTES as u64)
+        .map_err(|e| StepFailure::new(format!("{shown}: {e}")))?;
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| StepFailure::new(format!("{shown} is not UTF-8 text")))
+}
 
 /// Reads the configuration files of the release. Never follows a link.
 fn read_config_files(release: &Path) -> Result<ConfigTexts, StepFailure> {

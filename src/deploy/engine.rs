@@ -130,6 +130,7 @@ impl Engine {
                 let target = target.ok_or_else(|| {
                     StepFailure::new("there is no previous release to roll back to")
                 })?;
+                let _intake = self.intake.pause();
                 self.restore(id, target, current.as_ref()).await?;
                 self.cleanup(id).await;
                 return Ok(DeploymentStatus::Succeeded);
@@ -139,6 +140,9 @@ impl Engine {
             self.adopt_serial(id);
             return Ok(DeploymentStatus::Noop);
         };
+        // The worker daemon receives nothing while traffic moves; its requests in flight
+        // finish through nginx, which serves throughout.
+        let _intake = self.intake.pause();
         self.cutover(prepared, current, started).await
     }
 

@@ -66,6 +66,8 @@ pub struct Engine {
     queue: mpsc::Sender<u64>,
     /// Only ever set by the crash tests (`HOSTMANAGER_TEST_PAUSE_AT`).
     test_pause: Option<steps::TestPause>,
+    /// The worker daemon's intake, held during each cutover.
+    intake: crate::worker::Intake,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +112,7 @@ impl Engine {
             publish,
             queue,
             test_pause: steps::TestPause::from_env(),
+            intake: crate::worker::Intake::default(),
         };
         if let Some(pause) = &engine.test_pause {
             engine.events.warn(
@@ -125,6 +128,11 @@ impl Engine {
         engine.requeue();
         engine.prune_records_at_start();
         Ok((Arc::new(engine), rx))
+    }
+
+    /// What the worker daemon watches: held while traffic moves between releases.
+    pub fn intake(&self) -> crate::worker::Intake {
+        self.intake.clone()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<DeployState> {

@@ -60,8 +60,12 @@ impl Engine {
         if self.current().is_some_and(|c| c.fingerprint == fingerprint) {
             return Ok(None);
         }
-        let extensions = match dir.join(crate::ebext::DIR).symlink_metadata() {
-            Ok(_) => {
+        // A step of its own when there is something to read (a worker's cron.yaml too).
+        let to_read = [crate::ebext::DIR, crate::worker::cron::FILE]
+            .iter()
+            .find_map(|name| dir.join(name).symlink_metadata().ok());
+        let extensions = match to_read {
+            Some(_) => {
                 self.step(
                     id,
                     "ebextensions",
@@ -69,7 +73,7 @@ impl Engine {
                 )
                 .await?
             }
-            Err(_) => self.read_extensions(id, &dir, &label, request).await?,
+            None => self.read_extensions(id, &dir, &label, request).await?,
         };
         let request = &extensions.request_over(request);
         self.save_env(id, &extensions.env)?;

@@ -14,6 +14,8 @@ pub struct HostFacts {
     /// `[logs.publish]` is on with a destination.
     pub publishing: bool,
     pub controller: bool,
+    /// `[worker] queue_url` is set: the host runs the SQS daemon.
+    pub worker: bool,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -92,11 +94,17 @@ pub fn effects(settings: &[OptionSetting], facts: HostFacts) -> Effects {
                 _ => {}
             },
             ("aws:elasticbeanstalk:sqsd", option) => {
-                if let Some((low, high)) = sqsd_range(option) {
-                    match value.parse::<u64>() {
-                        Ok(n) if (low..=high).contains(&n) => {}
-                        _ => out.problems.push(format!("{at}: {option} is a whole number from {low} to {high}")),
+                if let Some(numeric) = crate::worker::numeric_option(option) {
+                    match value.trim().parse::<u64>() {
+                        Ok(n) if (numeric.low..=numeric.high).contains(&n) => {}
+                        _ => out.problems.push(format!("{at}: {option} is a whole number from {} to {}", numeric.low, numeric.high)),
                     }
+                } else if let Some((key, _, _)) = crate::config::TEXT.iter().find(|(_, o, _)| *o == option) {
+                    if let Some(problem) = crate::config::text_problem(key, value) {
+                        out.problems.push(format!("{at}: {problem}"));
+                    }
+                } else {
+                    out.warnings.push(format!("{at}: not an option of the SQS daemon (ignored)"));
                 }
             }
             ("aws:elasticbeanstalk:xray", "XRayEnabled") => match value {
@@ -107,11 +115,12 @@ pub fn effects(settings: &[OptionSetting], facts: HostFacts) -> Effects {
             _ => {}
         }
     }
-    if settings
-        .iter()
-        .any(|s| s.namespace == "aws:elasticbeanstalk:sqsd")
+    if !facts.worker
+        && settings
+            .iter()
+            .any(|s| s.namespace == "aws:elasticbeanstalk:sqsd")
     {
-        out.warnings.push("aws:elasticbeanstalk:sqsd settings are recorded with the release for the worker tier; this agent runs no SQS daemon yet, so no messages are delivered".to_string());
+        out.warnings.push("aws:elasticbeanstalk:sqsd settings ignored: this host is a web server (no [worker] queue_url in agent.toml); the tier is the host's, not the bundle's".to_string());
     }
     if !infrastructure.is_empty() {
         out.notes.push(format!(
@@ -137,19 +146,6 @@ const RETENTION_DAYS: &[&str] = &[
     "1", "3", "5", "7", "14", "30", "60", "90", "120", "150", "180", "365", "400", "545", "731",
     "1827", "3653",
 ];
-
-/// Elastic Beanstalk's ranges of the numeric sqsd options.
-fn sqsd_range(option: &str) -> Option<(u64, u64)> {
-    Some(match option {
-        "HttpConnections" => (1, 100),
-        "ConnectTimeout" => (1, 60),
-        "InactivityTimeout" => (1, 36000),
-        "VisibilityTimeout" | "ErrorVisibilityTimeout" => (0, 43200),
-        "RetentionPeriod" => (60, 1_209_600),
-        "MaxRetries" => (1, 100),
-        _ => return None,
-    })
-}
 
 fn listing(by_namespace: &BTreeMap<&str, Vec<&str>>) -> String {
     by_namespace
@@ -178,6 +174,7 @@ mod tests {
             proxy_enabled: true,
             publishing: false,
             controller: false,
+            worker: false,
         };
         let out = effects(
             &[
@@ -218,5 +215,33 @@ mod tests {
             "option settings that apply to the environment's AWS resources, not to this host (not applied): aws:autoscaling:asg (MinSize, MaxSize); aws:ec2:instances (InstanceTypes)"
         );
         assert!(out.notes[1].contains("aws:elasticbeanstalk:command (DeploymentPolicy)"));
+    }
+
+    #[test]
+    fn a_worker_host_checks_the_daemons_options_and_a_web_server_ignores_them() {
+        let sqsd = [
+            setting("aws:elasticbeanstalk:sqsd", "WorkerQueueURL", "not a url"),
+            setting("aws:elasticbeanstalk:sqsd", "VisibilityTimeout", "60"),
+            setting("aws:elasticbeanstalk:sqsd", "Colour", "blue"),
+        ];
+        let worker = HostFacts {
+            worker: true,
+            ..HostFacts::default()
+        };
+        let out = effects(&sqsd, worker);
+        assert_eq!(out.problems.len(), 1, "{:?}", out.problems);
+        assert!(
+            out.problems[0].contains("is not an SQS queue URL"),
+            "{:?}",
+            out.problems
+        );
+        assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+        assert!(out.warnings[0].contains("Colour"), "{:?}", out.warnings);
+        let out = effects(&sqsd[1..2], HostFacts::default());
+        assert!(
+            out.warnings[0].contains("this host is a web server"),
+            "{:?}",
+            out.warnings
+        );
     }
 }

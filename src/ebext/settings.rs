@@ -32,6 +32,9 @@ pub struct ReleaseSettings {
     /// Whether this host ran the leader-only container commands.
     #[serde(default)]
     pub command_leader: bool,
+    /// The release's `cron.yaml`, checked at deploy time (a worker host's only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub periodic_tasks: Vec<crate::worker::cron::PeriodicTask>,
 }
 
 impl ReleaseSettings {
@@ -162,6 +165,22 @@ pub fn host_layer(config: &Config) -> ReleaseSettings {
             dir.clone(),
             "agent.toml",
         );
+    }
+    if let Some(sqsd) = &config.worker.sqsd {
+        let defaults = crate::config::NUMERIC;
+        for (option, value) in sqsd.options() {
+            let same = match defaults.iter().find(|o| o.option == option) {
+                Some(numeric) => value == numeric.default.to_string(),
+                None => crate::config::TEXT
+                    .iter()
+                    .any(|(_, o, default)| *o == option && *default == value),
+            };
+            layer.set(
+                format!("{}:{option}", crate::config::SQSD_NAMESPACE),
+                value,
+                origin(same),
+            );
+        }
     }
     let name = match platform.name {
         crate::config::PlatformChoice::Auto => "auto".to_string(),

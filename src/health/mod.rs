@@ -83,6 +83,8 @@ pub struct HealthMonitor {
     /// Severe errors the log watcher saw recently (count, top title).
     severe_errors: Option<watch::Receiver<crate::logs::WindowSummary>>,
     severe_window_minutes: u64,
+    /// The worker daemon's status, on a worker host.
+    worker: Option<watch::Receiver<Option<crate::worker::WorkerStatus>>>,
 }
 
 impl HealthMonitor {
@@ -108,6 +110,7 @@ impl HealthMonitor {
             hysteresis,
             severe_errors: None,
             severe_window_minutes: 5,
+            worker: None,
         };
         (monitor, reports)
     }
@@ -125,6 +128,15 @@ impl HealthMonitor {
     ) -> Self {
         self.severe_window_minutes = (self.config.logs.watch.health_window.as_secs() / 60).max(1);
         self.severe_errors = Some(errors);
+        self
+    }
+
+    /// Adds the worker daemon's failures, failing receives and old messages as causes.
+    pub fn with_worker(
+        mut self,
+        worker: watch::Receiver<Option<crate::worker::WorkerStatus>>,
+    ) -> Self {
+        self.worker = Some(worker);
         self
     }
 
@@ -224,7 +236,19 @@ impl HealthMonitor {
                 summary.top.as_deref(),
             )
         });
-        let (status, causes) = with_causes(evaluate(&inputs), severe);
+        let worker = self
+            .worker
+            .as_ref()
+            .and_then(|w| w.borrow().clone())
+            .map(|status| {
+                crate::worker::causes(
+                    &status,
+                    &self.config.health.thresholds,
+                    self.config.worker.oldest_message_warning,
+                )
+            })
+            .unwrap_or_default();
+        let (status, causes) = with_causes(evaluate(&inputs), severe.into_iter().chain(worker));
         let previous = self.publish.borrow().clone();
         let mut report = HealthReport {
             status,

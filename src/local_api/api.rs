@@ -61,6 +61,9 @@ pub struct StatusReport {
     #[serde(default)]
     pub controller: Option<crate::controller_link::LinkStatus>,
     pub health: HealthReport,
+    /// The SQS daemon of a worker host; absent on a web server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<crate::worker::WorkerStatus>,
 }
 
 /// `GET /v1/health`: the graded status with its causes, the last window's metrics, and the
@@ -72,6 +75,8 @@ pub struct HealthView {
     pub metrics: Option<MetricsSnapshot>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloudwatch: Option<SinkStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<crate::worker::WorkerStatus>,
 }
 
 /// Error body of every non-2xx answer.

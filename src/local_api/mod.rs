@@ -43,6 +43,7 @@ pub fn status_report(api: &ApiState) -> StatusReport {
             .as_ref()
             .map(|status| status.lock().unwrap_or_else(|p| p.into_inner()).clone()),
         health: api.health.borrow().clone(),
+        worker: api.worker.borrow().clone(),
     }
 }
 
@@ -52,5 +53,6 @@ pub fn health_view(api: &ApiState) -> HealthView {
         report: api.health.borrow().clone(),
         metrics: api.metrics.borrow().as_deref().cloned(),
         cloudwatch: api.cloudwatch.as_ref().map(|c| c.borrow().clone()),
+        worker: api.worker.borrow().clone(),
     }
 }

@@ -49,6 +49,10 @@ pub struct ApiState {
     /// Requests that must finish even when the agent shuts down meanwhile (`stop-apps`);
     /// `serve` waits for them before it returns.
     pub critical: TaskTracker,
+    /// The worker daemon's status (`None` inside while the host is not a worker).
+    pub worker: watch::Receiver<Option<crate::worker::WorkerStatus>>,
+    /// Whether this host sends the periodic tasks; the controller link keeps it.
+    pub leadership: crate::worker::Leadership,
 }
 
 /// Binds the socket (replacing a stale one) with mode 0600.

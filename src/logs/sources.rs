@@ -100,6 +100,17 @@ pub fn discover(paths: &Paths, config: &LogsConfig, owners: &Owners) -> Discover
         let rename = Some(RotateMode::Rename(Reopen::Nothing));
         add(path, rename, false, tail, 2, false);
     }
+    // The worker daemon's log, written by the agent the way its own logs are.
+    let sqsd = crate::worker::log_path(paths.root());
+    // Its failure lines are the app's answers, already events: not watched for severe errors.
+    add(
+        sqsd,
+        Some(RotateMode::Rename(Reopen::Nothing)),
+        false,
+        true,
+        2,
+        false,
+    );
     for pattern in &config.extra_files {
         for path in glob_under(paths.root(), pattern) {
             add(path, Some(RotateMode::CopyTruncate), true, true, 2, true);
@@ -121,6 +132,7 @@ pub fn watch_dirs(paths: &Paths, config: &LogsConfig) -> Vec<PathBuf> {
         paths.log_dir(),
         paths.agent_log_dir(),
         paths.nginx_log_dir(),
+        paths.root().join("var/log/aws-sqsd"),
     ];
     for pattern in config.extra_files.iter().chain(&config.watch.files) {
         let fixed: PathBuf = Path::new(pattern.trim_start_matches('/'))

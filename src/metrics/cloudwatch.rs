@@ -22,6 +22,8 @@ pub struct WindowReport {
     pub ended_ms: i64,
     pub requests: RequestWindow,
     pub host: HostSample,
+    /// A worker host's daemon in the window.
+    pub worker: Option<crate::worker::WorkerWindow>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +93,7 @@ const REQUEST_METRICS: [&str; 5] = [
     "ApplicationRequests4xx",
     "ApplicationRequests5xx",
 ];
+const WORKER_METRICS: [&str; 2] = ["WorkerMessagesProcessed", "WorkerMessagesFailed"];
 const CPU_METRICS: [&str; 7] = [
     "CPUUser",
     "CPUNice",
@@ -111,6 +114,9 @@ struct Period {
     load5: Stat,
     root_fs: Stat,
     health: BTreeMap<u32, u32>,
+    /// Per window: processed, failed; and the period's merged latencies.
+    worker_counts: [Stat; 2],
+    worker: Option<crate::worker::WorkerWindow>,
 }
 
 /// Folds windows into periods; a period's datums come out when a window of a later period
@@ -147,6 +153,8 @@ impl PeriodAggregator {
             load5: Stat::default(),
             root_fs: Stat::default(),
             health: BTreeMap::new(),
+            worker_counts: [Stat::default(); 2],
+            worker: None,
         });
         period.requests.merge(&report.requests);
         let counts = report.requests.counts();
@@ -181,6 +189,14 @@ impl PeriodAggregator {
             period.root_fs.add(fs.used_percent);
         }
         *period.health.entry(health_code).or_default() += 1;
+        if let Some(worker) = &report.worker {
+            period.worker_counts[0].add(worker.processed as f64);
+            period.worker_counts[1].add(worker.failed as f64);
+            period
+                .worker
+                .get_or_insert_with(Default::default)
+                .merge(worker);
+        }
         finished
     }
 
@@ -233,6 +249,25 @@ fn datums(period: Period) -> Vec<Datum> {
         Unit::None,
         Some(DatumValue::Values { values, counts }),
     );
+    // The worker daemon's (Elastic Beanstalk has no per-instance worker metrics; sqsd's own
+    // `ElasticBeanstalk/SQSD Health` is the agent's health here).
+    if let Some(worker) = &period.worker {
+        for (name, stat) in WORKER_METRICS.iter().zip(&period.worker_counts) {
+            push(name, Unit::Count, stat.value());
+        }
+        for (quantile, suffix) in [(0.5, "P50"), (0.9, "P90"), (0.99, "P99")] {
+            let value = worker.percentile_ms(quantile).map(|ms| {
+                let seconds = ms as f64 / 1e3;
+                DatumValue::Stats {
+                    count: 1.0,
+                    sum: seconds,
+                    min: seconds,
+                    max: seconds,
+                }
+            });
+            push(&format!("WorkerLatency{suffix}"), Unit::Seconds, value);
+        }
+    }
     out
 }
 
@@ -260,148 +295,5 @@ pub fn next_batch_len(datums: &[Datum], dimensions_bytes: usize) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::metrics::cpu::CpuPercent;
-    use crate::metrics::healthd::LogLine;
-
-    fn report(ended_ms: i64, statuses: &[u16], idle: f64) -> WindowReport {
-        let mut requests = RequestWindow::new();
-        for status in statuses {
-            requests.record(&LogLine {
-                time_ms: ended_ms,
-                status: *status,
-                request_time_us: 250_000,
-            });
-        }
-        WindowReport {
-            ended_ms,
-            requests,
-            host: HostSample {
-                cpu: Some(CpuPercent {
-                    idle,
-                    user: 100.0 - idle,
-                    ..CpuPercent::default()
-                }),
-                ..HostSample::default()
-            },
-        }
-    }
-
-    fn find<'a>(datums: &'a [Datum], name: &str) -> &'a DatumValue {
-        &datums
-            .iter()
-            .find(|d| d.name == name)
-            .unwrap_or_else(|| panic!("no datum {name} in {datums:#?}"))
-            .value
-    }
-
-    #[test]
-    fn a_period_becomes_one_datum_per_metric() {
-        let mut aggregator = PeriodAggregator::new(60_000);
-        assert!(
-            aggregator
-                .add(&report(130_000, &[200, 200, 500], 90.0), 0)
-                .is_empty()
-        );
-        assert!(
-            aggregator
-                .add(&report(140_000, &[404], 70.0), 20)
-                .is_empty()
-        );
-        let datums = aggregator.add(&report(190_000, &[200], 50.0), 0);
-        assert!(datums.iter().all(|d| d.timestamp_ms == 120_000));
-        assert_eq!(
-            find(&datums, "ApplicationRequestsTotal"),
-            &DatumValue::Stats {
-                count: 2.0,
-                sum: 4.0,
-                min: 1.0,
-                max: 3.0
-            }
-        );
-        assert_eq!(
-            find(&datums, "ApplicationRequests5xx"),
-            &DatumValue::Stats {
-                count: 2.0,
-                sum: 1.0,
-                min: 0.0,
-                max: 1.0
-            }
-        );
-        assert_eq!(
-            find(&datums, "ApplicationLatencyP99.9"),
-            &DatumValue::Stats {
-                count: 1.0,
-                sum: 0.250111,
-                min: 0.250111,
-                max: 0.250111
-            },
-            "250 ms rounded up to its histogram bucket (within 0.1 %)"
-        );
-        assert_eq!(
-            find(&datums, "CPUIdle"),
-            &DatumValue::Stats {
-                count: 2.0,
-                sum: 160.0,
-                min: 70.0,
-                max: 90.0
-            }
-        );
-        assert_eq!(
-            find(&datums, "InstanceHealth"),
-            &DatumValue::Values {
-                values: vec![0.0, 20.0],
-                counts: vec![1.0, 1.0]
-            }
-        );
-        // No root filesystem in these samples: no RootFilesystemUtil.
-        assert_eq!(datums.len(), 5 + 8 + 7 + 2 + 1);
-        let last = aggregator.flush();
-        assert!(last.iter().all(|d| d.timestamp_ms == 180_000));
-        assert!(aggregator.flush().is_empty());
-    }
-
-    #[test]
-    fn no_requests_means_zero_counts_and_no_latency() {
-        let mut aggregator = PeriodAggregator::new(60_000);
-        aggregator.add(&report(10_000, &[], 99.0), 0);
-        let datums = aggregator.flush();
-        assert_eq!(
-            find(&datums, "ApplicationRequestsTotal"),
-            &DatumValue::Stats {
-                count: 1.0,
-                sum: 0.0,
-                min: 0.0,
-                max: 0.0
-            }
-        );
-        assert!(
-            !datums
-                .iter()
-                .any(|d| d.name.starts_with("ApplicationLatency"))
-        );
-    }
-
-    #[test]
-    fn batches_respect_the_call_limits() {
-        let datum = Datum {
-            name: "CPUUser".into(),
-            unit: Unit::Percent,
-            timestamp_ms: 0,
-            value: DatumValue::Stats {
-                count: 1.0,
-                sum: 1.0,
-                min: 1.0,
-                max: 1.0,
-            },
-        };
-        let many = vec![datum.clone(); 2500];
-        assert_eq!(next_batch_len(&many, 40), MAX_DATUMS_PER_CALL);
-        assert_eq!(next_batch_len(&many[2000..], 40), 500);
-        assert_eq!(next_batch_len(&[], 40), 0);
-        // Huge dimensions: the byte limit binds first, but one datum always goes.
-        assert_eq!(next_batch_len(&many, 100_000), 8);
-        assert_eq!(next_batch_len(&many[..1], 2_000_000), 1);
-    }
-}
+#[path = "cloudwatch_tests.rs"]
+mod tests;

@@ -58,6 +58,9 @@ pub struct MetricsSnapshot {
     /// them across hosts); not in `GET /v1/health`, whose percentiles say the same for people.
     #[serde(skip)]
     pub latency_us: Vec<[u64; 2]>,
+    /// A worker host's SQS daemon in the window: messages processed, failed, latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<crate::worker::WorkerWindowStats>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +124,8 @@ pub struct MetricsTask {
     totals: Totals,
     publish: watch::Sender<Option<Arc<MetricsSnapshot>>>,
     sink: Option<mpsc::Sender<WindowReport>>,
+    /// The worker daemon's counts, taken at each window's end (a worker host's only).
+    worker: Option<crate::worker::Meter>,
 }
 
 impl MetricsTask {
@@ -156,6 +161,7 @@ impl MetricsTask {
             totals: Totals::default(),
             publish,
             sink: None,
+            worker: None,
         };
         (task, snapshots)
     }
@@ -166,6 +172,11 @@ impl MetricsTask {
         let (tx, rx) = mpsc::channel(64);
         self.sink = Some(tx);
         rx
+    }
+
+    /// Each window also counts the worker daemon's messages.
+    pub fn with_worker_meter(&mut self, meter: crate::worker::Meter) {
+        self.worker = Some(meter);
     }
 
     pub async fn run(mut self, cancel: CancellationToken) {
@@ -232,17 +243,20 @@ impl MetricsTask {
         self.totals.requests.add(&stats.counts);
         self.totals.malformed_lines += stats.malformed_lines;
         self.totals.windows += 1;
+        let worker = self.worker.as_ref().map(crate::worker::Meter::take);
+        let seconds = self.window.as_secs_f64();
+        let worker_stats = worker.as_ref().map(|w| w.stats(seconds));
         if let Some(sink) = &self.sink {
             let report = WindowReport {
                 ended_ms: now.as_millisecond(),
                 requests,
                 host: host.clone(),
+                worker,
             };
             if sink.try_send(report).is_err() {
                 self.totals.windows_not_queued += 1;
             }
         }
-        let seconds = self.window.as_secs_f64();
         let snapshot = MetricsSnapshot {
             ended_at: now
                 .round(jiff::Unit::Millisecond)
@@ -254,6 +268,7 @@ impl MetricsTask {
             totals: self.totals,
             host,
             latency_us,
+            worker: worker_stats,
         };
         self.publish.send_replace(Some(Arc::new(snapshot)));
     }

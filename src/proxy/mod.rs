@@ -105,6 +105,8 @@ struct Inner {
     checks: AtomicU64,
     /// Whether nginx runs the traffic switch, checked once (`switch::detect`).
     switch: tokio::sync::OnceCell<Result<RuntimeSwitch, String>>,
+    /// A worker host's read timeout (seconds) for the daemon's long requests.
+    worker_timeout: Mutex<Option<u64>>,
 }
 
 impl Proxy {
@@ -129,10 +131,20 @@ impl Proxy {
             wake: tokio::sync::Notify::new(),
             checks: AtomicU64::new(0),
             switch: tokio::sync::OnceCell::new(),
+            worker_timeout: Mutex::new(None),
         };
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// The next configs staged give nginx this read timeout (a worker's), or its default.
+    pub fn set_worker_timeout(&self, seconds: Option<u64>) {
+        *self
+            .inner
+            .worker_timeout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = seconds;
     }
 
     pub fn enabled(&self) -> bool {
@@ -312,6 +324,11 @@ impl Proxy {
             healthd_dir: paths.healthd_log_dir(),
             mime_types: mime.exists().then(|| mime.to_path_buf()),
             static_files: Vec::new(),
+            worker_timeout: *self
+                .inner
+                .worker_timeout
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
         }
     }
 }

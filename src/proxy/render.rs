@@ -31,6 +31,9 @@ pub struct NginxModel {
     pub mime_types: Option<PathBuf>,
     /// (URL path, directory) pairs nginx serves itself: the platform's static files.
     pub static_files: Vec<(String, PathBuf)>,
+    /// A worker host's read timeout in seconds: requests of the SQS daemon may take as long
+    /// as its `inactivity_timeout`, and its attribute headers may hold `_`.
+    pub worker_timeout: Option<u64>,
 }
 
 /// One file of a generated config, relative to the config directory.
@@ -59,7 +62,7 @@ pub fn render(model: &NginxModel) -> Vec<RenderedFile> {
         },
         RenderedFile {
             path: "conf.d/elasticbeanstalk/00_application.conf",
-            content: application_conf(),
+            content: application_conf(model.worker_timeout),
         },
         RenderedFile {
             path: "conf.d/elasticbeanstalk/healthd.conf",
@@ -153,6 +156,10 @@ fn main_conf(m: &NginxModel) -> String {
     let _ = writeln!(out, "        root {};", m.html_dir.display());
     let _ = writeln!(out, "        access_log {} main;", m.access_log.display());
     out.push_str("        client_header_timeout 60;\n        client_body_timeout 60;\n        keepalive_timeout 60;\n");
+    if m.worker_timeout.is_some() {
+        // The daemon forwards message attributes as X-Aws-Sqsd-Attr-<name>; SQS names may hold '_'.
+        out.push_str("        underscores_in_headers on;\n");
+    }
     let _ = writeln!(
         out,
         "        client_max_body_size {};",
@@ -190,12 +197,20 @@ fn upstream_conf(m: &NginxModel) -> String {
     )
 }
 
-fn application_conf() -> String {
+fn application_conf(worker_timeout: Option<u64>) -> String {
+    let timeouts = worker_timeout
+        .map(|seconds| {
+            format!(
+                "\n    # A worker: the SQS daemon's requests may take its inactivity_timeout.\n    \
+                 proxy_read_timeout {seconds}s;\n    proxy_send_timeout {seconds}s;\n"
+            )
+        })
+        .unwrap_or_default();
     format!(
         "{HEADER}location / {{\n    proxy_pass http://{UPSTREAM};\n    proxy_http_version 1.1;\n\n    \
          proxy_set_header Connection $connection_upgrade;\n    proxy_set_header Upgrade $http_upgrade;\n    \
          proxy_set_header Host $host;\n    proxy_set_header X-Real-IP $remote_addr;\n    \
-         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n}}\n"
+         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n{timeouts}}}\n"
     )
 }
 
@@ -224,6 +239,7 @@ pub(crate) fn sample_model() -> NginxModel {
         healthd_dir: "/srv/hm/var/log/nginx/healthd".into(),
         mime_types: Some("/etc/nginx/mime.types".into()),
         static_files: Vec::new(),
+        worker_timeout: None,
     }
 }
 
@@ -290,6 +306,21 @@ mod tests {
             ..sample_model()
         };
         assert_golden("alternate-port", &render(&model));
+    }
+
+    #[test]
+    fn a_worker_waits_for_long_requests_and_takes_underscored_headers() {
+        let model = NginxModel {
+            worker_timeout: Some(304),
+            ..sample_model()
+        };
+        assert_golden("worker", &render(&model));
+        let app = &render(&model)[3];
+        assert!(
+            app.content.contains("proxy_read_timeout 304s;"),
+            "{}",
+            app.content
+        );
     }
 
     #[test]

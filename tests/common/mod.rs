@@ -21,6 +21,7 @@ pub mod postgres;
 pub mod procs;
 pub mod provision;
 pub mod rolling;
+pub mod sqs;
 pub mod systemd;
 
 use std::net::TcpListener;

@@ -55,6 +55,11 @@ pub struct ReportReply {
     /// (`POST /v1/hosts/{id}/credential`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub rotate_credential: bool,
+    /// Whether the host is its environment's leader now: it runs the leader-only container
+    /// commands and sends a worker's periodic tasks (`cron.yaml`). Absent from older
+    /// controllers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<bool>,
 }
 
 /// What should run on this host. A higher serial replaces a lower one.

@@ -286,7 +286,7 @@ pub async fn report<S: Store>(
     } else {
         app.batcher.seen(&instance.id, now);
     }
-    let (desired, rotate) = {
+    let (desired, rotate, leader) = {
         let mut cache = app.cache.lock().unwrap_or_else(|p| p.into_inner());
         let desired = cache.desired_for_instance(&instance.environment, &instance.id);
         let issued = instance.credential.expires_ms
@@ -294,7 +294,8 @@ pub async fn report<S: Store>(
         let lifetime = instance.credential.expires_ms - issued;
         let rotate = now >= issued + lifetime * 67 / 100;
         cache.put_instance(instance.clone());
-        (desired, rotate)
+        let leader = cache.command_leader(&instance.environment) == Some(instance.id.as_str());
+        (desired, rotate, leader)
     };
     let pending = app.store.pending_commands(&instance.id).await?;
     let acked: Vec<String> = report
@@ -319,6 +320,7 @@ pub async fn report<S: Store>(
         // ±10 % around the interval, so hosts that came back together drift apart.
         report_after_ms: Some(interval * 9 / 10 + fastrand_below(interval / 5 + 1)),
         rotate_credential: rotate,
+        leader: Some(leader),
     })
 }
 
