@@ -185,6 +185,7 @@ pub async fn run(
         worker_meter,
     );
     let health = health.with_worker(worker_status.clone());
+    let worker_intake = deployer.intake();
     if config.worker.sqsd.is_some() {
         tasks.spawn(worker.run(root.child_token()));
     }
@@ -244,6 +245,8 @@ pub async fn run(
 
     wait_for_stop(&config_path).await?;
     tracing::info!("stopping; app processes and nginx keep running");
+    // A worker receives nothing more while the logs are flushed (its requests finish).
+    let _no_receives = worker_intake.pause();
     if config.logs.publish.enabled && config.logs.publish.flush_on_stop {
         // The host may be going away for good: publish what the logs hold now, within most of
         // the shutdown budget (the rest is for the tasks).

@@ -337,14 +337,20 @@ fn deployments_and_a_killed_agent_lose_no_message() {
     let queue = create_queue(&moto, "stream", None);
     let mut host = worker_host(&moto, &queue)
         .set("worker", "http_connections", 5)
-        .set("worker", "visibility_timeout", 4)
+        .set("worker", "visibility_timeout", 12)
         .set("worker", "error_visibility_timeout", 0)
-        .set("worker", "inactivity_timeout", 3);
+        .set("worker", "inactivity_timeout", 10);
     host.start();
     let file = records_dir(host.path("").as_path()).join("received.jsonl");
     let tmp = tempfile::tempdir().expect("tmp");
     host.deploy_ok(&worker_bundle(tmp.path(), "v1", &file, &[]));
 
+    // A job longer than nginx's drain (5 s) running in v1 when v2 deploys (alone in the queue, so it is the request in flight): v1 is stopped
+    // only once it is done, so it is not cut and run again.
+    let long_job = queue.send(r#"{"sleep":8,"long":true}"#, &[]);
+    wait_for("the long job in flight", Duration::from_secs(20), || {
+        (host.status()["worker"]["in_flight"].as_u64() >= Some(1)).then_some(())
+    });
     // A steady stream while v2 deploys.
     let sending = Arc::new(AtomicBool::new(true));
     let sender = {
@@ -404,6 +410,14 @@ fn deployments_and_a_killed_agent_lose_no_message() {
             answered[id].len()
         );
     }
+    let long = wait_answers(&file, &long_job, "the long job answered", |a| !a.is_empty());
+    assert_eq!(
+        long,
+        [200],
+        "the long job was cut by the deployment and ran again"
+    );
+    let long_record = record_of(&records(&file), &long_job)[0].clone();
+    assert_eq!(long_record["version"], "v1", "{long_record}");
 
     // kill -9 with requests in flight: their messages come back after the visibility timeout
     // and the agent started again processes them.
@@ -500,7 +514,6 @@ fn only_the_controllers_leader_sends_each_periodic_task_once() {
     });
     for (at, count) in &runs {
         assert_eq!(*count, 1, "the run of {at} arrived {count} times: {runs:?}");
-        assert!(at.ends_with(":00Z"), "runs are on the minute: {at}");
     }
     let all = records(&file);
     let record = all

@@ -90,8 +90,16 @@ impl ControllerLink {
                 .and_then(|d| d.deployment.command_leader)
         });
         if let Some(leader) = leader {
-            let valid_for = self.config.interval * 3 + self.config.timeout;
-            self.api.leadership.set(leader, valid_for);
+            // Until three reports could have come and gone at the pace the controller asks
+            // for (it may space them out to 10 × the interval), not the agent's own.
+            let pace = reply
+                .report_after_ms
+                .map(std::time::Duration::from_millis)
+                .unwrap_or(self.config.interval)
+                .max(self.config.interval);
+            self.api
+                .leadership
+                .set(leader, pace * 3 + self.config.timeout);
         }
         if let Some(desired) = self.state.newer_desired(reply).cloned() {
             let serial = desired.serial;

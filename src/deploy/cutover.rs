@@ -57,7 +57,7 @@ impl Engine {
         let stop_first = self.stops_first(id, current.as_ref());
         if let (true, Some(current)) = (stop_first, &current) {
             self.step(id, "stop-old", async {
-                self.supervisor.stop_release(current.deployment_id).await;
+                self.stop_release_after_requests(id, current).await;
                 Ok(())
             })
             .await?;
@@ -103,7 +103,7 @@ impl Engine {
                         && self.make_room_for(id, &failure, current, runtime) =>
                 {
                     self.step(id, "stop-old", async {
-                        self.supervisor.stop_release(current.deployment_id).await;
+                        self.stop_release_after_requests(id, current).await;
                         Ok(())
                     })
                     .await?;
@@ -211,7 +211,7 @@ impl Engine {
         let id = prepared.id;
         if let (false, Some(current)) = (stopped_first, current) {
             self.step(id, "stop-old", async {
-                self.supervisor.stop_release(current.deployment_id).await;
+                self.stop_release_after_requests(id, current).await;
                 Ok(())
             })
             .await?;

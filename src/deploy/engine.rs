@@ -172,6 +172,8 @@ impl Engine {
 
     /// Undoes a job that failed before it took traffic.
     pub(super) async fn abort(&self, started: &mut Started) {
+        // Traffic moves back: the worker daemon receives nothing meanwhile.
+        let _intake = self.intake.pause();
         // nginx already serves the new release: point it back before its processes stop.
         let mut staged_in_use = false;
         if let Some(previous) = started.switched_from.take() {

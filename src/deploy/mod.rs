@@ -27,6 +27,7 @@ mod retention;
 mod runtime;
 mod steps;
 mod verify;
+mod worker_requests;
 mod write_files;
 
 use std::collections::{BTreeMap, HashMap};

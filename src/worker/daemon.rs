@@ -70,7 +70,11 @@ pub(super) struct Shared {
     pub events: EventSink,
     pub log: SqsdLog,
     pub live: Arc<Mutex<Live>>,
-    pub deletes: mpsc::Sender<(String, String)>,
+    pub deletes: mpsc::Sender<super::delivery::ToDelete>,
+    /// Counts the requests in flight for the deployments that wait for them.
+    pub intake: super::Intake,
+    /// Requests in a row that could not reach nginx or the app: receives back off meanwhile.
+    pub unreachable: std::sync::atomic::AtomicU32,
     pub meter: super::Meter,
 }
 
@@ -81,6 +85,25 @@ pub(super) fn now_ms() -> i64 {
 impl Shared {
     pub fn live(&self) -> std::sync::MutexGuard<'_, Live> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Any answer means nginx or the app is there; a connection that fails does not.
+    pub fn note_connection(&self, outcome: &Result<u16, super::post::PostFailure>) {
+        use std::sync::atomic::Ordering;
+        match outcome {
+            Err(failure) if failure.unreachable => {
+                self.unreachable.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => self.unreachable.store(0, Ordering::Relaxed),
+        }
+    }
+
+    /// How long to wait before the next receive while nothing answers: every message
+    /// received now would fail and count a receive towards the dead-letter queue.
+    fn unreachable_backoff(&self) -> Option<Duration> {
+        let streak = self.unreachable.load(std::sync::atomic::Ordering::Relaxed);
+        (streak > 0)
+            .then(|| Duration::from_millis(250u64 << streak.min(7)).min(Duration::from_secs(30)))
     }
 }
 
@@ -172,13 +195,32 @@ pub(super) async fn poll_loop(
         if gates.closed().is_some() {
             continue;
         }
-        let receive = shared
-            .queue
-            .receive(held.len() as i32, shared.settings.visibility_timeout);
-        tokio::pin!(receive);
-        let received = loop {
+        // Nothing answered the last requests: every message received now would fail.
+        if let Some(wait) = shared.unreachable_backoff() {
             tokio::select! {
                 () = stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        let queue = shared.queue.clone();
+        let (max, visibility) = (held.len() as i32, shared.settings.visibility_timeout);
+        let mut receive = Box::pin(async move { queue.receive(max, visibility).await });
+        let received = loop {
+            tokio::select! {
+                () = stop.cancelled() => {
+                    // SQS may already be handing messages to this receive: let it end and
+                    // give them back at once, rather than leave them invisible for the whole
+                    // visibility timeout.
+                    let shared = shared.clone();
+                    posts.spawn(async move {
+                        if let Ok(messages) = receive.await {
+                            for message in &messages {
+                                super::delivery::release_message(&shared, message, "the daemon stops").await;
+                            }
+                        }
+                    });
+                    return;
+                }
                 received = &mut receive => break received,
                 open = gates.changed() => {
                     if !open {
@@ -200,7 +242,12 @@ pub(super) async fn poll_loop(
                         drop(permit);
                         let shared = shared.clone();
                         posts.spawn(async move {
-                            super::delivery::release_message(&shared, &message).await
+                            super::delivery::release_message(
+                                &shared,
+                                &message,
+                                "the apps are stopped",
+                            )
+                            .await
                         });
                     } else {
                         posts.spawn(super::delivery::deliver(shared.clone(), message, permit));

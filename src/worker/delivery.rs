@@ -1,6 +1,8 @@
 //! What happens to one received message: its plan, the POST, then its delete (queued for
 //! the batched deleter) or its return to the queue after the error visibility timeout; and
-//! the deleter itself.
+//! the deleter itself. A message's connection permit is released only once its delete or its
+//! return is done, so deletes falling behind slow the receives instead of letting processed
+//! messages reach their visibility timeout and run again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +16,9 @@ use super::post::post_with_retry;
 use super::sqs::Queue;
 use crate::events::EventSink;
 
+/// A processed message to delete, with the connection permit it holds until then.
+pub(super) type ToDelete = (String, String, OwnedSemaphorePermit);
+
 /// One message, from its plan to its delete or its return to the queue.
 pub(super) async fn deliver(shared: Arc<Shared>, message: Received, permit: OwnedSemaphorePermit) {
     let settings = PlanSettings {
@@ -26,7 +31,6 @@ pub(super) async fn deliver(shared: Arc<Shared>, message: Received, permit: Owne
     let count = message.receive_count();
     match plan(&message, settings, now_ms()) {
         Plan::Expired { age_secs } => {
-            drop(permit);
             shared
                 .log
                 .line("expired-msg", &format!("{id} ({count})"), None);
@@ -37,25 +41,28 @@ pub(super) async fn deliver(shared: Arc<Shared>, message: Received, permit: Owne
             ));
             let _ = shared
                 .deletes
-                .send((id.clone(), message.receipt_handle.clone()))
+                .send((id.clone(), message.receipt_handle.clone(), permit))
                 .await;
         }
         Plan::Corrupt { expected, found } => {
-            drop(permit);
             shared.live().totals.corrupt += 1;
             shared.events.error("worker", format!(
                 "Message {id} not posted: its body's MD5 is {found}, SQS sent {expected} (corrupted in transit); it comes back after {} s",
                 shared.settings.error_visibility_timeout
             ));
             return_to_queue(&shared, &message).await;
+            drop(permit);
         }
         Plan::Post(delivery) => {
             shared.live().daemon.in_flight += 1;
+            // A deployment stops a release only once this is done (`Intake::idle`).
+            let request = shared.intake.request();
             let started = Instant::now();
             let outcome = post_with_retry(&shared, &delivery).await;
             let seconds = started.elapsed().as_secs_f64();
+            drop(request);
             shared.live().daemon.in_flight -= 1;
-            drop(permit);
+            shared.note_connection(&outcome);
             let latency_ms = (seconds * 1000.0) as u64;
             match outcome {
                 Ok(200) => {
@@ -72,20 +79,21 @@ pub(super) async fn deliver(shared: Arc<Shared>, message: Received, permit: Owne
                     );
                     let _ = shared
                         .deletes
-                        .send((id.clone(), message.receipt_handle.clone()))
+                        .send((id.clone(), message.receipt_handle.clone(), permit))
                         .await;
                 }
                 outcome => {
                     // sqsd's lines: `http-err: <id> (<count>) 504`, `socket-err: <id> (<count>) …`.
                     let (category, logged, reason) = match outcome {
                         Ok(status) => ("http-err", status.to_string(), format!("HTTP {status}")),
-                        Err(reason) => ("socket-err", reason.clone(), reason),
+                        Err(failure) => ("socket-err", failure.reason.clone(), failure.reason),
                     };
                     shared
                         .log
                         .line(category, &format!("{id} ({count}) {logged}"), Some(seconds));
                     failed(&shared, &message, &delivery, &reason, latency_ms);
                     return_to_queue(&shared, &message).await;
+                    drop(permit);
                 }
             }
         }
@@ -132,10 +140,11 @@ async fn return_to_queue(shared: &Shared, message: &Received) {
     }
 }
 
-/// Deletes in batches of up to 10, each sent when full or 100 ms after its first message.
+/// Deletes in batches of up to 10, each sent when full or 100 ms after its first message; a
+/// failed call is tried once more. The permits go back when the batch is done.
 pub(super) async fn delete_loop(
     queue: Queue,
-    mut rx: mpsc::Receiver<(String, String)>,
+    mut rx: mpsc::Receiver<ToDelete>,
     log: SqsdLog,
     events: EventSink,
 ) {
@@ -152,9 +161,18 @@ pub(super) async fn delete_loop(
                 () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        let failures = match queue.delete_batch(&batch).await {
+        let receipts: Vec<(String, String)> = batch
+            .iter()
+            .map(|(id, receipt, _)| (id.clone(), receipt.clone()))
+            .collect();
+        let mut outcome = queue.delete_batch(&receipts).await;
+        if outcome.is_err() {
+            outcome = queue.delete_batch(&receipts).await;
+        }
+        drop(batch);
+        let failures = match outcome {
             Ok(failed) => failed,
-            Err(error) => batch
+            Err(error) => receipts
                 .iter()
                 .map(|(id, _)| (id.clone(), error.clone()))
                 .collect(),
@@ -176,11 +194,12 @@ pub(super) async fn delete_loop(
     }
 }
 
-/// A message received while the apps are stopped: visible again at once, not posted.
-pub(super) async fn release_message(shared: &Shared, message: &Received) {
+/// A message that will not be posted now (the apps are stopped, the daemon stops): visible
+/// again at once.
+pub(super) async fn release_message(shared: &Shared, message: &Received, why: &str) {
     shared.log.line(
         "message",
-        &format!("{} released: the apps are stopped", message.message_id),
+        &format!("{} released: {why}", message.message_id),
         None,
     );
     if let Err(error) = shared

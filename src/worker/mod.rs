@@ -83,16 +83,19 @@ pub fn proxy_timeout(settings: &SqsdSettings) -> u64 {
 }
 
 /// Deployments hold the daemon's intake during their cutover: no message is received while
-/// one is held; the requests already made finish.
+/// one is held; the requests already made finish, and a release is stopped only once they have
+/// (`idle`): a job still running in the old release must not be cut and run again.
 #[derive(Debug, Clone)]
 pub struct Intake {
     holds: Arc<watch::Sender<u32>>,
+    in_flight: Arc<watch::Sender<u64>>,
 }
 
 impl Default for Intake {
     fn default() -> Self {
         Self {
             holds: Arc::new(watch::channel(0).0),
+            in_flight: Arc::new(watch::channel(0).0),
         }
     }
 }
@@ -109,6 +112,24 @@ impl Intake {
     pub fn subscribe(&self) -> watch::Receiver<u32> {
         self.holds.subscribe()
     }
+
+    /// One request to the app, in flight until the guard is dropped.
+    pub fn request(&self) -> InFlight {
+        self.in_flight.send_modify(|n| *n += 1);
+        InFlight {
+            in_flight: self.in_flight.clone(),
+        }
+    }
+
+    /// Waits until no request is in flight, at most `limit`; how many still were then.
+    pub async fn idle(&self, limit: Duration) -> u64 {
+        let mut watch = self.in_flight.subscribe();
+        let idle = watch.wait_for(|n| *n == 0);
+        match tokio::time::timeout(limit, idle).await {
+            Ok(_) => 0,
+            Err(_) => *self.in_flight.borrow(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -119,6 +140,17 @@ pub struct IntakeHold {
 impl Drop for IntakeHold {
     fn drop(&mut self) {
         self.holds.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+#[derive(Debug)]
+pub struct InFlight {
+    in_flight: Arc<watch::Sender<u64>>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.in_flight.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -138,6 +170,9 @@ enum LeaderState {
         leader: bool,
         until: Option<Instant>,
         valid_for: Duration,
+        /// Counts the times the controller's answer turned to `true`: a new term means another
+        /// host may have led in between.
+        term: u64,
     },
 }
 
@@ -155,6 +190,7 @@ impl Leadership {
                 leader: false,
                 until: None,
                 valid_for: Duration::ZERO,
+                term: 0,
             })),
         }
     }
@@ -162,12 +198,33 @@ impl Leadership {
     /// The controller's answer, valid for `valid_for`.
     pub fn set(&self, leader: bool, valid_for: Duration) {
         let mut state = self.lock();
-        if let LeaderState::Linked { .. } = *state {
+        if let LeaderState::Linked {
+            leader: before,
+            until,
+            term,
+            ..
+        } = *state
+        {
+            let turned = leader && !(before && until.is_some());
             *state = LeaderState::Linked {
                 leader,
                 until: Some(Instant::now() + valid_for),
                 valid_for,
+                term: term + u64::from(turned),
             };
+        }
+    }
+
+    /// The term this host leads in, while it does (a standalone host always, in term 0).
+    pub fn lead(&self) -> Option<u64> {
+        match *self.lock() {
+            LeaderState::Standalone => Some(0),
+            LeaderState::Linked {
+                leader,
+                until,
+                term,
+                ..
+            } => (leader && until.is_some_and(|u| Instant::now() < u)).then_some(term),
         }
     }
 
@@ -176,12 +233,7 @@ impl Leadership {
     }
 
     pub fn is_leader(&self) -> bool {
-        match *self.lock() {
-            LeaderState::Standalone => true,
-            LeaderState::Linked { leader, until, .. } => {
-                leader && until.is_some_and(|u| Instant::now() < u)
-            }
-        }
+        self.lead().is_some()
     }
 
     /// Whether the controller has answered yet (a standalone host knows).
@@ -303,6 +355,12 @@ mod tests {
         assert_eq!(leadership.takeover_delay(), Duration::from_secs(60));
         leadership.set(true, Duration::ZERO);
         assert!(!leadership.is_leader(), "an answer past its validity");
+        // A lapse is not a new term; an explicit false in between is.
+        leadership.set(true, Duration::from_secs(60));
+        assert_eq!(leadership.lead(), Some(1));
+        leadership.set(false, Duration::from_secs(60));
+        leadership.set(true, Duration::from_secs(60));
+        assert_eq!(leadership.lead(), Some(2));
         assert!(Leadership::standalone().is_leader());
     }
 }

@@ -20,64 +20,86 @@ pub(super) fn http_client(settings: &SqsdSettings) -> Result<reqwest::Client, St
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
-/// The POST; a connection the server closed before answering is tried once more on a fresh
-/// one (as sqsd does), anything else is the answer.
-pub(super) async fn post_with_retry(shared: &Shared, delivery: &Delivery) -> Result<u16, String> {
-    let Some(addr) = shared.target.addr() else {
-        return Err("no release serves on this host".into());
-    };
-    let url = format!("http://{addr}{}", delivery.path);
-    match post(shared, &url, delivery).await {
-        Err(PostError::Closed(_)) => post(shared, &url, delivery).await.map_err(|e| e.text()),
-        other => other.map_err(|e| e.text()),
-    }
+/// Why a request has no answer. `unreachable`: nothing accepted the connection (nginx or the
+/// web process is down), which makes the daemon back off its receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PostFailure {
+    pub reason: String,
+    pub unreachable: bool,
+    /// Closed before the answer began: worth one more try on a fresh connection.
+    closed: bool,
 }
 
-enum PostError {
-    Closed(String),
-    Other(String),
-}
-
-impl PostError {
-    fn text(self) -> String {
-        match self {
-            Self::Closed(text) | Self::Other(text) => text,
+impl PostFailure {
+    fn new(reason: String) -> Self {
+        Self {
+            reason,
+            unreachable: false,
+            closed: false,
         }
     }
 }
 
-async fn post(shared: &Shared, url: &str, delivery: &Delivery) -> Result<u16, PostError> {
+/// The POST; a connection the server closed before answering is tried once more on a fresh
+/// one (as sqsd does), anything else is the answer.
+pub(super) async fn post_with_retry(
+    shared: &Shared,
+    delivery: &Delivery,
+) -> Result<u16, PostFailure> {
+    let Some(addr) = shared.target.addr() else {
+        return Err(PostFailure {
+            unreachable: true,
+            ..PostFailure::new("no release serves on this host".into())
+        });
+    };
+    let url = format!("http://{addr}{}", delivery.path);
+    match post(shared, &url, delivery).await {
+        Err(failure) if failure.closed => post(shared, &url, delivery).await,
+        other => other,
+    }
+}
+
+async fn post(shared: &Shared, url: &str, delivery: &Delivery) -> Result<u16, PostFailure> {
     let mut request = shared.http.post(url).body(delivery.body.clone());
     for (name, value) in &delivery.headers {
         request = request.header(name.as_str(), value.as_str());
     }
     let response = request.send().await.map_err(|e| classify(shared, &e))?;
     let status = response.status().as_u16();
-    // Read to the end so the connection goes back to the pool.
-    response.bytes().await.map_err(|e| classify(shared, &e))?;
+    // Read to the end so the connection goes back to the pool. The status is the answer:
+    // a body cut short after a 200 does not make a finished job run again.
+    if let Err(error) = response.bytes().await {
+        tracing::debug!(%error, "the answer's body was cut short");
+    }
     Ok(status)
 }
 
-fn classify(shared: &Shared, error: &reqwest::Error) -> PostError {
+fn classify(shared: &Shared, error: &reqwest::Error) -> PostFailure {
     if error.is_timeout() {
-        return PostError::Other(format!(
+        return PostFailure::new(format!(
             "timeout: no answer within {} s (InactivityTimeout)",
             shared.settings.inactivity_timeout
         ));
     }
     if error.is_connect() {
-        return PostError::Other(format!("connection failed: {}", root_cause(error)));
+        return PostFailure {
+            unreachable: true,
+            ..PostFailure::new(format!("connection failed: {}", root_cause(error)))
+        };
     }
     let mut source: Option<&dyn std::error::Error> = Some(error);
     while let Some(cause) = source {
         if let Some(hyper) = cause.downcast_ref::<hyper::Error>()
             && hyper.is_incomplete_message()
         {
-            return PostError::Closed("the app closed the connection before answering".into());
+            return PostFailure {
+                closed: true,
+                ..PostFailure::new("the app closed the connection before answering".into())
+            };
         }
         source = cause.source();
     }
-    PostError::Other(root_cause(error))
+    PostFailure::new(root_cause(error))
 }
 
 fn root_cause(error: &dyn std::error::Error) -> String {

@@ -39,22 +39,37 @@ struct Saved {
 struct Succession {
     /// The host led when it stopped: its first answer as leader resumes its own runs.
     resuming: bool,
-    was_leader: bool,
+    leading: bool,
+    /// The leadership term it last led in (`Leadership::lead`).
+    term: Option<u64>,
 }
 
 impl Succession {
-    /// `Some(from)` when the host just became the leader (not by resuming its own leadership
-    /// after a restart): the runs before `from` are not its own. `from` is `takeover` after now,
-    /// the time the previous leader may still believe it leads.
+    /// `Some(from)` when the host starts leading again and the runs before `from` are not its
+    /// own: after a lapse (no answer for a while: nobody may have sent them, or another host),
+    /// `from` is now; in a new term (another host led), `takeover` after now, the time the
+    /// previous leader may still take itself for one. Resuming its own leadership after a
+    /// restart keeps its runs (the ones missed meanwhile are sent late).
     fn observe(
         &mut self,
-        leader: bool,
+        lead: Option<u64>,
         now: Timestamp,
         takeover: SignedDuration,
     ) -> Option<Timestamp> {
-        let from = (leader && !self.was_leader && !self.resuming).then(|| now + takeover);
+        let from = match lead {
+            Some(term) if !self.leading => {
+                let new_term = self.term != Some(term);
+                self.term = Some(term);
+                match (self.resuming, new_term) {
+                    (true, _) => None,
+                    (false, true) => Some(now + takeover),
+                    (false, false) => Some(now),
+                }
+            }
+            _ => None,
+        };
         self.resuming = false;
-        self.was_leader = leader;
+        self.leading = lead.is_some();
         from
     }
 }
@@ -109,7 +124,8 @@ impl Scheduler {
             .retain(|name, _| schedules.iter().any(|(t, _)| &t.name == name));
         let mut succession = Succession {
             resuming: resume,
-            was_leader: false,
+            leading: false,
+            term: None,
         };
         // The runs this agent sent (what status shows).
         let mut sent: BTreeMap<String, Timestamp> = BTreeMap::new();
@@ -117,6 +133,7 @@ impl Scheduler {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                biased;
                 () = stop.cancelled() => return,
                 _ = ticks.tick() => {}
             }
@@ -125,10 +142,11 @@ impl Scheduler {
                 // No answer from the controller yet: neither leader nor follower.
                 continue;
             }
-            let leader = self.leadership.is_leader();
+            let lead = self.leadership.lead();
+            let leader = lead.is_some();
             let takeover = SignedDuration::try_from(self.leadership.takeover_delay())
                 .unwrap_or(SignedDuration::ZERO);
-            if let Some(from) = succession.observe(leader, now, takeover) {
+            if let Some(from) = succession.observe(lead, now, takeover) {
                 for last in saved.last_sent.values_mut() {
                     *last = (*last).max(from);
                 }
@@ -141,6 +159,10 @@ impl Scheduler {
                     let Some(at) = cron::due(schedule, last, now, GRACE) else {
                         continue;
                     };
+                    // A daemon being replaced sends nothing more: the next one resumes.
+                    if stop.is_cancelled() {
+                        return;
+                    }
                     if self.send(task, at).await {
                         saved.last_sent.insert(task.name.clone(), at);
                         sent.insert(task.name.clone(), at);
@@ -245,37 +267,41 @@ mod tests {
 
     const TAKEOVER: SignedDuration = SignedDuration::from_secs(6);
 
+    fn fresh(resuming: bool) -> Succession {
+        Succession {
+            resuming,
+            leading: false,
+            term: None,
+        }
+    }
+
     #[test]
     fn a_new_leader_waits_out_the_old_ones_lease() {
-        let mut succession = Succession {
-            resuming: false,
-            was_leader: false,
-        };
+        let mut succession = fresh(false);
         let now = ts("2026-01-01T00:00:00Z");
-        assert_eq!(succession.observe(false, now, TAKEOVER), None);
+        assert_eq!(succession.observe(None, now, TAKEOVER), None);
         assert_eq!(
-            succession.observe(true, now, TAKEOVER),
+            succession.observe(Some(1), now, TAKEOVER),
             Some(ts("2026-01-01T00:00:06Z"))
         );
-        assert_eq!(succession.observe(true, now, TAKEOVER), None);
-        // Lost it and won it back: the runs in between were another host's.
-        assert_eq!(succession.observe(false, now, TAKEOVER), None);
-        assert!(succession.observe(true, now, TAKEOVER).is_some());
+        assert_eq!(succession.observe(Some(1), now, TAKEOVER), None);
+        // A lapse in the same term: the runs meanwhile are skipped, no wait.
+        assert_eq!(succession.observe(None, now, TAKEOVER), None);
+        assert_eq!(succession.observe(Some(1), now, TAKEOVER), Some(now));
+        // Another host led in between (a new term): wait again.
+        assert_eq!(succession.observe(None, now, TAKEOVER), None);
+        assert_eq!(
+            succession.observe(Some(2), now, TAKEOVER),
+            Some(ts("2026-01-01T00:00:06Z"))
+        );
     }
 
     #[test]
     fn a_restarted_leader_resumes_its_own_runs_unless_another_leads_now() {
         let now = ts("2026-01-01T00:00:00Z");
-        let mut resumed = Succession {
-            resuming: true,
-            was_leader: false,
-        };
-        assert_eq!(resumed.observe(true, now, TAKEOVER), None);
-        let mut replaced = Succession {
-            resuming: true,
-            was_leader: false,
-        };
-        assert_eq!(replaced.observe(false, now, TAKEOVER), None);
-        assert!(replaced.observe(true, now, TAKEOVER).is_some());
+        assert_eq!(fresh(true).observe(Some(1), now, TAKEOVER), None);
+        let mut replaced = fresh(true);
+        assert_eq!(replaced.observe(None, now, TAKEOVER), None);
+        assert!(replaced.observe(Some(1), now, TAKEOVER).is_some());
     }
 }

@@ -47,6 +47,19 @@ struct Running {
     wanted: Wanted,
     stop: CancellationToken,
     live: Arc<Mutex<Live>>,
+    /// The receive loop and the scheduler: awaited before another run starts, so two never
+    /// send the same periodic run.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    async fn stop(self) -> Arc<Mutex<Live>> {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.live
+    }
 }
 
 impl WorkerService {
@@ -102,7 +115,7 @@ impl WorkerService {
             };
             if running.as_ref().map(|r| &r.wanted) != wanted.as_ref() {
                 if let Some(old) = running.take() {
-                    old.stop.cancel();
+                    old.stop().await;
                 }
                 running = match wanted {
                     Some(wanted) => self.start(wanted, &log, &posts).await,
@@ -117,9 +130,9 @@ impl WorkerService {
             }
         }
         if let Some(running) = running {
-            running.stop.cancel();
             running
-                .live
+                .stop()
+                .await
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .daemon
@@ -157,7 +170,12 @@ impl WorkerService {
                 state.daemon.poll_error = Some(error);
                 state.daemon.poll_failures = u32::MAX;
                 drop(state);
-                return Some(Running { wanted, stop, live });
+                return Some(Running {
+                    wanted,
+                    stop,
+                    live,
+                    tasks: Vec::new(),
+                });
             }
         };
         let target = match self.proxy {
@@ -175,6 +193,8 @@ impl WorkerService {
             live: live.clone(),
             deletes,
             meter: self.meter.clone(),
+            intake: self.intake.clone(),
+            unreachable: std::sync::atomic::AtomicU32::new(0),
         });
         // Posts hold the deleter's sender: it ends after the last one.
         posts.spawn(super::delivery::delete_loop(
@@ -210,7 +230,7 @@ impl WorkerService {
             &format!("daemon started, polling {}", settings.queue_url),
             None,
         );
-        tokio::spawn(daemon::poll_loop(
+        let mut handles = vec![tokio::spawn(daemon::poll_loop(
             shared.clone(),
             daemon::Gates {
                 deployment: self.intake.subscribe(),
@@ -218,7 +238,7 @@ impl WorkerService {
             },
             stop.clone(),
             posts.clone(),
-        ));
+        ))];
         tokio::spawn(queue_stats(
             shared,
             self.config.worker.stats_interval,
@@ -234,9 +254,14 @@ impl WorkerService {
                 log: log.clone(),
                 events: self.events.clone(),
             };
-            tokio::spawn(scheduler.run(stop.clone()));
+            handles.push(tokio::spawn(scheduler.run(stop.clone())));
         }
-        Some(Running { wanted, stop, live })
+        Some(Running {
+            wanted,
+            stop,
+            live,
+            tasks: handles,
+        })
     }
 
     fn publish_status(&self, running: Option<&Running>) {

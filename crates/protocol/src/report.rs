@@ -55,9 +55,9 @@ pub struct ReportReply {
     /// (`POST /v1/hosts/{id}/credential`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub rotate_credential: bool,
-    /// Whether the host is its environment's leader now: it runs the leader-only container
-    /// commands and sends a worker's periodic tasks (`cron.yaml`). Absent from older
-    /// controllers.
+    /// Whether the host sends its environment's periodic tasks (a worker's `cron.yaml`) now:
+    /// the command leader while it reports, else the longest-enrolled host that does. Absent
+    /// from older controllers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<bool>,
 }

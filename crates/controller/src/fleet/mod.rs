@@ -145,6 +145,35 @@ impl Cache {
         self.leaders.get(environment).map(String::as_str)
     }
 
+    /// Who sends `environment`'s periodic tasks (a worker's cron.yaml) now: the command leader
+    /// while it reports; once it has been silent for `silent_ms` (and the controller is past
+    /// its failover grace, `grace_until_ms`), the longest-enrolled host that still reports, so
+    /// a leader that went away without being revoked does not stop the environment's tasks.
+    pub fn periodic_leader(
+        &self,
+        environment: &str,
+        now_ms: Millis,
+        silent_ms: Millis,
+        grace_until_ms: Millis,
+    ) -> Option<&str> {
+        let leader = self.command_leader(environment)?;
+        let reporting = |instance: &Instance| {
+            now_ms < grace_until_ms
+                || instance
+                    .last_seen_ms
+                    .is_some_and(|seen| now_ms - seen <= silent_ms)
+        };
+        if self.instances.get(leader).is_some_and(reporting) {
+            return Some(leader);
+        }
+        self.instances
+            .values()
+            .filter(|i| i.environment == environment && i.revoked_ms.is_none() && reporting(i))
+            .min_by(|a, b| (a.enrolled_ms, &a.id).cmp(&(b.enrolled_ms, &b.id)))
+            .map(|i| i.id.as_str())
+            .or(Some(leader))
+    }
+
     /// Records `environment`'s unfinished deployment (or none) and who it targets.
     pub fn set_active(
         &mut self,
@@ -296,5 +325,26 @@ mod leader_tests {
         cache.put_instance(host("w-1", "web", 5));
         assert_eq!(cache.command_leader("web"), Some("w-1"));
         assert_eq!(cache.command_leader("worker"), None);
+    }
+
+    #[test]
+    fn periodic_tasks_move_from_a_silent_leader_to_the_next_host_that_reports() {
+        let mut cache = Cache::default();
+        for (id, enrolled, seen) in [("i-a", 10, 1_000), ("i-b", 20, 9_000), ("i-c", 30, 9_500)] {
+            let mut h = host(id, "web", enrolled);
+            h.last_seen_ms = Some(seen);
+            cache.put_instance(h);
+        }
+        // Within the silence allowed, or during the controller's failover grace: the leader.
+        assert_eq!(cache.periodic_leader("web", 5_000, 4_000, 0), Some("i-a"));
+        assert_eq!(
+            cache.periodic_leader("web", 10_000, 4_000, 20_000),
+            Some("i-a")
+        );
+        // Silent past it: the next one in enrollment order that reports.
+        assert_eq!(cache.periodic_leader("web", 10_000, 4_000, 0), Some("i-b"));
+        // Nobody reports: the command leader still.
+        assert_eq!(cache.periodic_leader("web", 100_000, 4_000, 0), Some("i-a"));
+        assert_eq!(cache.periodic_leader("worker", 10_000, 4_000, 0), None);
     }
 }

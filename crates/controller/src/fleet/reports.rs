@@ -294,7 +294,11 @@ pub async fn report<S: Store>(
         let lifetime = instance.credential.expires_ms - issued;
         let rotate = now >= issued + lifetime * 67 / 100;
         cache.put_instance(instance.clone());
-        let leader = cache.command_leader(&instance.environment) == Some(instance.id.as_str());
+        let hosts = &app.config.hosts;
+        let silent_ms = i64::from(hosts.missed_reports) * hosts.interval.as_millis() as i64;
+        let grace_until_ms = app.started_ms + hosts.failover_grace.as_millis() as i64;
+        let leader = cache.periodic_leader(&instance.environment, now, silent_ms, grace_until_ms)
+            == Some(instance.id.as_str());
         (desired, rotate, leader)
     };
     let pending = app.store.pending_commands(&instance.id).await?;
