@@ -359,6 +359,7 @@ fn deployments_and_a_killed_agent_lose_no_message() {
             let mut sent = Vec::new();
             while sending.load(Ordering::Relaxed) {
                 sent.push(queue.send(&format!(r#"{{"n":{}}}"#, sent.len()), &[]));
+                // The stream's pace (about 50 messages a second), not a wait for anything.
                 std::thread::sleep(Duration::from_millis(20));
             }
             sent
