@@ -3,28 +3,35 @@
 //! Startup: lock the root → open the event journal → resolve the app user → become the child
 //! subreaper of the apps' orphans → re-adopt app processes → start tasks (the deploy task
 //! first recovers an interrupted deployment) → bind the control socket →
-//! READY=1. Shutdown (SIGTERM/SIGINT): cancel every task and wait within the budget; the app
+//! READY=1. SIGHUP applies a changed config (`reload`). Shutdown (SIGTERM/SIGINT, or a task
+//! that ended on its own: `tasks`): cancel every task and wait within the budget; the app
 //! processes and nginx keep running (they outlive the agent); a second signal exits at once.
+
+mod setup;
+mod signals;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{self, Config, ConfigError};
+use crate::config::ConfigError;
 use crate::controller_link::{ControllerLink, LinkStatus};
 use crate::deploy::Engine;
 use crate::events::{self, EventStore, Retention};
 use crate::health::HealthMonitor;
-use crate::local_api::{self, AgentInfo, ApiState};
+use crate::local_api::{self, ApiState};
 use crate::logs::LogService;
 use crate::metrics::{CloudWatchSink, MetricsTask};
 use crate::paths::Paths;
 use crate::proxy::Proxy;
+use crate::reload::{LinkRunner, Reloader};
 use crate::supervise::{self, Supervisor};
+use crate::tasks::{Spawner, TaskEnd};
 use crate::worker::WorkerService;
+use setup::{agent_info, install_get_config, lock_root, notify_ready, prepare_layout};
+use signals::{Stop, second_signal, wait_for_stop};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -43,6 +50,8 @@ pub enum AgentError {
     },
     #[error("{0}")]
     Startup(String),
+    #[error("{0}")]
+    TaskEnded(TaskEnd),
 }
 
 impl AgentError {
@@ -55,18 +64,19 @@ impl AgentError {
     }
 }
 
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
     let context = context.into();
     move |source| AgentError::Io { context, source }
 }
 
-/// Runs the agent until SIGTERM/SIGINT.
+/// Runs the agent until SIGTERM/SIGINT, or until one of its tasks ends on its own.
 pub async fn run(
     paths: Paths,
     config_path: PathBuf,
     config_required: bool,
 ) -> Result<(), AgentError> {
-    let config = Arc::new(config::load(&config_path, config_required)?);
+    let (config, config_table) = crate::reload::read(&config_path, config_required)?;
+    let config = Arc::new(config);
     std::fs::create_dir_all(paths.state_dir())
         .map_err(io(format!("creating {}", paths.state_dir().display())))?;
     let _lock = lock_root(&paths)?;
@@ -87,7 +97,14 @@ pub async fn run(
     let (sink, event_rx) = events::channel();
     let root = CancellationToken::new();
     let tasks = TaskTracker::new();
-    tasks.spawn(events::run(store.clone(), event_rx, root.child_token()));
+    let (spawner, mut ended) = Spawner::new(tasks.clone(), sink.clone());
+    spawner.spawn(
+        "events",
+        &root,
+        events::run(store.clone(), event_rx, root.child_token()),
+    );
+    // Each config a SIGHUP applies: health, metrics and CloudWatch read their sections here.
+    let (live_config, _) = tokio::sync::watch::channel(config.clone());
 
     // Orphans the apps leave behind are re-parented to the agent, which reaps them
     // (`Supervisor::run`), instead of init: they stay inside the supervision tree.
@@ -125,6 +142,7 @@ pub async fn run(
     .map_err(io("loading the deployment state"))?;
     let (mut metrics, snapshots) =
         MetricsTask::new(config.metrics.window, &paths, supervisor.clone());
+    metrics.with_config_updates(live_config.subscribe());
     let worker_meter = crate::worker::Meter::default();
     if config.worker.sqsd.is_some() {
         metrics.with_worker_meter(worker_meter.clone());
@@ -136,7 +154,9 @@ pub async fn run(
         deployer.subscribe(),
         sink.clone(),
     );
-    let health = health.with_metrics(snapshots.clone());
+    let health = health
+        .with_metrics(snapshots.clone())
+        .with_config_updates(live_config.subscribe());
     let cloudwatch = config.cloudwatch.enabled.then(|| {
         let health = reports.clone();
         let (cloudwatch, status) = CloudWatchSink::new(
@@ -147,12 +167,17 @@ pub async fn run(
             Box::new(move || health.borrow().status.code()),
             sink.clone(),
         );
-        tasks.spawn(cloudwatch.run(root.child_token()));
+        let cloudwatch = cloudwatch.with_config_updates(live_config.subscribe());
+        spawner.spawn("cloudwatch", &root, cloudwatch.run(root.child_token()));
         status
     });
 
-    tasks.spawn(supervisor.clone().run(root.child_token()));
-    let logs = LogService::start(config.clone(), paths.clone(), sink.clone(), &tasks, &root)
+    spawner.spawn(
+        "supervisor",
+        &root,
+        supervisor.clone().run(root.child_token()),
+    );
+    let logs = LogService::start(config.clone(), paths.clone(), sink.clone(), &spawner, &root)
         .await
         .map_err(|e| AgentError::Startup(e.to_string()))?;
     let health = health.with_severe_errors(logs.severe_errors());
@@ -187,13 +212,17 @@ pub async fn run(
     let health = health.with_worker(worker_status.clone());
     let worker_intake = deployer.intake();
     if config.worker.sqsd.is_some() {
-        tasks.spawn(worker.run(root.child_token()));
+        spawner.spawn("worker", &root, worker.run(root.child_token()));
     }
 
-    tasks.spawn(proxy.clone().run(root.child_token()));
-    tasks.spawn(deployer.clone().run(queue, root.child_token()));
-    tasks.spawn(metrics.run(root.child_token()));
-    tasks.spawn(health.run(root.child_token()));
+    spawner.spawn("proxy", &root, proxy.clone().run(root.child_token()));
+    spawner.spawn(
+        "deploy",
+        &root,
+        deployer.clone().run(queue, root.child_token()),
+    );
+    spawner.spawn("metrics", &root, metrics.run(root.child_token()));
+    spawner.spawn("health", &root, health.run(root.child_token()));
 
     let listener = local_api::bind(&paths.control_socket())
         .map_err(io(format!("binding {}", paths.control_socket().display())))?;
@@ -205,7 +234,7 @@ pub async fn run(
     });
     let api = Arc::new(ApiState {
         info: agent_info(&paths, &config),
-        deployer,
+        deployer: deployer.clone(),
         supervisor: supervisor.clone(),
         proxy,
         health: reports,
@@ -220,19 +249,33 @@ pub async fn run(
         worker: worker_status,
         leadership,
     });
+    let mut link = None;
     if let (Some(url), Some(status)) = (config.controller.url.clone(), link_status) {
         let identity = crate::aws::resolve_identity(&config.environment, &config.aws).await;
-        let link = ControllerLink::new(
+        let controller = ControllerLink::new(
             api.clone(),
             &config,
             url,
-            identity.instance_id,
+            identity.instance_id.clone(),
             &paths,
-            status,
+            status.clone(),
         )?;
-        tasks.spawn(link.run(root.child_token()));
+        let stop = root.child_token();
+        let task = spawner.spawn("controller link", &stop, controller.run(stop.clone()));
+        link = Some(LinkRunner {
+            api: api.clone(),
+            paths: paths.clone(),
+            instance_id: identity.instance_id,
+            status,
+            stop,
+            task,
+        });
     }
-    tasks.spawn(local_api::serve(listener, api, root.child_token()));
+    spawner.spawn(
+        "control API",
+        &root,
+        local_api::serve(listener, api, root.child_token()),
+    );
     sink.info(
         "agent",
         format!(
@@ -243,8 +286,28 @@ pub async fn run(
     );
     notify_ready();
 
-    wait_for_stop(&config_path).await?;
-    tracing::info!("stopping; app processes and nginx keep running");
+    let mut reloader = Reloader {
+        path: config_path,
+        required: config_required,
+        running: config.clone(),
+        running_table: config_table,
+        publish: live_config,
+        deployer,
+        logs: logs.clone(),
+        link,
+        events: sink.clone(),
+        spawner,
+        root: root.clone(),
+    };
+    let stop = wait_for_stop(&mut reloader, &mut ended).await?;
+    // The config in force now (SIGHUP may have changed it) decides the shutdown's budgets.
+    let config = reloader.running.clone();
+    match &stop {
+        Stop::Signal => tracing::info!("stopping; app processes and nginx keep running"),
+        Stop::TaskEnded(end) => {
+            tracing::error!("stopping because {end}; app processes and nginx keep running")
+        }
+    }
     // A worker receives nothing more while the logs are flushed (its requests finish).
     let _no_receives = worker_intake.pause();
     if config.logs.publish.enabled && config.logs.publish.flush_on_stop {
@@ -272,110 +335,8 @@ pub async fn run(
         () = second_signal() => tracing::warn!("second signal: exiting at once"),
     }
     let _ = std::fs::remove_file(paths.control_socket());
-    Ok(())
-}
-
-fn agent_info(paths: &Paths, config: &Config) -> AgentInfo {
-    AgentInfo {
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        pid: std::process::id(),
-        root: paths.root().display().to_string(),
-        environment: config.environment.name.clone(),
-        started_at: jiff::Timestamp::now().to_string(),
-        events_dropped: 0,
-    }
-}
-
-/// One agent per root: an exclusive lock held for the agent's life.
-fn lock_root(paths: &Paths) -> Result<nix::fcntl::Flock<std::fs::File>, AgentError> {
-    let path = paths.lock_file();
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io(format!("opening {}", path.display())))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|_| AgentError::AlreadyRunning(paths.root().to_path_buf(), path))
-}
-
-fn prepare_layout(paths: &Paths) -> Result<(), AgentError> {
-    use std::os::unix::fs::PermissionsExt;
-    for dir in [
-        paths.deployments_dir(),
-        paths.releases_dir(),
-        paths.agent_log_dir(),
-        paths.run_dir(),
-    ] {
-        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-    }
-    // Secrets (environment properties) live under the state directory: root only.
-    std::fs::set_permissions(
-        paths.deployments_dir(),
-        std::fs::Permissions::from_mode(0o700),
-    )
-    .map_err(io("securing the deployments directory"))?;
-    Ok(())
-}
-
-/// `/opt/elasticbeanstalk/bin/get-config`, where Elastic Beanstalk's hooks and scripts call
-/// it: a two-line script running this binary's `get-config` (root's, 0755). The package
-/// installs the same file; the agent keeps it pointing at the binary that runs.
-fn install_get_config(paths: &Paths) {
-    let path = paths.root().join("opt/elasticbeanstalk/bin/get-config");
-    let quote = |text: &str| format!("'{}'", text.replace('\'', "'\\''"));
-    let Ok(binary) = std::env::current_exe() else {
-        return;
-    };
-    let script = format!(
-        "#!/bin/sh\n# Written by hostmanager: Elastic Beanstalk's get-config.\nexec {} --root {} get-config \"$@\"\n",
-        quote(&binary.display().to_string()),
-        quote(&paths.root().display().to_string()),
-    );
-    if std::fs::read_to_string(&path).is_ok_and(|text| text == script) {
-        return;
-    }
-    if let Err(error) = crate::fsutil::write_atomic(&path, script.as_bytes(), 0o755) {
-        tracing::warn!(%error, path = %path.display(), "cannot install get-config");
-    }
-}
-
-fn notify_ready() {
-    if std::env::var_os("NOTIFY_SOCKET").is_some()
-        && let Err(error) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready])
-    {
-        tracing::warn!(%error, "cannot notify systemd");
-    }
-}
-
-/// Waits for SIGTERM or SIGINT. SIGHUP re-validates the config file.
-async fn wait_for_stop(config_path: &std::path::Path) -> Result<(), AgentError> {
-    let mut terminate =
-        signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(io("installing the SIGHUP handler"))?;
-    loop {
-        tokio::select! {
-            _ = terminate.recv() => return Ok(()),
-            _ = interrupt.recv() => return Ok(()),
-            _ = hangup.recv() => match config::load(config_path, false) {
-                Ok(_) => tracing::info!("SIGHUP: {} is valid; restart the agent to apply it (apps keep running)", config_path.display()),
-                Err(error) => tracing::error!("SIGHUP: {error}"),
-            },
-        }
-    }
-}
-
-async fn second_signal() {
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+    match stop {
+        Stop::Signal => Ok(()),
+        Stop::TaskEnded(end) => Err(AgentError::TaskEnded(end)),
     }
 }

@@ -20,6 +20,7 @@ mod platform;
 mod ports;
 mod prepare;
 mod procfile;
+mod proxy_settings;
 mod reach;
 mod records;
 mod recovery;
@@ -40,6 +41,7 @@ pub use entry::{EntryProblem, check_symlink, entry_path};
 pub use extract::{BundleError, copy_dir, extract_zip, hex};
 pub use model::*;
 pub use procfile::{LineError, ProcfileEntry, parse_buildfile, parse_procfile};
+pub use proxy_settings::ProxyApplied;
 pub use records::{env_file, settings_file};
 pub use runtime::RuntimeInfo;
 
@@ -69,6 +71,8 @@ pub struct Engine {
     test_pause: Option<steps::TestPause>,
     /// The worker daemon's intake, held during each cutover.
     intake: crate::worker::Intake,
+    /// Held by each job and by recovery: a live proxy reconfiguration waits for them.
+    exclusive: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +118,7 @@ impl Engine {
             queue,
             test_pause: steps::TestPause::from_env(),
             intake: crate::worker::Intake::default(),
+            exclusive: tokio::sync::Mutex::new(()),
         };
         if let Some(pause) = &engine.test_pause {
             engine.events.warn(
@@ -343,7 +348,10 @@ impl Engine {
     pub async fn run(self: Arc<Self>, mut queue: mpsc::Receiver<u64>, cancel: CancellationToken) {
         tokio::select! {
             () = cancel.cancelled() => return,
-            () = self.recover() => {}
+            () = async {
+                let _alone = self.exclusive.lock().await;
+                self.recover().await;
+            } => {}
         }
         loop {
             let id = tokio::select! {
@@ -356,7 +364,10 @@ impl Engine {
             // An agent shutdown mid-deployment is finished by recovery on the next start.
             tokio::select! {
                 () = cancel.cancelled() => return,
-                () = self.execute(id, job) => {}
+                () = async {
+                    let _alone = self.exclusive.lock().await;
+                    self.execute(id, job).await;
+                } => {}
             }
         }
     }

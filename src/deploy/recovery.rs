@@ -187,33 +187,9 @@ impl Engine {
         if !self.proxy.enabled() || serving_config {
             return;
         }
-        let overrides = self
-            .platform_of(current.deployment_id, current)
-            .map(|p| p.join(super::platform::NGINX_OVERRIDES));
-        let restored = match self
-            .proxy
-            .stage(
-                current.web_port,
-                overrides.as_deref(),
-                &super::runtime::RuntimeInfo::static_files_of(current.runtime.as_ref()),
-            )
-            .await
-        {
-            Ok(staged) => self
-                .proxy
-                .activate(&staged, self.config.deploy.drain_timeout)
-                .await
-                .map(|()| staged.generation),
-            Err(error) => Err(error),
-        };
+        let restored = self.restage_serving(current).await;
         match restored {
-            Ok(generation) => {
-                let _ = self.persist_state(|state| {
-                    if let Some(serving) = state.current.as_mut() {
-                        serving.proxy_generation = Some(generation);
-                    }
-                });
-            }
+            Ok(_) => {}
             Err(error) => self.events.error(
                 "deploy",
                 format!("cannot point nginx back at the serving release: {error}"),

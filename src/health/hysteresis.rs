@@ -51,6 +51,11 @@ impl Hysteresis {
         }
     }
 
+    /// A live reconfiguration's `status_change_after`: the streak seen so far still counts.
+    pub fn set_required(&mut self, required: u32) {
+        self.required = required.max(1);
+    }
+
     pub fn published(&self) -> Option<HealthStatus> {
         self.published
     }

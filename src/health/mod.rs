@@ -85,6 +85,8 @@ pub struct HealthMonitor {
     severe_window_minutes: u64,
     /// The worker daemon's status, on a worker host.
     worker: Option<watch::Receiver<Option<crate::worker::WorkerStatus>>>,
+    /// The config a live reconfiguration (SIGHUP) publishes.
+    updates: Option<watch::Receiver<Arc<Config>>>,
 }
 
 impl HealthMonitor {
@@ -111,6 +113,7 @@ impl HealthMonitor {
             severe_errors: None,
             severe_window_minutes: 5,
             worker: None,
+            updates: None,
         };
         (monitor, reports)
     }
@@ -140,13 +143,48 @@ impl HealthMonitor {
         self
     }
 
+    /// Takes each config a live reconfiguration publishes: thresholds, path, timeouts and the
+    /// hysteresis apply from the next check, a new interval from the next tick.
+    pub fn with_config_updates(mut self, updates: watch::Receiver<Arc<Config>>) -> Self {
+        self.updates = Some(updates);
+        self
+    }
+
+    fn take_config(&mut self, config: Arc<Config>) {
+        self.hysteresis
+            .set_required(config.health.status_change_after);
+        if self.severe_errors.is_some() {
+            self.severe_window_minutes = (config.logs.watch.health_window.as_secs() / 60).max(1);
+        }
+        self.config = config;
+    }
+
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut ticks = tokio::time::interval(self.config.health.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut updates = self.updates.take();
         loop {
+            let update = async {
+                match updates.as_mut() {
+                    Some(updates) => updates.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = cancel.cancelled() => return,
                 _ = ticks.tick() => self.check().await,
+                live = update => {
+                    let Some(receiver) = updates.as_mut().filter(|_| live) else {
+                        updates = None;
+                        continue;
+                    };
+                    let config = receiver.borrow_and_update().clone();
+                    if config.health.interval != self.config.health.interval {
+                        ticks = tokio::time::interval(config.health.interval);
+                        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    }
+                    self.take_config(config);
+                }
                 changed = self.deploy.changed() => {
                     if changed.is_err() { return; }
                     // A deployment started or finished: re-check now, not at the next tick.

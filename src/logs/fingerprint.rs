@@ -133,6 +133,11 @@ impl ErrorTable {
         }
     }
 
+    /// A live reconfiguration's limits; what was counted so far stays.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// Counts one occurrence; returns a report when an event is due for it.
     pub fn record(&mut self, now_ms: i64, block: &SevereBlock, file: &str) -> Option<Report> {
         let (id, title) = fingerprint(block);

@@ -27,10 +27,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
+use crate::tasks::Spawner;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use collect::{BundleJob, JobState, TailReport};
 pub use compress::gzip_file;
@@ -141,7 +141,8 @@ enum Command {
 /// The handle the control API and health use. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct LogService {
-    inner: Arc<Inner>,
+    /// Replaced whole by a live reconfiguration (`reconfigure`), which every clone sees.
+    inner: Arc<Mutex<Arc<Inner>>>,
 }
 
 struct Inner {
@@ -154,8 +155,12 @@ struct Inner {
     owners: open::Owners,
     env_id: String,
     instance_id: String,
-    jobs: Mutex<BTreeMap<u64, BundleJob>>,
-    next_job: AtomicU64,
+    /// Bundle jobs outlive a reconfiguration.
+    jobs: Arc<Mutex<BTreeMap<u64, BundleJob>>>,
+    next_job: Arc<AtomicU64>,
+    /// Stops this generation's logs thread and publisher (a reconfiguration, not shutdown).
+    stop: CancellationToken,
+    running: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -167,35 +172,43 @@ impl std::fmt::Debug for Inner {
     }
 }
 
-impl LogService {
-    /// Builds the destination store, then starts the logs task and the publisher.
-    pub async fn start(
+/// What one generation of the logs tasks hands to the next.
+#[derive(Clone)]
+struct Carried {
+    shared: Arc<Shared>,
+    jobs: Arc<Mutex<BTreeMap<u64, BundleJob>>>,
+    next_job: Arc<AtomicU64>,
+}
+
+fn limits(config: &Config) -> Limits {
+    let watch = &config.logs.watch;
+    Limits {
+        event_interval_ms: millis(watch.event_interval),
+        max_events_per_minute: watch.max_events_per_minute,
+        window_ms: millis(watch.health_window),
+        max_fingerprints: 500,
+        exemplars: 3,
+        exemplar_chars: 16 * 1024,
+    }
+}
+
+impl Inner {
+    /// Builds the destination store, then starts the logs thread and the publisher.
+    async fn start(
         config: Arc<Config>,
         paths: Paths,
         events: EventSink,
-        tasks: &TaskTracker,
+        spawner: &Spawner,
         cancel: &CancellationToken,
+        carried: Carried,
     ) -> Result<Self, LogsError> {
         let (store, instance_id) = destination::destination(&config, &paths).await?;
-        let watch = &config.logs.watch;
-        let limits = Limits {
-            event_interval_ms: millis(watch.event_interval),
-            max_events_per_minute: watch.max_events_per_minute,
-            window_ms: millis(watch.health_window),
-            max_fingerprints: 500,
-            exemplars: 3,
-            exemplar_chars: 16 * 1024,
-        };
-        let (severe, _) = watch::channel(WindowSummary::default());
-        let shared = Arc::new(Shared {
-            status: Mutex::new(LogStatus {
-                destination: store.as_ref().map(|s| s.describe()),
-                spool_budget_bytes: config.logs.spool_budget_bytes,
-                ..Default::default()
-            }),
-            errors: Mutex::new(ErrorTable::new(limits)),
-            severe,
+        let shared = carried.shared;
+        shared.update(|status| {
+            status.destination = store.as_ref().map(|s| s.describe());
+            status.spool_budget_bytes = config.logs.spool_budget_bytes;
         });
+        let stop = cancel.child_token();
         let state_dir = paths.logs_state_dir();
         let io = |context: &str| {
             let context = context.to_string();
@@ -220,7 +233,7 @@ impl LogService {
             owners,
             refusals: Default::default(),
         };
-        task::spawn_thread(logs_task, tasks, cancel.child_token())
+        let logs_thread = task::spawn_thread(logs_task, spawner, &stop)
             .map_err(io("starting the logs thread"))?;
         let publisher = publish::Publisher {
             store: store.clone(),
@@ -233,26 +246,102 @@ impl LogService {
             shared: shared.clone(),
             wake,
         };
-        tasks.spawn(publisher.run(cancel.child_token()));
+        let publisher = spawner.spawn("logs publisher", &stop, publisher.run(stop.child_token()));
         Ok(Self {
-            inner: Arc::new(Inner {
-                events: events.clone(),
-                owners,
-                env_id: config.environment.id.clone(),
-                paths,
-                config,
-                shared,
-                commands,
-                store,
-                instance_id,
-                jobs: Mutex::new(BTreeMap::new()),
-                next_job: AtomicU64::new(1),
-            }),
+            events,
+            owners,
+            env_id: config.environment.id.clone(),
+            paths,
+            config,
+            shared,
+            commands,
+            store,
+            instance_id,
+            jobs: carried.jobs,
+            next_job: carried.next_job,
+            stop,
+            running: Mutex::new(vec![logs_thread, publisher]),
+        })
+    }
+}
+
+impl LogService {
+    /// Builds the destination store, then starts the logs task and the publisher.
+    pub async fn start(
+        config: Arc<Config>,
+        paths: Paths,
+        events: EventSink,
+        spawner: &Spawner,
+        cancel: &CancellationToken,
+    ) -> Result<Self, LogsError> {
+        let shared = Arc::new(Shared {
+            status: Mutex::new(LogStatus::default()),
+            errors: Mutex::new(ErrorTable::new(limits(&config))),
+            severe: watch::channel(WindowSummary::default()).0,
+        });
+        let carried = Carried {
+            shared,
+            jobs: Arc::default(),
+            next_job: Arc::new(AtomicU64::new(1)),
+        };
+        let inner = Inner::start(config, paths, events, spawner, cancel, carried).await?;
+        Ok(Self {
+            inner: Arc::new(Mutex::new(Arc::new(inner))),
         })
     }
 
+    fn inner(&self) -> Arc<Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A live reconfiguration of `[logs]`: the logs thread and the publisher stop at a safe
+    /// point (as at shutdown: checkpoints and the spool are on disk), then start again from
+    /// `config`. The status, the error table and bundle jobs carry over. When the new config
+    /// cannot start (its destination), the previous one starts again and the error is returned.
+    pub async fn reconfigure(
+        &self,
+        config: Arc<Config>,
+        spawner: &Spawner,
+        cancel: &CancellationToken,
+    ) -> Result<(), LogsError> {
+        let old = self.inner();
+        old.stop.cancel();
+        let running = std::mem::take(&mut *old.running.lock().unwrap_or_else(|p| p.into_inner()));
+        for handle in running {
+            let _ = handle.await;
+        }
+        old.shared.table().set_limits(limits(&config));
+        let carried = Carried {
+            shared: old.shared.clone(),
+            jobs: old.jobs.clone(),
+            next_job: old.next_job.clone(),
+        };
+        let (paths, events) = (old.paths.clone(), old.events.clone());
+        let started = Inner::start(
+            config,
+            paths.clone(),
+            events.clone(),
+            spawner,
+            cancel,
+            carried.clone(),
+        )
+        .await;
+        let (next, outcome) = match started {
+            Ok(next) => (next, Ok(())),
+            Err(error) => {
+                old.shared.table().set_limits(limits(&old.config));
+                let previous =
+                    Inner::start(old.config.clone(), paths, events, spawner, cancel, carried)
+                        .await?;
+                (previous, Err(error))
+            }
+        };
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        outcome
+    }
+
     pub fn status(&self) -> LogStatus {
-        self.inner
+        self.inner()
             .shared
             .status
             .lock()
@@ -262,17 +351,17 @@ impl LogService {
 
     /// Every fingerprint seen since the agent started, most frequent first.
     pub fn errors(&self) -> Vec<ErrorEntry> {
-        self.inner.shared.table().entries()
+        self.inner().shared.table().entries()
     }
 
     /// Severe errors in the health window, for the health cause.
     pub fn severe_errors(&self) -> watch::Receiver<WindowSummary> {
-        self.inner.shared.severe.subscribe()
+        self.inner().shared.severe.subscribe()
     }
 
     /// Rotates every non-empty log now; the names of the new rotated files.
     pub async fn rotate_now(&self) -> Result<Vec<String>, String> {
-        task::request_rotation(&self.inner.commands)
+        task::request_rotation(&self.inner().commands)
             .await
             .ok_or_else(|| "the logs task is not running".to_string())
     }
@@ -280,7 +369,7 @@ impl LogService {
     /// Rotates every log and waits, up to `budget`, until the destination confirmed every
     /// rotated file. Returns how many files are still waiting (0: all published).
     pub async fn flush(&self, budget: std::time::Duration) -> u64 {
-        if self.inner.store.is_none() {
+        if self.inner().store.is_none() {
             return 0;
         }
         let until = tokio::time::Instant::now() + budget;
@@ -302,7 +391,7 @@ impl LogService {
     }
 
     fn files_in_the_works(&self) -> u64 {
-        std::fs::read_dir(self.inner.paths.rotated_log_dir())
+        std::fs::read_dir(self.inner().paths.rotated_log_dir())
             .map(|entries| {
                 entries
                     .flatten()
@@ -315,7 +404,7 @@ impl LogService {
     /// Writes a tail report locally (0600, in the 0700 requests directory; off the runtime)
     /// and uploads it when a destination is configured.
     pub async fn tail(&self) -> Result<TailReport, String> {
-        let inner = self.inner.clone();
+        let inner = self.inner();
         let written = tokio::task::spawn_blocking(move || {
             let found = sources::discover(&inner.paths, &inner.config.logs, &inner.owners);
             let text = collect::tail_text(
@@ -336,7 +425,7 @@ impl LogService {
         .map_err(|e| format!("writing the tail report: {e}"))?;
         let (refused, name, path, text) = written?;
         self.report_refused(&refused);
-        let inner = &self.inner;
+        let inner = &self.inner();
         let (mut key, mut upload_error) = (None, None);
         if let Some(store) = &inner.store {
             let object = plan::tail_key(&inner.env_id, &inner.instance_id, &name);
@@ -359,7 +448,7 @@ impl LogService {
     /// Logs a tail or bundle left out, and why (the logs task reports the same paths once).
     fn report_refused(&self, refused: &[(String, String)]) {
         for (relative, why) in refused {
-            self.inner.events.warn(
+            self.inner().events.warn(
                 "logs",
                 format!("{relative} is left out of the request: {why}"),
             );

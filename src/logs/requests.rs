@@ -9,7 +9,7 @@ use super::{BundleJob, JobState, LogService, collect, plan, sources, upload_veri
 impl LogService {
     /// Starts a bundle in the background; follow it with `bundle_job`.
     pub fn start_bundle(&self, upload: bool) -> BundleJob {
-        let inner = &self.inner;
+        let inner = &self.inner();
         let id = inner.next_job.fetch_add(1, Ordering::Relaxed);
         let found = sources::discover(&inner.paths, &inner.config.logs, &inner.owners);
         self.report_refused(&found.refused);
@@ -49,7 +49,7 @@ impl LogService {
     }
 
     pub fn bundle_job(&self, id: u64) -> Option<BundleJob> {
-        self.inner
+        self.inner()
             .jobs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -58,7 +58,8 @@ impl LogService {
     }
 
     fn set_job(&self, job: BundleJob) {
-        let mut jobs = self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.inner();
+        let mut jobs = inner.jobs.lock().unwrap_or_else(|p| p.into_inner());
         jobs.insert(job.id, job);
         while jobs.len() > 20 {
             jobs.pop_first();
@@ -67,7 +68,7 @@ impl LogService {
 
     fn change_job(&self, id: u64, change: impl FnOnce(&mut BundleJob)) {
         if let Some(job) = self
-            .inner
+            .inner()
             .jobs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -85,7 +86,7 @@ impl LogService {
         upload: bool,
     ) {
         let done = Arc::new(AtomicU64::new(0));
-        let dir = self.inner.paths.logs_requests_dir();
+        let dir = self.inner().paths.logs_requests_dir();
         let (counter, out, made) = (done.clone(), path.clone(), dir.clone());
         let mut zipping = tokio::task::spawn_blocking(move || {
             collect::requests_dir(&made)?;
@@ -119,14 +120,14 @@ impl LogService {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if upload {
-            let Some(store) = self.inner.store.clone() else {
+            let Some(store) = self.inner().store.clone() else {
                 return self.fail_job(
                     id,
                     "no upload destination: set [logs.publish] destination".into(),
                 );
             };
             self.change_job(id, |job| job.state = JobState::Uploading);
-            let key = plan::bundle_key(&self.inner.env_id, &self.inner.instance_id, &name);
+            let key = plan::bundle_key(&self.inner().env_id, &self.inner().instance_id, &name);
             if let Err(error) = upload_verified(&store, &key, &path).await {
                 return self.fail_job(id, error.to_string());
             }

@@ -126,6 +126,8 @@ pub struct MetricsTask {
     sink: Option<mpsc::Sender<WindowReport>>,
     /// The worker daemon's counts, taken at each window's end (a worker host's only).
     worker: Option<crate::worker::Meter>,
+    /// The config a live reconfiguration (SIGHUP) publishes: `metrics.window`.
+    updates: Option<watch::Receiver<Arc<crate::config::Config>>>,
 }
 
 impl MetricsTask {
@@ -162,6 +164,7 @@ impl MetricsTask {
             publish,
             sink: None,
             worker: None,
+            updates: None,
         };
         (task, snapshots)
     }
@@ -179,20 +182,49 @@ impl MetricsTask {
         self.worker = Some(meter);
     }
 
-    pub async fn run(mut self, cancel: CancellationToken) {
+    /// Takes `metrics.window` from each config a live reconfiguration publishes. The window
+    /// open at the change closes at its planned end: every window is as long as it says.
+    pub fn with_config_updates(&mut self, updates: watch::Receiver<Arc<crate::config::Config>>) {
+        self.updates = Some(updates);
+    }
+
+    fn timers(&self) -> (tokio::time::Interval, tokio::time::Interval) {
         let poll_every = (self.window / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut poll = tokio::time::interval(poll_every);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let start = tokio::time::Instant::now() + self.window;
         let mut close = tokio::time::interval_at(start, self.window);
         close.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        (poll, close)
+    }
+
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let (mut poll, mut close) = self.timers();
+        let mut updates = self.updates.take();
+        let mut next_window: Option<Duration> = None;
         loop {
+            let update = async {
+                match updates.as_mut() {
+                    Some(updates) => updates.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             // The saved position always belongs to the last published window: nothing is
             // saved on the way out, and the next agent re-reads the lines read since.
             let closing = tokio::select! {
                 () = cancel.cancelled() => return,
                 _ = poll.tick() => false,
                 _ = close.tick() => true,
+                live = update => {
+                    match updates.as_mut().filter(|_| live) {
+                        Some(receiver) => {
+                            let window = receiver.borrow_and_update().metrics.window;
+                            next_window = (window != self.window).then_some(window);
+                        }
+                        None => updates = None,
+                    }
+                    continue;
+                }
             };
             let Some(mut reader) = self.reader.take() else {
                 return;
@@ -213,6 +245,10 @@ impl MetricsTask {
             self.reader = Some(reader);
             if let Some((requests, host)) = closed {
                 self.publish_window(requests, host);
+                if let Some(window) = next_window.take() {
+                    self.window = window;
+                    (poll, close) = self.timers();
+                }
             }
         }
     }

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -65,6 +66,8 @@ pub struct CloudWatchSink {
     health_code: HealthCode,
     events: EventSink,
     status: watch::Sender<SinkStatus>,
+    /// The config a live reconfiguration (SIGHUP) publishes: `[cloudwatch]` but `enabled`.
+    updates: Option<watch::Receiver<Arc<crate::config::Config>>>,
 }
 
 impl std::fmt::Debug for CloudWatchSink {
@@ -97,8 +100,34 @@ impl CloudWatchSink {
             health_code,
             events,
             status,
+            updates: None,
         };
         (sink, statuses)
+    }
+
+    pub fn with_config_updates(
+        mut self,
+        updates: watch::Receiver<Arc<crate::config::Config>>,
+    ) -> Self {
+        self.updates = Some(updates);
+        self
+    }
+
+    /// What to send with, from `self.config`.
+    fn sender(
+        &self,
+        sdk: &aws_config::SdkConfig,
+        dimensions: &[Dimension],
+    ) -> (Sender, PeriodAggregator) {
+        let period_secs = self.config.period.as_secs().max(1);
+        let sender = Sender {
+            client: crate::aws::cloudwatch_client(sdk, self.config.timeout),
+            namespace: self.config.namespace.clone(),
+            dimensions: dimensions.to_vec(),
+            // Periods under a minute are stored at high resolution (charged more).
+            storage_resolution: if period_secs < 60 { 1 } else { 60 },
+        };
+        (sender, PeriodAggregator::new((period_secs * 1000) as i64))
     }
 
     pub async fn run(mut self, cancel: CancellationToken) {
@@ -120,7 +149,6 @@ impl CloudWatchSink {
                 return;
             }
         };
-        let client = crate::aws::cloudwatch_client(&sdk, self.config.timeout);
         let dimensions = vec![
             Dimension::builder()
                 .name("EnvironmentName")
@@ -132,15 +160,8 @@ impl CloudWatchSink {
                 .build(),
         ];
         let dimensions_bytes = 64 + self.environment.name.len() + identity.instance_id.len();
-        let period_secs = self.config.period.as_secs().max(1);
-        let sender = Sender {
-            client,
-            namespace: self.config.namespace.clone(),
-            dimensions,
-            // Periods under a minute are stored at high resolution (charged more).
-            storage_resolution: if period_secs < 60 { 1 } else { 60 },
-        };
-        let mut aggregator = PeriodAggregator::new((period_secs * 1000) as i64);
+        let (mut sender, mut aggregator) = self.sender(&sdk, &dimensions);
+        let mut updates = self.updates.take();
         let mut buffer: VecDeque<Datum> = VecDeque::new();
         let mut in_flight: Option<Call> = None;
         let mut in_flight_len = 0usize;
@@ -167,8 +188,29 @@ impl CloudWatchSink {
                     None => std::future::pending().await,
                 }
             };
+            let update = async {
+                match updates.as_mut() {
+                    Some(updates) => updates.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = cancel.cancelled() => break,
+                live = update => {
+                    let Some(receiver) = updates.as_mut().filter(|_| live) else {
+                        updates = None;
+                        continue;
+                    };
+                    let next = receiver.borrow_and_update().cloudwatch.clone();
+                    if next != self.config {
+                        // The period in progress is closed as it is; what is buffered (and
+                        // in flight) goes out with the new settings.
+                        buffer.extend(aggregator.flush());
+                        self.config = next;
+                        (sender, aggregator) = self.sender(&sdk, &dimensions);
+                        self.status.send_modify(|s| s.namespace = self.config.namespace.clone());
+                    }
+                }
                 window = self.windows.recv() => {
                     let Some(window) = window else { break };
                     let datums = aggregator.add(&window, (self.health_code)());

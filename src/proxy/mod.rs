@@ -89,7 +89,9 @@ pub struct Proxy {
 
 #[derive(Debug)]
 struct Inner {
-    config: ProxyConfig,
+    /// Replaced by a live reconfiguration (`reconfigure`); `enabled`, `nginx_binary`,
+    /// `modules_dir` and `platform_ports` never change while the agent runs.
+    config: Mutex<ProxyConfig>,
     /// `app.port` and `app.alternate_port`: an override that proxies to them means the app.
     app_ports: [u16; 2],
     paths: Paths,
@@ -120,7 +122,7 @@ impl Proxy {
         let runner = NginxRunner::new(config.nginx_binary.clone(), paths.nginx_dir());
         let active = generations::read_active(&runner);
         let inner = Inner {
-            config,
+            config: Mutex::new(config),
             app_ports,
             paths,
             runner,
@@ -147,13 +149,38 @@ impl Proxy {
             .unwrap_or_else(|p| p.into_inner()) = seconds;
     }
 
+    /// The proxy settings in force (the next config staged is rendered from them).
+    pub fn settings(&self) -> ProxyConfig {
+        self.inner
+            .config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Takes new settings for the configs staged from now on, and returns the previous ones
+    /// (to put back when nginx refuses the new config). The keys nginx cannot change while it
+    /// runs keep their values (`reload::plan` names them as needing a restart).
+    pub fn reconfigure(&self, next: ProxyConfig) -> ProxyConfig {
+        let mut config = self.inner.config.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = ProxyConfig {
+            enabled: config.enabled,
+            nginx_binary: config.nginx_binary.clone(),
+            modules_dir: config.modules_dir.clone(),
+            // The runtime switch's accepted ports are fixed when it is detected.
+            platform_ports: config.platform_ports.clone(),
+            ..next
+        };
+        std::mem::replace(&mut *config, kept)
+    }
+
     pub fn enabled(&self) -> bool {
-        self.inner.config.enabled
+        self.settings().enabled
     }
 
     /// The address clients use: the listen address, with a wildcard shown as loopback.
     pub fn url(&self) -> String {
-        let listen = self.inner.config.listen;
+        let listen = self.settings().listen;
         let host = if listen.ip().is_unspecified() {
             "127.0.0.1".to_string()
         } else {
@@ -163,7 +190,7 @@ impl Proxy {
     }
 
     pub fn listen(&self) -> std::net::SocketAddr {
-        self.inner.config.listen
+        self.settings().listen
     }
 
     pub fn active(&self) -> Option<StagedConfig> {
@@ -203,12 +230,13 @@ impl Proxy {
     /// an event when it cannot.
     async fn runtime_switch(&self) -> Option<RuntimeSwitch> {
         let inner = &self.inner;
+        let settings = self.settings();
         let found = inner
             .switch
             .get_or_init(|| async {
                 let runner = &inner.runner;
                 let probe = runner.dir().join("probe");
-                let detected = switch::detect(runner, &inner.config.modules_dir, &probe).await;
+                let detected = switch::detect(runner, &settings.modules_dir, &probe).await;
                 let _ = std::fs::remove_dir_all(&probe);
                 match detected {
                     Ok(modules) => Ok(RuntimeSwitch {
@@ -216,7 +244,7 @@ impl Proxy {
                         lua_dir: runner.lua_dir(),
                         socket: runner.switch_socket(),
                         port_file: runner.port_file(),
-                        ports: switch_ports(&inner.config, inner.app_ports),
+                        ports: switch_ports(&settings, inner.app_ports),
                     }),
                     Err(reason) => {
                         inner.events.warn(
@@ -287,7 +315,7 @@ impl Proxy {
 
     /// What the translations of a bundle's overrides map EB's platform to.
     fn host(&self, upstream_port: u16, switch: Option<&RuntimeSwitch>) -> overrides::Host {
-        let config = &self.inner.config;
+        let config = &self.settings();
         let mut app_ports: std::collections::BTreeSet<u16> =
             config.platform_ports.iter().copied().collect();
         app_ports.extend(self.inner.app_ports);
@@ -305,7 +333,7 @@ impl Proxy {
     }
 
     fn model(&self, upstream_port: u16, switch: Option<RuntimeSwitch>) -> NginxModel {
-        let config = &self.inner.config;
+        let config = &self.settings();
         let runner = &self.inner.runner;
         let paths = &self.inner.paths;
         let mime = Path::new("/etc/nginx/mime.types");

@@ -12,6 +12,7 @@ pub mod http;
 pub mod imds;
 pub mod keepalive;
 pub mod lb;
+pub mod live;
 pub mod load;
 pub mod moto;
 pub mod platforms;
@@ -285,6 +286,22 @@ impl TestHost {
 
     /// `start`, with extra environment variables for the agent.
     pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
+        self.start_with_env_unchecked(env);
+        wait_for(
+            "the agent's control socket",
+            Duration::from_secs(20),
+            || {
+                self.assert_agent_alive();
+                self.cli(&["status", "--json"])
+                    .status
+                    .success()
+                    .then_some(())
+            },
+        );
+    }
+
+    /// Starts the agent without waiting for it (it may be meant to exit at once).
+    pub fn start_with_env_unchecked(&mut self, env: &[(&str, &str)]) {
         self.write_config();
         let log = std::fs::File::create(self.path("agent.log")).ok();
         let stderr = log.map(Stdio::from).unwrap_or_else(Stdio::null);
@@ -304,17 +321,6 @@ impl TestHost {
             .spawn()
             .expect("spawn agent");
         self.agent = Some(child);
-        wait_for(
-            "the agent's control socket",
-            Duration::from_secs(20),
-            || {
-                self.assert_agent_alive();
-                self.cli(&["status", "--json"])
-                    .status
-                    .success()
-                    .then_some(())
-            },
-        );
     }
 
     fn assert_agent_alive(&mut self) {

@@ -371,24 +371,27 @@ impl LogTask {
 /// channel and compression jobs); `tasks` waits for it at shutdown.
 pub(super) fn spawn_thread(
     task: LogTask,
-    tasks: &tokio_util::task::TaskTracker,
-    cancel: CancellationToken,
-) -> std::io::Result<()> {
+    spawner: &crate::tasks::Spawner,
+    stop: &CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("hostmanager-logs-blocking")
         .build()?;
     let (done, finished) = oneshot::channel::<()>();
+    let cancel = stop.child_token();
     std::thread::Builder::new()
         .name("hostmanager-logs".into())
         .spawn(move || {
             runtime.block_on(task.run(cancel));
             let _ = done.send(());
         })?;
-    tasks.spawn(async move {
-        let _ = finished.await;
-    });
-    Ok(())
+    Ok(spawner.spawn("logs", stop, async move {
+        // The sender is dropped without a send only when the thread unwinds.
+        if finished.await.is_err() {
+            panic!("the logs thread panicked (its message is in the agent's log)");
+        }
+    }))
 }
 
 /// Asks the task to rotate every non-empty log now.
