@@ -225,3 +225,35 @@ fn off_config_the_instance_id_and_region_come_from_imdsv2() {
         "token first: {asked:?}"
     );
 }
+
+/// SIGHUP: the sink goes on under the new namespace, keeping what it counted.
+#[test]
+fn a_new_namespace_applies_without_a_restart() {
+    let cloudwatch = FakeCloudWatch::start();
+    let mut host = with_cloudwatch(&cloudwatch.endpoint());
+    host.start();
+    wait_for("datums under HostManager", Duration::from_secs(30), || {
+        cloudwatch
+            .datums()
+            .iter()
+            .any(|d| d.namespace == "HostManager")
+            .then_some(())
+    });
+    let agent = host.agent_pid();
+    host.change("cloudwatch", "namespace", "Reloaded");
+    host.reload();
+    wait_for(
+        "datums under the new namespace",
+        Duration::from_secs(30),
+        || {
+            cloudwatch
+                .datums()
+                .iter()
+                .any(|d| d.namespace == "Reloaded")
+                .then_some(())
+        },
+    );
+    assert_eq!(host.agent_pid(), agent, "the same agent");
+    let health = host.health();
+    assert_eq!(health["cloudwatch"]["namespace"], "Reloaded", "{health:#}");
+}

@@ -157,3 +157,40 @@ fn an_invalid_config_changes_nothing_and_says_why() {
     assert_eq!(app_pids(&host), pids);
     assert_eq!(host.body("/"), "Hello from v1\n");
 }
+
+#[test]
+fn a_new_controller_address_applies_to_the_running_link() {
+    let controller = common::fleet::TestController::start(None);
+    let mut host = common::fleet::fleet(&controller, 1).remove(0);
+    let link = |host: &TestHost| host.status()["controller"].clone();
+    wait_for("the link to connect", Duration::from_secs(20), || {
+        (link(&host)["connected"] == true).then_some(())
+    });
+
+    let nowhere = format!("http://127.0.0.1:{}", common::free_ports(1)[0]);
+    host.change("controller", "url", nowhere.as_str());
+    host.reload();
+    wait_for(
+        "the link to follow the new address",
+        Duration::from_secs(20),
+        || {
+            let status = link(&host);
+            (status["url"] == nowhere.as_str() && status["connected"] == false).then_some(())
+        },
+    );
+
+    host.change("controller", "url", controller.url());
+    host.reload();
+    let before = link(&host)["last_contact"].clone();
+    wait_for("the link to report again", Duration::from_secs(20), || {
+        let status = link(&host);
+        (status["connected"] == true && status["last_contact"] != before).then_some(())
+    });
+    assert!(
+        event(&host, "info", "applied: controller.url").is_some(),
+        "{:?}",
+        host.events()
+    );
+    // Enrollment carried over: the host still has its credential and one identity.
+    assert_eq!(link(&host)["enrolled"], true);
+}

@@ -29,7 +29,14 @@ pub(super) async fn wait_for_stop(
             _ = terminate.recv() => return Ok(Stop::Signal),
             _ = interrupt.recv() => return Ok(Stop::Signal),
             Some(end) = ended.recv() => return Ok(Stop::TaskEnded(end)),
-            _ = hangup.recv() => reloader.reload().await,
+            // A reload may wait for a deployment to finish (nginx's settings): a stop goes
+            // first.
+            _ = hangup.recv() => tokio::select! {
+                () = reloader.reload() => {}
+                _ = terminate.recv() => return Ok(Stop::Signal),
+                _ = interrupt.recv() => return Ok(Stop::Signal),
+                Some(end) = ended.recv() => return Ok(Stop::TaskEnded(end)),
+            },
         }
     }
 }

@@ -53,7 +53,7 @@ impl Engine {
         }
         started.staged = staged.clone();
         let health_path =
-            super::model::health_path(prepared.settings.as_ref(), &self.config.health);
+            super::model::health_path(prepared.settings.as_ref(), &self.health_settings());
         let stop_first = self.stops_first(id, current.as_ref());
         if let (true, Some(current)) = (stop_first, &current) {
             self.step(id, "stop-old", async {
@@ -326,7 +326,7 @@ impl Engine {
         make_room: bool,
     ) -> Result<(), StepFailure> {
         let env = self.release_env(target.deployment_id)?;
-        let health_path = target.health_path(&self.config.health);
+        let health_path = target.health_path(&self.health_settings());
         let overrides = self
             .platform_of(id, target)
             .map(|p| p.join(NGINX_OVERRIDES));

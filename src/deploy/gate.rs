@@ -110,7 +110,7 @@ impl Engine {
         path: &str,
     ) -> Result<Gate, StepFailure> {
         let deploy = &self.config.deploy;
-        let health = &self.config.health;
+        let health = &self.health_settings();
         let key = ProcessKey {
             release,
             name: "web".to_string(),

@@ -73,6 +73,8 @@ pub struct Engine {
     intake: crate::worker::Intake,
     /// Held by each job and by recovery: a live proxy reconfiguration waits for them.
     exclusive: tokio::sync::Mutex<()>,
+    /// `[health]` in force: a live reconfiguration replaces it (`set_health_settings`).
+    health: Mutex<crate::config::HealthConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +107,7 @@ impl Engine {
             active: None,
         });
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let health = Mutex::new(config.health.clone());
         let engine = Engine {
             config,
             paths,
@@ -119,6 +122,7 @@ impl Engine {
             test_pause: steps::TestPause::from_env(),
             intake: crate::worker::Intake::default(),
             exclusive: tokio::sync::Mutex::new(()),
+            health,
         };
         if let Some(pause) = &engine.test_pause {
             engine.events.warn(
@@ -137,6 +141,19 @@ impl Engine {
     }
 
     /// What the worker daemon watches: held while traffic moves between releases.
+    /// The health settings the gate and the checks after a switch use from the next
+    /// deployment on (SIGHUP).
+    pub fn set_health_settings(&self, health: crate::config::HealthConfig) {
+        *self.health.lock().unwrap_or_else(|p| p.into_inner()) = health;
+    }
+
+    fn health_settings(&self) -> crate::config::HealthConfig {
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn intake(&self) -> crate::worker::Intake {
         self.intake.clone()
     }

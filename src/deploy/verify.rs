@@ -52,7 +52,7 @@ impl Engine {
         path: &str,
     ) -> Result<(), StepFailure> {
         let deploy = &self.config.deploy;
-        let health = &self.config.health;
+        let health = &self.health_settings();
         let addr = public_addr(self.proxy.listen());
         let deadline = Instant::now() + deploy.health_gate_timeout;
         let mut answered_errors = 0;

@@ -134,6 +134,7 @@ impl Reloader {
         let mut failures = Vec::new();
         // Health, metrics and CloudWatch read their sections from the published config.
         self.publish.send_replace(effective.clone());
+        self.deployer.set_health_settings(effective.health.clone());
         if plan.parts.contains(&Part::Proxy) {
             match self
                 .deployer
