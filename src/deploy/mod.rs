@@ -15,12 +15,12 @@ mod hook_steps;
 mod hooks;
 mod host_changes;
 mod host_packages;
+mod live_settings;
 mod model;
 mod platform;
 mod ports;
 mod prepare;
 mod procfile;
-mod proxy_settings;
 mod reach;
 mod records;
 mod recovery;
@@ -39,9 +39,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use entry::{EntryProblem, check_symlink, entry_path};
 pub use extract::{BundleError, copy_dir, extract_zip, hex};
+pub use live_settings::ProxyApplied;
 pub use model::*;
 pub use procfile::{LineError, ProcfileEntry, parse_buildfile, parse_procfile};
-pub use proxy_settings::ProxyApplied;
 pub use records::{env_file, settings_file};
 pub use runtime::RuntimeInfo;
 
@@ -141,19 +141,6 @@ impl Engine {
     }
 
     /// What the worker daemon watches: held while traffic moves between releases.
-    /// The health settings the gate and the checks after a switch use from the next
-    /// deployment on (SIGHUP).
-    pub fn set_health_settings(&self, health: crate::config::HealthConfig) {
-        *self.health.lock().unwrap_or_else(|p| p.into_inner()) = health;
-    }
-
-    fn health_settings(&self) -> crate::config::HealthConfig {
-        self.health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
     pub fn intake(&self) -> crate::worker::Intake {
         self.intake.clone()
     }

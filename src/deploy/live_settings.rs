@@ -1,6 +1,7 @@
-//! The serving release's nginx config staged again: by recovery (nginx pointed elsewhere) and
-//! by a live reconfiguration of `[proxy]` (SIGHUP), which reloads nginx gracefully and never
-//! touches the app processes.
+//! Settings a live reconfiguration (SIGHUP) hands the engine: `[health]` for the next
+//! deployments, and `[proxy]`, for which the serving release's nginx config is staged again
+//! (as recovery does when nginx points elsewhere) and reloaded gracefully, never touching the
+//! app processes.
 
 use super::Engine;
 use super::model::ReleaseInfo;
@@ -19,6 +20,19 @@ pub enum ProxyApplied {
 }
 
 impl Engine {
+    /// The health settings the gate and the checks after a switch use from the next
+    /// deployment on (SIGHUP).
+    pub fn set_health_settings(&self, health: crate::config::HealthConfig) {
+        *self.health.lock().unwrap_or_else(|p| p.into_inner()) = health;
+    }
+
+    pub(super) fn health_settings(&self) -> crate::config::HealthConfig {
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Renders the serving release's config from the proxy settings in force, checks it with
     /// `nginx -t`, activates it (a switch when the files are the same, else a graceful reload)
     /// and records its generation in the state.
