@@ -197,3 +197,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "hysteresis_props.rs"]
+mod props;
