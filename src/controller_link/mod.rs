@@ -12,6 +12,8 @@ mod facts;
 mod http;
 mod info;
 mod outcomes;
+#[cfg(test)]
+mod pacing_props;
 mod protocol;
 mod report;
 

@@ -8,7 +8,7 @@
 use super::Engine;
 use super::engine::{describe, read_required};
 use super::hooks::kill_orphaned_hooks;
-use super::model::{DeploymentStatus, InProgress, Job, JobKind, StepStatus};
+use super::model::{DeploymentStatus, InProgress, Job, JobKind, StepRecord, StepStatus};
 use crate::events::{NewEvent, Severity};
 
 impl Engine {
@@ -35,8 +35,11 @@ impl Engine {
             .map(|s| s.name.clone())
             .unwrap_or_default();
         let what = format!("{} {id} of {}", describe(record.kind), record.version_label);
-        if !interrupted.committed {
-            let serving = self.current().map(|c| {
+        let current = self.current();
+        let serving = current.as_ref().map(|c| c.deployment_id);
+        let conclusion = conclusion(interrupted, record.kind, &record.steps, serving);
+        if conclusion == Conclusion::Undo {
+            let serving = current.as_ref().map(|c| {
                 format!(
                     "{} (deployment {}) serves",
                     c.version_label, c.deployment_id
@@ -70,19 +73,8 @@ impl Engine {
                 "agent restarted during step {step}; the release had taken traffic: finishing it"
             ),
         );
-        let hooks = match record.kind {
-            JobKind::Deploy => Some(".platform/hooks/postdeploy"),
-            JobKind::Configure => Some(".platform/confighooks/postdeploy"),
-            JobKind::Restart | JobKind::Rollback => None,
-        };
-        let ran = record
-            .steps
-            .iter()
-            .any(|s| s.name.ends_with("postdeploy") && s.status == StepStatus::Succeeded);
-        let current = self.current();
-        let serves = current.as_ref().is_some_and(|c| c.deployment_id == id);
-        let status = match (hooks, current) {
-            (Some(phase), Some(current)) if !ran && serves => {
+        let status = match (conclusion, current) {
+            (Conclusion::RunPostdeploy(phase), Some(current)) => {
                 let context = self.release_env(id).and_then(|env| {
                     self.hook_context(
                         id,
@@ -105,9 +97,10 @@ impl Engine {
                     Err(failure) => self.undo_after_restart(id, &current, failure.message).await,
                 }
             }
-            // The crash came after a rollback had already put the previous release back.
-            _ if !serves && record.kind != JobKind::Rollback => DeploymentStatus::RolledBack,
-            _ => DeploymentStatus::Succeeded,
+            (Conclusion::Finish(status), _) => status,
+            // Unreachable: `Undo` returned above, and hooks are asked for only when this
+            // deployment's release serves (so `current` is it).
+            (Conclusion::RunPostdeploy(_) | Conclusion::Undo, _) => DeploymentStatus::Failed,
         };
         let _ = self.retain_releases(id).await;
         self.finish(id, status);
@@ -260,3 +253,49 @@ impl Engine {
         })
     }
 }
+
+/// What recovery does with a deployment a restart interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Conclusion {
+    /// Before the commit point: undone; the deployment failed.
+    Undo,
+    /// After it, the release serves and its postdeploy hooks (this phase) never succeeded:
+    /// they run now; the deployment succeeds if they pass, else it is rolled back.
+    RunPostdeploy(&'static str),
+    /// After it, nothing left to run: finished with this status.
+    Finish(DeploymentStatus),
+}
+
+/// The rules of `conclude`, apart from its I/O so they can be checked: the deployment
+/// `interrupted` of `kind`, its recorded `steps`, and the deployment whose release serves now.
+pub(super) fn conclusion(
+    interrupted: InProgress,
+    kind: JobKind,
+    steps: &[StepRecord],
+    serving: Option<u64>,
+) -> Conclusion {
+    if !interrupted.committed {
+        return Conclusion::Undo;
+    }
+    let hooks = match kind {
+        JobKind::Deploy => Some(".platform/hooks/postdeploy"),
+        JobKind::Configure => Some(".platform/confighooks/postdeploy"),
+        JobKind::Restart | JobKind::Rollback => None,
+    };
+    let ran = steps
+        .iter()
+        .any(|s| s.name.ends_with("postdeploy") && s.status == StepStatus::Succeeded);
+    let serves = serving == Some(interrupted.id);
+    match hooks {
+        Some(phase) if !ran && serves => Conclusion::RunPostdeploy(phase),
+        // The crash came after a rollback had already put the previous release back.
+        _ if !serves && kind != JobKind::Rollback => {
+            Conclusion::Finish(DeploymentStatus::RolledBack)
+        }
+        _ => Conclusion::Finish(DeploymentStatus::Succeeded),
+    }
+}
+
+#[cfg(test)]
+#[path = "recovery_props.rs"]
+mod props;

@@ -202,3 +202,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "hysteresis_props.rs"]
+mod props;

@@ -160,3 +160,7 @@ mod tests {
         assert_eq!(to_prune(&listing, now, Some(&done), 1, 1).len(), 2);
     }
 }
+
+#[cfg(test)]
+#[path = "healthd_props.rs"]
+mod props;

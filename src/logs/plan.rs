@@ -130,7 +130,14 @@ pub fn plan_shed(files: &[SpoolFile], budget: u64) -> Vec<&SpoolFile> {
 
 /// Capped exponential backoff; `jitter` in [0, 1) spreads retries by ±20 %.
 pub fn backoff(attempt: u32, initial: Duration, max: Duration, jitter: f64) -> Duration {
-    let base = initial.saturating_mul(1u32 << attempt.min(20)).min(max);
+    // Doubled step by step up to the cap: a shifted u32 factor stopped the growth at 2^20
+    // (12 days from 1 s), short of a longer `max`. Past 128 doublings any non-zero initial
+    // delay overflows a Duration, so the loop is short.
+    let base = (0..attempt.min(128))
+        .try_fold(initial.min(max), |delay, _| {
+            delay.checked_mul(2).filter(|doubled| *doubled < max)
+        })
+        .unwrap_or(max);
     base.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0)).min(max)
 }
 
@@ -296,3 +303,7 @@ mod tests {
         assert_eq!(tail_section("/x", ""), format!("{RULE}\n/x\n{RULE}\n\n"));
     }
 }
+
+#[cfg(test)]
+#[path = "plan_props.rs"]
+mod props;

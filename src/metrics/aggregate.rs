@@ -237,3 +237,7 @@ mod tests {
         assert_eq!(a, b);
     }
 }
+
+#[cfg(test)]
+#[path = "aggregate_props.rs"]
+mod props;

@@ -297,3 +297,7 @@ pub fn next_batch_len(datums: &[Datum], dimensions_bytes: usize) -> usize {
 #[cfg(test)]
 #[path = "cloudwatch_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "cloudwatch_props.rs"]
+mod props;

@@ -293,3 +293,7 @@ where
         on_line(parse_line(line));
     }
 }
+
+#[cfg(test)]
+#[path = "follow_props.rs"]
+mod props;

@@ -285,3 +285,7 @@ mod tests {
         assert_eq!(parse_decimal(b"1.2.3", 3), None);
     }
 }
+
+#[cfg(test)]
+#[path = "healthd_props.rs"]
+mod props;

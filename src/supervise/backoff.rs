@@ -37,10 +37,14 @@ impl Backoff {
         self.attempt = self.attempt.saturating_add(1);
         let base = match attempt {
             0 => self.first,
-            n => self
-                .initial
-                .saturating_mul(1u32 << (n - 1).min(31))
-                .min(self.max),
+            // Doubled step by step up to the cap: a shifted u32 factor stopped the growth at
+            // 2^31 (25 days from 1 ms), short of a longer `max`. Past 128 doublings any
+            // non-zero delay overflows a Duration, so the loop is short.
+            n => (1..n.min(129))
+                .try_fold(self.initial.min(self.max), |delay, _| {
+                    delay.checked_mul(2).filter(|doubled| *doubled < self.max)
+                })
+                .unwrap_or(self.max),
         };
         let jitter = 0.8 + 0.4 * unit_random.clamp(0.0, 1.0);
         base.mul_f64(jitter).min(self.max)
@@ -112,3 +116,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "backoff_props.rs"]
+mod props;

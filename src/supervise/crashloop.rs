@@ -147,3 +147,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "crashloop_props.rs"]
+mod props;

@@ -50,9 +50,16 @@ pub fn after_failure(
 
 /// Doubling from the interval, capped, with ±20 % jitter so a fleet does not retry in step.
 pub fn backoff(interval: Duration, failures: u32, unit: f64) -> Duration {
-    let base = interval
-        .saturating_mul(1u32 << failures.min(10))
-        .min(MAX_BACKOFF);
+    // Doubled step by step up to the cap: a factor of at most 2^10 stopped an interval under
+    // 0.3 s short of five minutes. Past 128 doublings any non-zero interval overflows a
+    // Duration, so the loop is short.
+    let base = (0..failures.min(128))
+        .try_fold(interval.min(MAX_BACKOFF), |delay, _| {
+            delay
+                .checked_mul(2)
+                .filter(|doubled| *doubled < MAX_BACKOFF)
+        })
+        .unwrap_or(MAX_BACKOFF);
     jitter(base, BACKOFF_JITTER, unit)
 }
 
