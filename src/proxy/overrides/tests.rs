@@ -352,3 +352,21 @@ fn an_inline_healthd_format_gives_way_to_the_agents() {
     );
     assert!(file.contains("removed `log_format healthd"), "{file}");
 }
+
+/// Found by `fuzz/fuzz_targets/nginx_overrides.rs`: a `pid` without an argument (or with a
+/// block) made the translation index an argument that is not there, a panic.
+#[test]
+fn a_pid_without_its_argument_is_refused_not_a_panic() {
+    for text in [
+        "pid;\nhttp {}\n",
+        "pid {\n  include mime.types;\n}\nhttp {}\n",
+    ] {
+        let refusals = translate(&one_file("nginx.conf", text), &host()).expect_err(text);
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert_eq!(refusals[0].line, 1);
+        assert!(
+            refusals[0].why.contains("pid takes one argument"),
+            "{refusals:?}"
+        );
+    }
+}
