@@ -22,9 +22,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-# No sanitizer: the workspace denies unsafe code, so AddressSanitizer has little to find,
-# and it makes the build much slower (docs/fuzzing.md has the figures). Panics, failed
-# assertions, overflows (debug assertions are on), hangs and OOMs are what the targets catch.
+# No sanitizer: the workspace denies unsafe code, so AddressSanitizer has little to find, and
+# it would instrument every crate again and slow every execution (docs/fuzzing.md). Panics,
+# failed assertions, overflows (debug assertions are on), hangs and OOMs are what is caught.
 flags=(--sanitizer none)
 
 cd fuzz

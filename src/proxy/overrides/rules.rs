@@ -271,7 +271,8 @@ fn walk(pass: &mut Pass<'_>, tree: &[Directive], context: Context) {
             }
             _ => {}
         }
-        if directive.block.is_some() {
+        // A removed block's directives go with it (`user { access_log …; }`).
+        if directive.block.is_some() && !pass.editor.removes(&directive.span) {
             let inner = match directive.name.value.as_str() {
                 "http" => Context::Http,
                 "server" if context == Context::Http => Context::Server,

@@ -370,3 +370,19 @@ fn a_pid_without_its_argument_is_refused_not_a_panic() {
         );
     }
 }
+
+/// Found by `fuzz/fuzz_targets/nginx_overrides.rs`: a removed directive with a block
+/// (`user { … }`) still had its children translated, and the overlapping edits cut the file
+/// apart (or out of bounds).
+#[test]
+fn the_directives_of_a_removed_block_are_not_edited_too() {
+    let text = "user{o{access_log /var/log/nginx/; }}";
+    let out = translate(&one_file("nginx.conf", text), &host()).expect("translates");
+    let file = out
+        .files
+        .iter()
+        .find(|f| f.path == "nginx.conf")
+        .expect("nginx.conf");
+    assert!(parse(&file.text).is_ok(), "{}", file.text);
+    assert!(!file.text.contains("access_log"), "{}", file.text);
+}
