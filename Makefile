@@ -3,7 +3,8 @@
 #   make test   installs the test dependencies and runs the whole suite
 #   make fleet-demo  a controller and three agents on this machine, deployed through the controller
 #   make bench  benchmarks against peers on this machine (prints ratios)
-.PHONY: demo fleet-demo test bench build clean
+#   make fuzz   every fuzz target for FUZZ_SECONDS (600) each, then execs/s and coverage per target
+.PHONY: demo fleet-demo test bench fuzz build clean
 
 demo:
 	scripts/demo.sh
@@ -16,6 +17,9 @@ test:
 
 bench:
 	scripts/bench.sh
+
+fuzz:
+	scripts/fuzz.sh
 
 build:
 	cargo build --locked --release --workspace

@@ -44,12 +44,23 @@ pub fn extract_zip(
     target: &Path,
     limits: BundleLimits,
 ) -> Result<(), BundleError> {
+    let file = File::open(zip_path).map_err(io_at(zip_path))?;
+    extract_zip_from(file, zip_path, target, limits)
+}
+
+/// `extract_zip` on an open archive (`zip_path` names it in errors): the fuzz target feeds
+/// archives from memory through the same checks and writes (docs/fuzzing.md).
+pub fn extract_zip_from(
+    archive: impl Read + io::Seek,
+    zip_path: &Path,
+    target: &Path,
+    limits: BundleLimits,
+) -> Result<(), BundleError> {
     let zip_error = |error: zip::result::ZipError| BundleError::Zip {
         path: zip_path.to_path_buf(),
         message: error.to_string(),
     };
-    let file = File::open(zip_path).map_err(io_at(zip_path))?;
-    let mut archive = zip::ZipArchive::new(file).map_err(zip_error)?;
+    let mut archive = zip::ZipArchive::new(archive).map_err(zip_error)?;
     // First pass over the central directory only: reject before writing anything.
     let mut budget = Budget::new(limits);
     for index in 0..archive.len() {

@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use entry::{EntryProblem, check_symlink, entry_path};
-pub use extract::{BundleError, copy_dir, extract_zip, hex};
+pub use extract::{BundleError, copy_dir, extract_zip, extract_zip_from, hex};
 pub use live_settings::ProxyApplied;
 pub use model::*;
 pub use procfile::{LineError, ProcfileEntry, parse_buildfile, parse_procfile};

@@ -47,8 +47,9 @@ impl Received {
 
     /// How long it waited in the queue before this receive, from `SentTimestamp`.
     pub fn age_ms(&self, now_ms: i64) -> Option<i64> {
+        // Saturating: a timestamp far off (i64::MIN) must not overflow (found by fuzzing).
         self.millis("SentTimestamp")
-            .map(|sent| (now_ms - sent).max(0))
+            .map(|sent| now_ms.saturating_sub(sent).max(0))
     }
 }
 
@@ -97,7 +98,7 @@ pub fn plan(message: &Received, settings: PlanSettings<'_>, now_ms: i64) -> Plan
     }
     // Measured from the first receive, not from SentTimestamp, as sqsd does.
     if let Some(first) = message.millis("ApproximateFirstReceiveTimestamp") {
-        let age_ms = now_ms - first;
+        let age_ms = now_ms.saturating_sub(first);
         if age_ms > (settings.retention_secs as i64).saturating_mul(1000) {
             return Plan::Expired {
                 age_secs: age_ms / 1000,

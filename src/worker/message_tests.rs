@@ -162,3 +162,24 @@ fn header_names_and_values_http_cannot_carry_are_skipped() {
     assert_eq!(header(&d, "X-Aws-Sqsd-Attr-nl"), None);
     assert_eq!(header(&d, "X-Aws-Sqsd-Attr-my_attr"), Some("ok"));
 }
+
+/// Found with `fuzz/fuzz_targets/worker_message.rs`: timestamps at the ends of i64 overflowed
+/// the age subtraction (a panic in debug builds, a wrong age in release ones).
+#[test]
+fn timestamps_far_off_do_not_overflow_the_age() {
+    let mut m = message("x");
+    m.attributes
+        .insert("SentTimestamp".into(), i64::MIN.to_string());
+    m.attributes.insert(
+        "ApproximateFirstReceiveTimestamp".into(),
+        i64::MIN.to_string(),
+    );
+    assert_eq!(m.age_ms(1_692_107_880_000), Some(i64::MAX));
+    assert!(matches!(
+        plan(&m, settings(), 1_692_107_880_000),
+        Plan::Expired { .. }
+    ));
+    m.attributes
+        .insert("SentTimestamp".into(), i64::MAX.to_string());
+    assert_eq!(m.age_ms(-1), Some(0));
+}

@@ -36,3 +36,22 @@ pub struct CpuShares {
     pub irq: f64,
     pub softirq: f64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by `fuzz/fuzz_targets/protocol.rs`: without serde_json's `float_roundtrip`, the
+    /// shortest text of a parsed float read back as another float.
+    #[test]
+    fn floats_read_back_as_written() {
+        let text =
+            r#"{"load_average":[0.30000000000000004,2.2250738584e-308,1.797693133157e+308]}"#;
+        let window: MetricsWindow = serde_json::from_str(text).expect("parses");
+        let again: MetricsWindow =
+            serde_json::from_str(&serde_json::to_string(&window).expect("serializes"))
+                .expect("parses again");
+        assert_eq!(again, window);
+        assert_eq!(window.load_average.map(|l| l[2]), Some(1.797693133157e308));
+    }
+}

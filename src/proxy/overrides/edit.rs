@@ -14,6 +14,14 @@ impl Editor {
         self.edits.push((range, text.into()));
     }
 
+    /// Whether `range` is deleted whole: then nothing inside it may be edited too, as
+    /// overlapping edits would cut the text apart (found by fuzzing).
+    pub fn removes(&self, range: &Range<usize>) -> bool {
+        self.edits
+            .iter()
+            .any(|(r, text)| r == range && text.is_empty())
+    }
+
     pub fn insert(&mut self, at: usize, text: impl Into<String>) {
         self.edits.push((at..at, text.into()));
     }

@@ -231,7 +231,13 @@ fn walk(pass: &mut Pass<'_>, tree: &[Directive], context: Context) {
             }
             ("pid", Context::Main) => {
                 let ours = pass.host.pid_file.display().to_string();
-                if directive.args.first().map(|a| a.value.as_str()) != Some(ours.as_str()) {
+                // `pid;` or `pid { … }` has no argument to replace (found by fuzzing).
+                if directive.args.is_empty() || directive.block.is_some() {
+                    pass.refuse(
+                        directive,
+                        "nginx's pid takes one argument, the pid file (the agent sets its own)",
+                    );
+                } else if directive.args[0].value != ours {
                     let became = pass.replace_arg(directive, 0, &ours);
                     pass.translated(
                         directive,
@@ -265,7 +271,8 @@ fn walk(pass: &mut Pass<'_>, tree: &[Directive], context: Context) {
             }
             _ => {}
         }
-        if directive.block.is_some() {
+        // A removed block's directives go with it (`user { access_log …; }`).
+        if directive.block.is_some() && !pass.editor.removes(&directive.span) {
             let inner = match directive.name.value.as_str() {
                 "http" => Context::Http,
                 "server" if context == Context::Http => Context::Server,

@@ -352,3 +352,37 @@ fn an_inline_healthd_format_gives_way_to_the_agents() {
     );
     assert!(file.contains("removed `log_format healthd"), "{file}");
 }
+
+/// Found by `fuzz/fuzz_targets/nginx_overrides.rs`: a `pid` without an argument (or with a
+/// block) made the translation index an argument that is not there, a panic.
+#[test]
+fn a_pid_without_its_argument_is_refused_not_a_panic() {
+    for text in [
+        "pid;\nhttp {}\n",
+        "pid {\n  include mime.types;\n}\nhttp {}\n",
+    ] {
+        let refusals = translate(&one_file("nginx.conf", text), &host()).expect_err(text);
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert_eq!(refusals[0].line, 1);
+        assert!(
+            refusals[0].why.contains("pid takes one argument"),
+            "{refusals:?}"
+        );
+    }
+}
+
+/// Found by `fuzz/fuzz_targets/nginx_overrides.rs`: a removed directive with a block
+/// (`user { … }`) still had its children translated, and the overlapping edits cut the file
+/// apart (or out of bounds).
+#[test]
+fn the_directives_of_a_removed_block_are_not_edited_too() {
+    let text = "user{o{access_log /var/log/nginx/; }}";
+    let out = translate(&one_file("nginx.conf", text), &host()).expect("translates");
+    let file = out
+        .files
+        .iter()
+        .find(|f| f.path == "nginx.conf")
+        .expect("nginx.conf");
+    assert!(parse(&file.text).is_ok(), "{}", file.text);
+    assert!(!file.text.contains("access_log"), "{}", file.text);
+}
