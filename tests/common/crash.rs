@@ -70,11 +70,28 @@ pub fn submit_deploy(host: &TestHost, bundle: &Path) -> Value {
 /// `release` serves alone (each process once, behind nginx with `body`), and what the agent
 /// persisted is whole and agrees with it.
 pub fn assert_serves(host: &TestHost, release: &Value, body: &str, what: &str) {
-    wait_for(
-        &format!("{what}: release {release} to answer through nginx"),
-        Duration::from_secs(30),
-        || (host.get("/").ok()?.body == body).then_some(()),
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = host.get("/").map(|r| (r.status, r.body));
+        if matches!(&seen, Ok((_, answer)) if answer == body) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: release {release} does not answer through nginx ({body:?}): {seen:?}\n\
+             status: {:#}\nagent log:\n{}\ndeploy.log:\n{}\nlisteners:\n{}",
+            host.status(),
+            tail(&host.agent_log(), 60),
+            tail(
+                &std::fs::read_to_string(host.path("var/log/hostmanager/deploy.log"))
+                    .unwrap_or_default(),
+                80
+            ),
+            listeners(host)
+        );
+        // The poll's pace, as in `wait_for`.
+        std::thread::sleep(Duration::from_millis(25));
+    }
     let processes = wait_for(
         &format!("{what}: release {release}'s processes alone"),
         Duration::from_secs(30),
@@ -100,21 +117,44 @@ pub fn assert_serves(host: &TestHost, release: &Value, body: &str, what: &str) {
     assert_consistent(host, release, what);
 }
 
+/// Who listens on the host's app ports (`ss`), for a failure's message.
+fn listeners(host: &TestHost) -> String {
+    let output = std::process::Command::new("ss")
+        .args(["-ltnpH"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    output
+        .lines()
+        .filter(|l| {
+            [host.app_port, host.alternate_port]
+                .iter()
+                .any(|p| l.contains(&format!(":{p} ")))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `state.json` names `release` as current with nothing in progress, `current` points at it,
 /// every record parses and none is left running, and the journal's lines parse whole with
 /// ids in increasing order.
 pub fn assert_consistent(host: &TestHost, release: &Value, what: &str) {
-    let state: Value = serde_json::from_slice(
-        &std::fs::read(host.path("var/lib/hostmanager/state.json")).expect("state.json"),
-    )
-    .unwrap_or_else(|e| panic!("{what}: state.json is not JSON: {e}"));
+    let read_state = || -> Value {
+        serde_json::from_slice(
+            &std::fs::read(host.path("var/lib/hostmanager/state.json")).expect("state.json"),
+        )
+        .unwrap_or_else(|e| panic!("{what}: state.json is not JSON: {e}"))
+    };
+    // A job's record is concluded a moment before state.json drops it (two atomic writes,
+    // each synced: on a busy disk the second can lag).
+    let state = wait_for(
+        &format!("{what}: state.json to have nothing in progress"),
+        Duration::from_secs(10),
+        || Some(read_state()).filter(|state| state["in_progress"].is_null()),
+    );
     assert_eq!(
         state["current"]["deployment_id"], *release,
         "{what}: {state:#}"
-    );
-    assert!(
-        state["in_progress"].is_null(),
-        "{what}: nothing in progress: {state:#}"
     );
     assert_eq!(
         host.status()["release"]["deployment_id"],
