@@ -248,3 +248,53 @@ fn a_crash_in_a_configuration_deployment_concludes_it() {
         "after the configure crashes",
     );
 }
+
+/// The moment between spawning a process and recording it: a process the killed agent had
+/// started (here one started by hand in the release, as `start-web` would) is known to no
+/// one; the restarted agent stops it with the rest of the uncommitted release.
+#[test]
+fn a_process_started_but_not_yet_recorded_is_stopped_with_its_release() {
+    use std::os::unix::process::CommandExt;
+    let mut host = TestHost::new();
+    let bundles = tempfile::tempdir().expect("tempdir");
+    host.start();
+    let v0 = host.deploy_ok(&full_bundle(bundles.path(), "v0", false, false));
+    host.stop_agent(
+        nix::sys::signal::Signal::SIGTERM,
+        std::time::Duration::from_secs(15),
+    );
+    host.start_with_env(&[("HOSTMANAGER_TEST_PAUSE_AT", "start-web")]);
+    let queued = submit_deploy(&host, &full_bundle(bundles.path(), "v1", false, false));
+    let marker = format!(
+        "[deployment {}] paused before the work of step start-web",
+        queued["id"]
+    );
+    common::wait_for(
+        "the pause at start-web",
+        std::time::Duration::from_secs(60),
+        || {
+            std::fs::read_to_string(host.path("var/log/hostmanager/deploy.log"))
+                .ok()?
+                .contains(&marker)
+                .then_some(())
+        },
+    );
+    let mut orphan = std::process::Command::new("sleep")
+        .arg("600")
+        .current_dir(host.path(&format!("var/app/releases/{}", queued["id"])))
+        .process_group(0)
+        .spawn()
+        .expect("spawn");
+    host.stop_agent(
+        nix::sys::signal::Signal::SIGKILL,
+        std::time::Duration::from_secs(5),
+    );
+    host.start();
+    let status = common::wait_for(
+        "the orphan to be killed",
+        std::time::Duration::from_secs(30),
+        || orphan.try_wait().expect("try_wait"),
+    );
+    assert!(!status.success(), "killed: {status}");
+    assert_serves(&host, &v0["id"], "Hello from v0\n", "after the orphan");
+}

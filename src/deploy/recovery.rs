@@ -7,7 +7,7 @@
 
 use super::Engine;
 use super::engine::{describe, read_required};
-use super::hooks::kill_orphaned_hooks;
+use super::hooks::{kill_orphaned_hooks, kill_processes_in};
 use super::model::{DeploymentStatus, InProgress, Job, JobKind, StepStatus};
 use crate::events::{NewEvent, Severity};
 
@@ -19,6 +19,23 @@ impl Engine {
         }
         self.reconcile().await;
         if let Some(interrupted) = in_progress {
+            // Uncommitted: nothing of it may run. What reconcile stopped was in the process
+            // table; a process spawned just before the agent died may not be.
+            let dir = self.paths.release_dir(interrupted.id);
+            let serving = self.current().is_some_and(|c| c.dir == dir);
+            if !interrupted.committed && !serving {
+                let killed = kill_processes_in(&dir);
+                if killed > 0 {
+                    self.events.warn(
+                        "deploy",
+                        format!(
+                            "Stopped {killed} process(es) of interrupted deployment {} that the \
+                             agent had started but not yet recorded",
+                            interrupted.id
+                        ),
+                    );
+                }
+            }
             self.conclude(interrupted).await;
         }
     }
