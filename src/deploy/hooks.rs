@@ -286,37 +286,6 @@ pub fn kill_orphaned_hooks(root: &Path, id: u64) -> usize {
     killed
 }
 
-/// After a crash: kills (by process group) every process whose working directory is `dir` or
-/// under it. For a release that was being started when the agent died: a process spawned in
-/// the moment before the process table was persisted is known to no one, and would hold the
-/// release's port (answering health checks meant for the next release) forever.
-pub fn kill_processes_in(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    let own = std::process::id() as i32;
-    let mut killed = 0;
-    for pid in entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != own)
-    {
-        let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
-            continue;
-        };
-        if cwd.starts_with(dir) {
-            let pgid = crate::supervise::read_stat(pid).map_or(pid, |s| s.pgid);
-            // Never the agent's own group: then only that process.
-            let _ = match pgid == nix::unistd::getpgrp().as_raw() {
-                true => nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL),
-                false => killpg(Pid::from_raw(pgid), Signal::SIGKILL),
-            };
-            killed += 1;
-        }
-    }
-    killed
-}
-
 fn first_line(path: &Path) -> String {
     let mut buffer = [0u8; 256];
     let read = crate::fsutil::open_regular_nofollow(path)
@@ -329,38 +298,6 @@ fn first_line(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn processes_left_in_a_release_directory_are_killed_with_their_group() {
-        use std::os::unix::process::CommandExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let release = dir.path().join("releases/7");
-        std::fs::create_dir_all(&release).expect("mkdir");
-        let mut orphan = std::process::Command::new("sleep")
-            .arg("30")
-            .current_dir(&release)
-            .process_group(0)
-            .spawn()
-            .expect("spawn");
-        let mut elsewhere = std::process::Command::new("sleep")
-            .arg("30")
-            .current_dir(dir.path())
-            .process_group(0)
-            .spawn()
-            .expect("spawn");
-        assert_eq!(kill_processes_in(&dir.path().join("releases/7")), 1);
-        let status = orphan.wait().expect("wait");
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(9)
-        );
-        assert!(
-            elsewhere.try_wait().expect("try_wait").is_none(),
-            "only the release's"
-        );
-        let _ = elsewhere.kill();
-        let _ = elsewhere.wait();
-    }
 
     #[test]
     fn hook_listing_skips_symlinks_and_never_enters_a_linked_directory() {
