@@ -40,13 +40,14 @@ fn agent_offset_ms(host: &TestHost, mark: &str) -> i64 {
     event["time_ms"].as_i64().expect("time_ms") - before
 }
 
-fn web_pid(host: &TestHost) -> i32 {
+/// The web process's pid; none while it is being restarted.
+fn web_pid(host: &TestHost) -> Option<i32> {
     let status = host.status();
     status["processes"]
         .as_array()
         .and_then(|all| all.iter().find(|p| p["name"] == "web"))
         .and_then(|p| p["pid"].as_i64())
-        .expect("web pid") as i32
+        .map(|pid| pid as i32)
 }
 
 fn rotations(host: &TestHost) -> u64 {
@@ -68,7 +69,7 @@ fn assert_timers_work(host: &TestHost, bundles: &Path, version: &str, what: &str
     host.deploy_ok(&sample(bundles, version, &[]));
     assert_eq!(host.body("/"), format!("Hello from {version}\n"), "{what}");
     // Restart backoff: a killed web process comes back within the backoff's bounds.
-    let pid = web_pid(host);
+    let pid = web_pid(host).expect("web pid");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -78,7 +79,7 @@ fn assert_timers_work(host: &TestHost, bundles: &Path, version: &str, what: &str
         &format!("{what}: the web process restarted"),
         Duration::from_secs(10),
         || {
-            let again = web_pid(host);
+            let again = web_pid(host)?;
             (again != pid && host.get("/").is_ok_and(|r| r.status == 200)).then_some(())
         },
     );
