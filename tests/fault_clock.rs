@@ -115,6 +115,16 @@ fn assert_timers_work(host: &TestHost, bundles: &Path, version: &str, what: &str
     assert_journal_whole(host, what);
 }
 
+/// Starts the agent with its wall clock read from `clock` (libfaketime).
+fn start_faked(host: &mut TestHost, clock: &str) {
+    host.start_with_env(&[
+        ("LD_PRELOAD", FAKETIME),
+        ("FAKETIME_TIMESTAMP_FILE", clock),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("DONT_FAKE_MONOTONIC", "1"),
+    ]);
+}
+
 #[test]
 fn wall_clock_jumps_break_no_timer_window_or_order() {
     assert!(
@@ -131,12 +141,7 @@ fn wall_clock_jumps_break_no_timer_window_or_order() {
     let clock_env = clock.to_str().expect("utf-8").to_string();
     std::fs::create_dir_all(host.path("srv/app")).expect("mkdir");
     std::fs::write(host.path("srv/app/app.log"), "").expect("app log");
-    host.start_with_env(&[
-        ("LD_PRELOAD", FAKETIME),
-        ("FAKETIME_TIMESTAMP_FILE", &clock_env),
-        ("FAKETIME_NO_CACHE", "1"),
-        ("DONT_FAKE_MONOTONIC", "1"),
-    ]);
+    start_faked(&mut host, &clock_env);
     let bundles = tempfile::tempdir().expect("tempdir");
     assert_timers_work(&host, bundles.path(), "v1", "the real time");
     let offset = agent_offset_ms(&host, "real");
@@ -158,4 +163,66 @@ fn wall_clock_jumps_break_no_timer_window_or_order() {
     );
     assert_timers_work(&host, bundles.path(), "v3", "two days back");
     assert_eq!(host.health()["status"], "Ok", "{:#}", host.health());
+}
+
+/// The controller link across the same jumps: reports keep their pace (the interval is
+/// monotonic), the link stays connected, and every event reaches the controller once, in order.
+#[test]
+fn wall_clock_jumps_keep_the_controller_link_at_its_pace() {
+    assert!(
+        Path::new(FAKETIME).exists(),
+        "{FAKETIME} is missing: run scripts/deps.sh test (Debian package faketime)"
+    );
+    let (port, controller) = common::controller::start(&[]);
+    let mut host = TestHost::new()
+        .set("controller", "url", format!("http://127.0.0.1:{port}"))
+        .set("controller", "interval", "150ms")
+        .set("controller", "timeout", "2s");
+    let clock = host.path("faketime");
+    set_clock(&clock, "+0");
+    start_faked(&mut host, clock.to_str().expect("utf-8"));
+    let bundles = tempfile::tempdir().expect("tempdir");
+    for (n, offset) in ["+0", "+1d", "-1d"].into_iter().enumerate() {
+        set_clock(&clock, offset);
+        // Something to report: a deployment's events.
+        host.deploy_ok(&sample(bundles.path(), &format!("v{n}"), &[]));
+        let before = controller.lock().expect("state").reports.len();
+        let started = std::time::Instant::now();
+        wait_for(
+            &format!("{offset}: ten more round trips"),
+            Duration::from_secs(10),
+            || (controller.lock().expect("state").reports.len() >= before + 10).then_some(()),
+        );
+        // Ten 150 ms intervals; well under what a link waiting on the wall clock would take.
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{offset}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(host.status()["controller"]["connected"], true, "{offset}");
+    }
+    let last = host
+        .events()
+        .last()
+        .and_then(|e| e["id"].as_u64())
+        .expect("events");
+    let ids = wait_for(
+        "every event at the controller",
+        Duration::from_secs(10),
+        || {
+            let state = controller.lock().expect("state");
+            let ids: Vec<u64> = state
+                .reports
+                .iter()
+                .flat_map(|r| r["events"].as_array().cloned().unwrap_or_default())
+                .filter_map(|e| e["id"].as_u64())
+                .collect();
+            (ids.last() >= Some(&last)).then_some(ids)
+        },
+    );
+    let expected: Vec<u64> = (1..=*ids.last().expect("some")).collect();
+    assert_eq!(
+        ids, expected,
+        "every event arrives once, in order, across the jumps"
+    );
 }
