@@ -279,3 +279,64 @@ fn a_full_disk_fails_writes_clearly_keeps_serving_and_recovers() {
     );
     assert_no_torn_file(&host.path("var/lib/hostmanager"), "space returned");
 }
+
+/// The state disk fills in the middle of a deployment (a predeploy hook fills it): the
+/// deployment cannot write its commit and fails, naming the file; the old release serves,
+/// nothing is torn, and the next deployment, once there is room, succeeds.
+#[test]
+fn a_disk_that_fills_during_a_deployment_fails_it_and_the_old_release_serves() {
+    assert!(
+        is_root(),
+        "mounting a small filesystem needs root: run the suite as root"
+    );
+    let host = TestHost::new();
+    let state = Tmpfs::mount(&host.path("var/lib/hostmanager"), "8m");
+    let logs = Tmpfs::mount(&host.path("var/log"), "64m");
+    let mut full = FullHost { host, state, logs };
+    let host = &mut full.host;
+    host.start();
+    let bundles = tempfile::tempdir().expect("tempdir");
+    let v1 = host.deploy_ok(&sample(bundles.path(), "v1", &[]));
+    let filler = host.path("var/lib/hostmanager/filler");
+    let hook = format!(
+        "#!/bin/sh\nhead -c 64M /dev/zero > {} 2>/dev/null || true\n",
+        filler.display()
+    );
+    let entry = common::bundles::Entry::File(
+        ".platform/hooks/predeploy/01_fill.sh",
+        hook.as_bytes(),
+        0o755,
+    );
+    let record = host.deploy(&sample(bundles.path(), "v2", &[entry]), &[]);
+    eprintln!(
+        "deployment filling the disk: {} {}",
+        record["status"], record["message"]
+    );
+    assert_ne!(record["status"], "succeeded", "{record:#}");
+    let message = record["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("No space left on device") && message.contains("var/lib/hostmanager"),
+        "the failure names the file and the error: {message}"
+    );
+    assert_serving(host, "Hello from v1\n", "a disk filled during a deployment");
+    assert_eq!(host.status()["release"]["deployment_id"], v1["id"]);
+    assert_no_torn_file(
+        &host.path("var/lib/hostmanager"),
+        "a disk filled during a deployment",
+    );
+    std::fs::remove_file(&filler).expect("free state");
+    let v3 = host.deploy_ok(&sample(bundles.path(), "v3", &[]));
+    assert_serving(host, "Hello from v3\n", "space returned");
+    assert_no_torn_file(&host.path("var/lib/hostmanager"), "space returned");
+    // What could not be written while the disk was full is on disk now: a restarted agent
+    // still knows the failed deployment as failed and serves v3.
+    host.stop_agent(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(15));
+    host.start();
+    let failed = record_of(host, &record["id"]).expect("the failed deployment's record");
+    assert_eq!(
+        failed["status"], record["status"],
+        "after a restart: {failed:#}"
+    );
+    assert_serving(host, "Hello from v3\n", "after a restart");
+    assert_eq!(host.status()["release"]["deployment_id"], v3["id"]);
+}
