@@ -21,6 +21,8 @@ fi
 if [ "$want" = test ]; then
     need systemd-analyze /usr/bin/systemd-analyze systemd
     need wrk /usr/bin/wrk wrk
+    # tests/fault_clock.rs moves the agent's wall clock (only its own) with libfaketime.
+    [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || packages+=(faketime)
     # The controller's store conformance suite runs on a real PostgreSQL (its own initdb'd
     # cluster on a loopback port; Debian's binaries live outside PATH).
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)

@@ -10,24 +10,32 @@ use serde::de::DeserializeOwned;
 
 /// Replaces `path` with `bytes` so that a crash leaves either the old or the new content:
 /// write a temporary sibling, fsync it, rename it over, fsync the directory.
+/// A failure (a full disk: ENOSPC) names the file and leaves the old content and no temporary
+/// file behind.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = parent(path)?;
-    fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{}.tmp{}", file_name(path), std::process::id()));
-    {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // The mode given to open() is masked by the umask; secrets must be exactly `mode`.
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
+    let outcome = (|| {
+        fs::create_dir_all(dir)?;
+        {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .open(&tmp)?;
+            // The mode given to open() is masked by the umask; secrets must be exactly `mode`.
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+        }
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    outcome.map_err(|error| {
+        let _ = fs::remove_file(&tmp);
+        io::Error::new(error.kind(), format!("writing {}: {error}", path.display()))
+    })
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically.

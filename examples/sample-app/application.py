@@ -58,8 +58,13 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, fmt, *args):
-        sys.stdout.write("%s %s\n" % (self.address_string(), fmt % args))
-        sys.stdout.flush()
+        # A log that cannot be written (a full disk) must not fail the request, as with
+        # Python's logging module: the line is dropped.
+        try:
+            sys.stdout.write("%s %s\n" % (self.address_string(), fmt % args))
+            sys.stdout.flush()
+        except OSError:
+            pass
 
 
 def main():

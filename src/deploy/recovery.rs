@@ -10,6 +10,8 @@ use super::engine::{describe, read_required};
 use super::hooks::kill_orphaned_hooks;
 use super::model::{DeploymentStatus, InProgress, Job, JobKind, StepRecord, StepStatus};
 use crate::events::{NewEvent, Severity};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 impl Engine {
     pub async fn recover(&self) {
@@ -19,6 +21,23 @@ impl Engine {
         }
         self.reconcile().await;
         if let Some(interrupted) = in_progress {
+            // Uncommitted: nothing of it may run. What reconcile stopped was in the process
+            // table; a process spawned just before the agent died may not be.
+            let dir = self.paths.release_dir(interrupted.id);
+            let serving = self.current().is_some_and(|c| c.dir == dir);
+            if !interrupted.committed && !serving {
+                let killed = kill_processes_in(&dir);
+                if killed > 0 {
+                    self.events.warn(
+                        "deploy",
+                        format!(
+                            "Stopped {killed} process(es) of interrupted deployment {} that the \
+                             agent had started but not yet recorded",
+                            interrupted.id
+                        ),
+                    );
+                }
+            }
             self.conclude(interrupted).await;
         }
     }
@@ -299,3 +318,71 @@ pub(super) fn conclusion(
 #[cfg(test)]
 #[path = "recovery_props.rs"]
 mod props;
+
+/// After a crash: kills (by process group) every process whose working directory is `dir` or
+/// under it. For a release that was being started when the agent died: a process spawned in
+/// the moment before the process table was persisted is known to no one, and would hold the
+/// release's port (answering health checks meant for the next release) forever.
+fn kill_processes_in(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let own = std::process::id() as i32;
+    let mut killed = 0;
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != own)
+    {
+        let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
+            continue;
+        };
+        if cwd.starts_with(dir) {
+            let pgid = crate::supervise::read_stat(pid).map_or(pid, |s| s.pgid);
+            // Never the agent's own group: then only that process.
+            let _ = match pgid == nix::unistd::getpgrp().as_raw() {
+                true => nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL),
+                false => nix::sys::signal::killpg(Pid::from_raw(pgid), Signal::SIGKILL),
+            };
+            killed += 1;
+        }
+    }
+    killed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_left_in_a_release_directory_are_killed_with_their_group() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let release = dir.path().join("releases/7");
+        std::fs::create_dir_all(&release).expect("mkdir");
+        let mut orphan = std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir(&release)
+            .process_group(0)
+            .spawn()
+            .expect("spawn");
+        let mut elsewhere = std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir(dir.path())
+            .process_group(0)
+            .spawn()
+            .expect("spawn");
+        assert_eq!(kill_processes_in(&dir.path().join("releases/7")), 1);
+        let status = orphan.wait().expect("wait");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        assert!(
+            elsewhere.try_wait().expect("try_wait").is_none(),
+            "only the release's"
+        );
+        let _ = elsewhere.kill();
+        let _ = elsewhere.wait();
+    }
+}

@@ -170,11 +170,24 @@ impl Journal {
         }
         let mut line = serde_json::to_vec(event).map_err(io::Error::other)?;
         line.push(b'\n');
+        // The id is taken even when the line cannot be written: the event lives on in memory
+        // and with followers, and no later event may reuse its id.
+        self.last_id = event.id;
+        if let Err(error) = self.segment.write_all(&line) {
+            // A full disk can take part of the line: cut it, so the segment keeps whole lines
+            // and the next event (once there is room) does not land after a torn one.
+            let _ = self.segment.set_len(self.segment_len);
+            return Err(io::Error::new(
+                error.kind(),
+                format!(
+                    "appending to {}: {error}",
+                    segment_path(&self.dir, self.segment_first).display()
+                ),
+            ));
+        }
         self.index
             .note(self.segment_first, event.id, self.segment_len);
-        self.segment.write_all(&line)?;
         self.segment_len += line.len() as u64;
-        self.last_id = event.id;
         Ok(())
     }
 

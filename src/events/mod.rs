@@ -204,9 +204,69 @@ impl EventStore {
     }
 
     fn record(&self, new: NewEvent) -> Event {
-        let now = jiff::Timestamp::now();
         let mut inner = self.lock();
-        let event = Event {
+        let event = Self::stamp(&inner, new);
+        // A full disk must not stop the agent; the event still reaches memory and followers.
+        match inner.journal.append(&event) {
+            Ok(()) if inner.journal_errors > 0 => {
+                let lost = std::mem::take(&mut inner.journal_errors);
+                let message = format!(
+                    "The event journal is written again; {lost} events could not be written \
+                     and were kept in memory only"
+                );
+                tracing::info!("{message}");
+                Self::remember(&mut inner, event.clone());
+                let notice = Self::stamp(&inner, NewEvent::new(Severity::Info, "agent", message));
+                let _ = inner.journal.append(&notice);
+                let _ = self.feed.send(event);
+                Self::remember(&mut inner, notice.clone());
+                return notice;
+            }
+            Ok(()) => {}
+            Err(error) => {
+                inner.journal_errors += 1;
+                if inner.journal_errors == 1 || inner.journal_errors.is_power_of_two() {
+                    tracing::error!(%error, "cannot append to the event journal");
+                }
+                if inner.journal_errors == 1 {
+                    // Said once per outage, as an event of its own (in memory: the journal
+                    // cannot take it), naming the file and the error.
+                    Self::remember(&mut inner, event.clone());
+                    let _ = self.feed.send(event);
+                    let notice = Self::stamp(
+                        &inner,
+                        NewEvent::new(
+                            Severity::Error,
+                            "agent",
+                            format!(
+                                "Cannot write the event journal ({error}): events are kept in \
+                                 memory only until there is room"
+                            ),
+                        ),
+                    );
+                    if inner.journal.append(&notice).is_err() {
+                        inner.journal_errors += 1;
+                    }
+                    Self::remember(&mut inner, notice.clone());
+                    return notice;
+                }
+            }
+        }
+        Self::remember(&mut inner, event.clone());
+        event
+    }
+
+    fn remember(inner: &mut StoreInner, event: Event) {
+        if inner.recent.len() == RECENT_CAPACITY {
+            inner.recent.pop_front();
+        }
+        inner.recent.push_back(event);
+    }
+
+    /// `new` with the next id and the time now.
+    fn stamp(inner: &StoreInner, new: NewEvent) -> Event {
+        let now = jiff::Timestamp::now();
+        Event {
             id: inner.journal.last_id() + 1,
             time: now
                 .round(jiff::Unit::Millisecond)
@@ -218,19 +278,7 @@ impl EventStore {
             message: new.message,
             deployment_id: new.deployment_id,
             details: new.details,
-        };
-        // A full disk must not stop the agent; the event still reaches memory and followers.
-        if let Err(error) = inner.journal.append(&event) {
-            inner.journal_errors += 1;
-            if inner.journal_errors == 1 || inner.journal_errors.is_power_of_two() {
-                tracing::error!(%error, "cannot append to the event journal");
-            }
         }
-        if inner.recent.len() == RECENT_CAPACITY {
-            inner.recent.pop_front();
-        }
-        inner.recent.push_back(event.clone());
-        event
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, StoreInner> {

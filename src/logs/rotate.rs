@@ -81,7 +81,10 @@ impl Rotator {
 
     /// When `relative` was last rotated; a log seen for the first time starts its clock now.
     pub fn last_rotated_ms(&mut self, relative: &str, now_ms: i64) -> i64 {
-        if let Some(known) = self.state.logs.get(relative) {
+        if let Some(known) = self.state.logs.get_mut(relative) {
+            // The wall clock went back past the last rotation: count the interval from now,
+            // not from a time that would not come round again until the clock caught up.
+            known.last_ms = known.last_ms.min(now_ms);
             return known.last_ms;
         }
         let first = LogRotation {
@@ -354,6 +357,21 @@ mod tests {
         };
         write_json_atomic(&rotator.intent_path, &intent, 0o600).expect("intent");
         (rotator, dir.join("rotated/_app.log-1.gz"), intent)
+    }
+
+    #[test]
+    fn a_clock_set_back_restarts_the_interval_from_now() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nginx = NginxRunner::new("/usr/sbin/nginx".into(), dir.path().join("nginx"));
+        let mut rotator =
+            Rotator::open(dir.path().join("rotated"), &dir.path().join("state"), nginx)
+                .expect("open");
+        let day = 86_400_000;
+        assert_eq!(rotator.last_rotated_ms("app.log", 10 * day), 10 * day);
+        // Two days back: the last rotation is not in the future.
+        assert_eq!(rotator.last_rotated_ms("app.log", 8 * day), 8 * day);
+        // Forwards again: the interval counts from the earlier time, so the log is due.
+        assert_eq!(rotator.last_rotated_ms("app.log", 9 * day), 8 * day);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod attack;
 pub mod bundles;
 pub mod cloudwatch;
 pub mod controller;
+pub mod crash;
 pub mod fleet;
 pub mod http;
 pub mod imds;
