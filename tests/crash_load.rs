@@ -43,12 +43,7 @@ fn failed(outcomes: &[Outcome], valid: &BTreeSet<String>) -> Vec<Outcome> {
 
 #[test]
 fn kills_at_random_instants_under_load_lose_no_request() {
-    let seed = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    eprintln!("CRASH_SEED={seed}");
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut rng = common::crash::seeded_rng();
     let mut host = TestHost::new();
     host.start();
     let dir = tempfile::tempdir().expect("tempdir");

@@ -46,12 +46,7 @@ fn counts(text: &str) -> BTreeMap<usize, usize> {
 
 #[test]
 fn kills_at_random_instants_of_rotation_and_publication_lose_and_duplicate_nothing() {
-    let seed = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    eprintln!("CRASH_SEED={seed}");
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut rng = common::crash::seeded_rng();
     let moto = Moto::start();
     moto.create_bucket(BUCKET);
     let mut host = TestHost::new()

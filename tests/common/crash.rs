@@ -230,3 +230,14 @@ pub fn assert_next_deployment_works(host: &TestHost, bundle: &Path, body: &str, 
     );
     assert_serves(host, &record["id"], body, what);
 }
+
+/// The random source of a test that kills at random instants: `CRASH_SEED` replays a run, and
+/// the seed used is printed so a failure can be replayed.
+pub fn seeded_rng() -> fastrand::Rng {
+    let seed = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("CRASH_SEED={seed}");
+    fastrand::Rng::with_seed(seed)
+}

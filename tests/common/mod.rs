@@ -250,15 +250,7 @@ impl TestHost {
     /// Overrides one config key, e.g. `set("supervise", "restart_backoff_initial", "2s")`;
     /// a dotted section names a sub-table (`set("logs.publish", "enabled", true)`).
     pub fn set(mut self, section: &str, key: &str, value: impl Into<toml::Value>) -> Self {
-        let mut table = &mut self.config;
-        for part in section.split('.') {
-            table = table
-                .entry(part)
-                .or_insert_with(|| toml::Value::Table(Default::default()))
-                .as_table_mut()
-                .expect("section");
-        }
-        table.insert(key.to_string(), value.into());
+        self.change(section, key, value);
         self
     }
 
