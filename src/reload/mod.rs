@@ -32,6 +32,18 @@ pub fn read(path: &Path, required: bool) -> Result<(Config, toml::Table), Config
     Ok((config, table))
 }
 
+/// The `agent.toml` section a part reads.
+fn section_of(part: Part) -> &'static str {
+    match part {
+        Part::Health => "health",
+        Part::Metrics => "metrics",
+        Part::Logs => "logs",
+        Part::CloudWatch => "cloudwatch",
+        Part::Controller => "controller",
+        Part::Proxy => "proxy",
+    }
+}
+
 /// The controller link, restarted with new `[controller]` settings.
 #[derive(Debug)]
 pub struct LinkRunner {
@@ -124,9 +136,26 @@ impl Reloader {
         if !failures.is_empty() {
             self.publish.send_replace(self.running.clone());
         }
-        self.running_table = next_table;
+        // The file's sections of the parts that refused stay as they ran: the next SIGHUP
+        // names their keys again.
+        let mut table = next_table;
+        let refused: Vec<&'static str> =
+            failures.iter().map(|(part, _)| section_of(*part)).collect();
+        for section in &refused {
+            match self.running_table.get(*section) {
+                Some(value) => table.insert((*section).to_string(), value.clone()),
+                None => table.remove(*section),
+            };
+        }
+        self.running_table = table;
+        let applied: Vec<String> = plan
+            .applied
+            .iter()
+            .filter(|key| !refused.iter().any(|s| key.split('.').next() == Some(*s)))
+            .cloned()
+            .collect();
         let failures: Vec<String> = failures.into_iter().map(|(_, message)| message).collect();
-        self.report(&file, &plan, &failures);
+        self.report(&file, &applied, &plan.need_restart, &failures);
     }
 
     /// Hands each changed part its settings; the parts that refused them, and why.
@@ -175,21 +204,21 @@ impl Reloader {
         failures
     }
 
-    fn report(&self, file: &str, plan: &Plan, failures: &[String]) {
+    fn report(&self, file: &str, applied: &[String], need_restart: &[String], failures: &[String]) {
         let list = |keys: &[String]| keys.join(", ");
-        if !plan.applied.is_empty() {
+        if !applied.is_empty() {
             self.events.info(
                 "agent",
-                format!("SIGHUP: {file} applied: {}", list(&plan.applied)),
+                format!("SIGHUP: {file} applied: {}", list(applied)),
             );
         }
-        if !plan.need_restart.is_empty() {
+        if !need_restart.is_empty() {
             self.events.warn(
                 "agent",
                 format!(
                     "SIGHUP: {file} changed keys that need an agent restart (systemctl restart \
                      hostmanager; the apps keep running); until then the running values stay: {}",
-                    list(&plan.need_restart)
+                    list(need_restart)
                 ),
             );
         }
