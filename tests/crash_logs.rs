@@ -72,7 +72,7 @@ fn kills_at_random_instants_of_rotation_and_publication_lose_and_duplicate_nothi
             watched.iter().any(|f| f == "srv/app/app.log").then_some(())
         },
     );
-    // Writes until told to stop, then says how many lines it wrote.
+    // Writes until told to stop (paced: 40 lines, then 10 ms), then says how many lines it wrote.
     let stop = host.path("stop-writing");
     let script = format!(
         "import os, time\nn = 0\nwith open({log:?}, 'a') as out:\n    while not os.path.exists({stop:?}):\n        out.write(f'line {{n}} ' + 'z' * 50 + '\\n')\n        out.flush()\n        n += 1\n        if n % 40 == 0:\n            time.sleep(0.01)\nprint(n)\n",
